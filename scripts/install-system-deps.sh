@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests need, only when they are missing.
+# - GStreamer's RTSP server (run by the tests with Debian's /usr/bin/python3, which has `gi`)
+set -euo pipefail
+
+have_rtsp_server() {
+    [ -x /usr/bin/python3 ] && /usr/bin/python3 - <<'PY' 2>/dev/null
+import gi
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import Gst, GstRtspServer  # noqa: F401
+Gst.init(None)
+for name in ("x264enc", "rtph264pay", "qtdemux", "h264parse", "videotestsrc"):
+    assert Gst.ElementFactory.find(name), name
+PY
+}
+
+packages=()
+have_rtsp_server || packages+=(
+    python3-gi python3-gst-1.0 gir1.2-gst-rtsp-server-1.0
+    gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+    gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
+)
+
+if [ ${#packages[@]} -eq 0 ]; then
+    exit 0
+fi
+
+echo "install-system-deps: installing ${packages[*]}"
+if [ "$(id -u)" -eq 0 ]; then
+    sudo=()
+elif command -v sudo >/dev/null 2>&1; then
+    sudo=(sudo)
+else
+    echo "error: need root (or sudo) to apt-get install: ${packages[*]}" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -q
+"${sudo[@]}" apt-get install -y -q --no-install-recommends "${packages[@]}"
+have_rtsp_server || { echo "error: GStreamer RTSP server still unusable after install" >&2; exit 1; }

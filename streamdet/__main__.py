@@ -1,0 +1,5 @@
+"""Allow ``python -m streamdet``."""
+
+from streamdet.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,169 @@
+"""The capture stage: one ring and one capture thread per camera, plus a watchdog.
+
+``start()`` starts the cameras, then the watchdog; ``stop()`` stops them in reverse order. Both
+are idempotent. Consumers read frames from ``ring(camera)`` and status from ``status()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from streamdet.capture.ring import FrameRing
+from streamdet.capture.sources import VideoSource
+from streamdet.capture.worker import CameraWorker
+from streamdet.config import (
+    CameraConfig,
+    CaptureConfig,
+    FileSource,
+    MjpegSource,
+    RtspSource,
+    WebcamSource,
+)
+from streamdet.errors import StreamdetError
+from streamdet.frames import SourceState
+from streamdet.log import redact
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CameraStatus:
+    """A snapshot of one camera, safe to show (credentials redacted)."""
+
+    name: str
+    source: str
+    state: SourceState
+    frames: int
+    analysable: int
+    fps: float
+    reconnects: int
+    stalls: int
+    overwrites: int
+    first_frame_s: float | None
+    seconds_since_frame: float | None
+    codec: str | None
+    resolution: tuple[int, int] | None
+    errors: tuple[str, ...]
+
+
+class CaptureStage:
+    """Decodes every enabled camera into its ring and keeps the cameras alive."""
+
+    def __init__(
+        self,
+        cameras: list[CameraConfig],
+        capture: CaptureConfig,
+        *,
+        watchdog_interval_s: float = 0.25,
+        source_factory: Callable[[CameraConfig], VideoSource] | None = None,
+    ) -> None:
+        self._workers: dict[str, CameraWorker] = {}
+        for camera in cameras:
+            if not camera.enabled:
+                continue
+            ring = FrameRing(camera.name, capture.ring_size, camera.frame.shape)
+            self._workers[camera.name] = CameraWorker(camera, capture, ring, source_factory)
+        self._interval = watchdog_interval_s
+        self._stop = threading.Event()
+        self._watchdog: threading.Thread | None = None
+
+    @property
+    def cameras(self) -> list[str]:
+        return list(self._workers)
+
+    def ring(self, camera: str) -> FrameRing:
+        try:
+            return self._workers[camera].ring
+        except KeyError:
+            raise StreamdetError(f"unknown camera {camera!r}") from None
+
+    def worker(self, camera: str) -> CameraWorker:
+        return self._workers[camera]
+
+    def start(self) -> None:
+        """Start every camera, then the watchdog (no-op if running)."""
+        if self._watchdog is not None:
+            return
+        self._stop.clear()
+        for worker in self._workers.values():
+            worker.start()
+        self._watchdog = threading.Thread(target=self._watch, name="capture:watchdog", daemon=True)
+        self._watchdog.start()
+        logger.info("capture started: %d camera(s)", len(self._workers))
+
+    def stop(self) -> None:
+        """Stop the watchdog, then every camera (idempotent)."""
+        self._stop.set()
+        if self._watchdog is not None:
+            self._watchdog.join()
+            self._watchdog = None
+        for worker in reversed(self._workers.values()):
+            worker.stop()
+
+    def __enter__(self) -> CaptureStage:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self._interval):
+            now = time.monotonic()
+            for worker in self._workers.values():
+                try:
+                    worker.check_stall(now)
+                    self._check_alive(worker)
+                except Exception:  # the watchdog must outlive any one camera's trouble
+                    logger.exception("[%s] watchdog check failed", worker.name)
+
+    def _check_alive(self, worker: CameraWorker) -> None:
+        """Restart a worker whose thread died without reaching a final state."""
+        if worker.is_alive() or self._stop.is_set():
+            return
+        if worker.state in (SourceState.STOPPED, SourceState.FAILED):
+            return
+        logger.error("[%s] capture thread died: restarting it", worker.name)
+        worker.start()
+
+    def status(self) -> list[CameraStatus]:
+        """One snapshot per camera, in config order."""
+        now = time.monotonic()
+        return [self._status(worker, now) for worker in self._workers.values()]
+
+    @staticmethod
+    def _status(worker: CameraWorker, now: float) -> CameraStatus:
+        stats = worker.stats
+        stream = stats.stream
+        last = stats.last_frame_monotonic
+        return CameraStatus(
+            name=worker.name,
+            source=_describe_source(worker.camera),
+            state=worker.state,
+            frames=stats.frames,
+            analysable=stats.analysable,
+            fps=stats.fps,
+            reconnects=stats.reconnects,
+            stalls=stats.stalls,
+            overwrites=worker.ring.overwrites,
+            first_frame_s=stats.first_frame_s,
+            seconds_since_frame=None if last is None else now - last,
+            codec=stream.codec if stream else None,
+            resolution=(stream.width, stream.height) if stream else None,
+            errors=tuple(stats.errors),
+        )
+
+
+def _describe_source(camera: CameraConfig) -> str:
+    source = camera.source
+    if isinstance(source, RtspSource | MjpegSource):
+        return redact(source.url)
+    if isinstance(source, FileSource):
+        return str(source.path)
+    if isinstance(source, WebcamSource):
+        return source.device
+    return f"synthetic:seed={source.seed}"

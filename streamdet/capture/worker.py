@@ -1,0 +1,229 @@
+"""One camera's capture thread: connect, decode into the ring, reconnect on failure.
+
+The worker is a small state machine (``SourceState``). Each concern is a method: connecting with
+capped exponential backoff plus jitter, pumping frames, marking frames for analysis at the
+camera's analysis rate, and recording errors. The stage's watchdog calls ``check_stall`` from its
+own thread; a stalled worker is told to reconnect, and every blocking read is bounded by the
+source's read timeout, so a frozen camera cannot hold its thread for long.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from streamdet.capture.ring import FrameRing
+from streamdet.capture.sources import StreamInfo, VideoSource, make_source
+from streamdet.config import CameraConfig, CaptureConfig
+from streamdet.errors import SourceError
+from streamdet.frames import SourceState
+from streamdet.log import camera_logger, redact
+
+_DEFAULT_FPS = 25.0
+
+
+@dataclass
+class CameraStats:
+    """Counters and gauges of one camera, read by the status API, metrics and the demo."""
+
+    frames: int = 0  # decoded and written into the ring
+    analysable: int = 0  # of those, marked for scoring by the analysis rate limit
+    reconnects: int = 0  # connection attempts after the first
+    connect_failures: int = 0
+    stalls: int = 0
+    last_frame_monotonic: float | None = None
+    first_frame_s: float | None = None  # time from connect start to the first frame, last connect
+    fps: float = 0.0  # decoded frames per second, smoothed over about a second
+    stream: StreamInfo | None = None
+    errors: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=10))
+
+
+class _RateLimiter:
+    """Passes at most ``rate`` frames per second of stream time (wall time when there is none)."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate
+        self._next: float | None = None
+
+    def allow(self, t: float) -> bool:
+        if self._next is not None and self._next - self.interval * 2 > t:
+            self._next = None  # time went backwards (new connection, file loop): start over
+        if self._next is None or t >= self._next - 1e-6:
+            # Advance on the grid, but never owe a burst after a gap.
+            base = t if self._next is None or t - self._next > self.interval else self._next
+            self._next = base + self.interval
+            return True
+        return False
+
+
+class CameraWorker:
+    """Owns one camera's thread, its source connection and the writer side of its ring."""
+
+    def __init__(
+        self,
+        camera: CameraConfig,
+        capture: CaptureConfig,
+        ring: FrameRing,
+        source_factory: Callable[[CameraConfig], VideoSource] | None = None,
+    ) -> None:
+        self.camera = camera
+        self.name = camera.name
+        self.ring = ring
+        self.stats = CameraStats()
+        self._capture = capture
+        self._factory = source_factory or (lambda cam: make_source(cam.source))
+        self._log = camera_logger(__name__, camera.name)
+        self._state = SourceState.NOT_STARTED
+        self._state_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._reconnect = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._limiter = _RateLimiter(camera.analysis_fps)
+        self._random = random.Random()
+        self._session_frames = 0
+
+    # ----------------------------------------------------------------- lifecycle
+    @property
+    def state(self) -> SourceState:
+        return self._state
+
+    def start(self) -> None:
+        """Start the capture thread (no-op if it runs)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"capture:{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the thread to finish and wait for it (idempotent)."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            if thread.is_alive():
+                self._log.warning("capture thread did not stop within %.1f s", timeout)
+        if self._state not in (SourceState.FAILED, SourceState.NOT_STARTED):
+            self._set_state(SourceState.STOPPED)
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _set_state(self, state: SourceState) -> None:
+        with self._state_lock:
+            previous, self._state = self._state, state
+        if previous is not state:
+            self._log.info("%s -> %s", previous.value, state.value)
+
+    def record_error(self, message: str) -> None:
+        """Keep a redacted, timestamped error line for the status API."""
+        line = f"{time.strftime('%H:%M:%S')} {redact(message)}"
+        self.stats.errors.append(line)
+
+    # ----------------------------------------------------------------- the thread
+    def _run(self) -> None:
+        failures = 0
+        first = True
+        try:
+            while not self._stop.is_set():
+                self._set_state(SourceState.CONNECTING if first else SourceState.RECONNECTING)
+                if not first:
+                    self.stats.reconnects += 1
+                first = False
+                outcome = self._session()
+                if outcome == "ended":
+                    self._set_state(SourceState.STOPPED)
+                    return
+                failures = 0 if outcome == "had_frames" else failures + 1
+                limit = self._capture.backoff.max_attempts
+                if limit and failures >= limit:
+                    self._log.error("giving up after %d failed attempts in a row", failures)
+                    self._set_state(SourceState.FAILED)
+                    return
+                self._stop.wait(self._backoff_delay(failures))
+        except Exception as exc:  # the stage boundary: never let a camera kill the process
+            self._log.exception("capture thread crashed")
+            self.record_error(f"crashed: {exc!r}")
+            self._set_state(SourceState.FAILED)
+            raise
+
+    def _backoff_delay(self, failures: int) -> float:
+        backoff = self._capture.backoff
+        if failures == 0:
+            return backoff.initial_s * (1.0 - backoff.jitter * self._random.random())
+        delay = min(backoff.max_s, backoff.initial_s * 2 ** (failures - 1))
+        return delay * (1.0 - backoff.jitter * self._random.random())
+
+    def _session(self) -> str:
+        """One connection: 'ended' (file finished or stop), 'had_frames' or 'failed'."""
+        self._reconnect.clear()
+        self._session_frames = 0
+        started = time.monotonic()
+        source = self._factory(self.camera)
+        try:
+            self.stats.stream = source.open()
+        except SourceError as exc:
+            self.stats.connect_failures += 1
+            self._log.warning("%s", exc)
+            self.record_error(str(exc))
+            return "failed"
+        try:
+            return self._pump(source, started)
+        except SourceError as exc:
+            self._log.warning("%s", exc)
+            self.record_error(str(exc))
+            return "had_frames" if self._session_frames else "failed"
+        finally:
+            source.close()
+
+    def _pump(self, source: VideoSource, started: float) -> str:
+        window_start, window_frames = time.monotonic(), 0
+        while not self._stop.is_set():
+            if self._reconnect.is_set():
+                raise SourceError("stalled: reconnecting")
+            meta = source.read_into(self.ring.writable())
+            if meta is None:
+                return "ended"
+            now_wall, now = time.time(), time.monotonic()
+            analyse = self._limiter.allow(meta.pts_s if meta.pts_s is not None else now)
+            self.ring.commit(now_wall, meta.pts_s, analyse)
+            self.stats.frames += 1
+            self.stats.analysable += analyse
+            self.stats.last_frame_monotonic = now
+            self._session_frames += 1
+            if self._session_frames == 1:
+                self.stats.first_frame_s = now - started
+                self._set_state(SourceState.RUNNING)
+            window_frames += 1
+            if now - window_start >= 1.0:
+                self.stats.fps = window_frames / (now - window_start)
+                window_start, window_frames = now, 0
+        return "ended"
+
+    # ----------------------------------------------------------------- watchdog side
+    def stall_after_s(self) -> float:
+        """How long without a frame counts as a stall for this camera."""
+        fps = (self.stats.stream.fps if self.stats.stream else None) or _DEFAULT_FPS
+        cfg = self._capture
+        return min(cfg.max_stall_s, max(cfg.min_stall_s, cfg.stall_intervals / fps))
+
+    def check_stall(self, now: float) -> bool:
+        """Called by the watchdog: ask for a reconnect if RUNNING without frames for too long."""
+        last = self.stats.last_frame_monotonic
+        if self._state is not SourceState.RUNNING or last is None or self._reconnect.is_set():
+            return False
+        silent = now - last
+        if silent < self.stall_after_s():
+            return False
+        self.stats.stalls += 1
+        self.stats.fps = 0.0
+        self._log.warning("no frame for %.1f s: reconnecting", silent)
+        self.record_error(f"stalled: no frame for {silent:.1f} s")
+        self._reconnect.set()
+        self._set_state(SourceState.RECONNECTING)
+        return True

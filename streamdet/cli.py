@@ -1,0 +1,136 @@
+"""Command-line entry points. Heavy imports happen inside the commands so ``--help`` is instant.
+
+Exit codes: 0 success, 1 runtime failure (e.g. a source that cannot be opened), 2 bad usage or an
+invalid configuration. Errors are one clear message each, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from streamdet import __version__
+from streamdet.errors import ConfigError, StreamdetError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _print_config_error(exc: ConfigError) -> None:
+    print(f"error: invalid configuration {exc.source}:", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  {problem}", file=sys.stderr)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from streamdet.config import load_config, summary
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        _print_config_error(exc)
+        return EXIT_USAGE
+    print(f"{args.config}: OK — {summary(config)}")
+    return EXIT_OK
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from streamdet.log import redact, setup_logging
+    from streamdet.probe import probe, source_for_url
+
+    setup_logging("WARNING")
+    source = source_for_url(args.url, transport=args.transport, timeout_s=args.timeout)
+    print(f"probing {redact(args.url)} ...", file=sys.stderr)
+    try:
+        result = probe(source, frames=args.frames, max_seconds=args.max_seconds)
+    except StreamdetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(json.dumps(result.as_dict()) if args.json else "\n".join(result.lines()))
+    return EXIT_OK if result.frames else EXIT_FAILURE
+
+
+def _run_capture(config_path: str | None, duration: float | None, title: str) -> int:
+    from streamdet.capture import CaptureStage
+    from streamdet.config import Config, load_config
+    from streamdet.console import LiveTable
+    from streamdet.demo import demo_config
+    from streamdet.log import setup_logging
+
+    try:
+        config: Config = load_config(config_path) if config_path else demo_config()
+    except ConfigError as exc:
+        _print_config_error(exc)
+        return EXIT_USAGE
+    setup_logging(config.logging.level)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    print(f"{title}: {len(config.cameras)} camera(s); Ctrl-C stops", flush=True)
+    stage = CaptureStage(config.cameras, config.capture)
+    with stage:
+        LiveTable().run(stage.status, duration, stop.is_set)
+    statuses = stage.status()
+    total = sum(s.frames for s in statuses)
+    print(f"done: {total} frames from {len(statuses)} camera(s)")
+    return EXIT_OK if all(s.frames for s in statuses) else EXIT_FAILURE
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    return _run_capture(args.config, args.duration, "streamdet capture")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return _run_capture(args.config, args.duration, "streamdet demo (built-in synthetic cameras)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamdet",
+        description="Streaming video anomaly detection for camera feeds.",
+    )
+    parser.add_argument("--version", action="version", version=f"streamdet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("check-config", help="validate a config file and summarise it")
+    p.add_argument("config", help="YAML config file")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("probe", help="open a camera URL or file and report codec, size, fps")
+    p.add_argument("url", help="rtsp://..., http://... (MJPEG), /dev/videoN or a video file")
+    p.add_argument("--transport", choices=["tcp", "udp"], default="tcp", help="RTSP transport")
+    p.add_argument("--frames", type=int, default=50, help="frames to decode (default 50)")
+    p.add_argument("--max-seconds", type=float, default=10.0, help="stop after this (default 10)")
+    p.add_argument("--timeout", type=float, default=5.0, help="open/read timeout in s (default 5)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("capture", help="run the capture stage and show live per-camera figures")
+    p.add_argument("--config", required=True, help="YAML config file")
+    p.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    p.set_defaults(func=cmd_capture)
+
+    p = sub.add_parser("demo", help="run on the built-in synthetic cameras (no camera needed)")
+    p.add_argument("--config", default=None, help="use this config instead of the built-in one")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds to run (default 20)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except StreamdetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

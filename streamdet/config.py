@@ -1,0 +1,314 @@
+"""The one typed configuration tree, validated once at start-up.
+
+``load_config`` reads YAML, substitutes ``${VAR}`` from the environment (so camera passwords need
+not be written in the file), validates with pydantic and turns every problem into a
+``key.path: message`` line inside a ``ConfigError``. Nothing else in streamdet reads the
+environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from streamdet.errors import ConfigError
+from streamdet.log import redact
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _NetworkSource(_Model):
+    url: str = Field(description="Stream URL; credentials may come from ${VAR}.")
+    open_timeout_s: float = Field(5.0, gt=0, le=120, description="Give up opening after this.")
+    read_timeout_s: float = Field(
+        5.0, gt=0, le=120, description="A read that waits longer than this counts as a stall."
+    )
+
+
+class RtspSource(_NetworkSource):
+    """An IP camera over RTSP (read with PyAV/FFmpeg)."""
+
+    kind: Literal["rtsp"] = "rtsp"
+    transport: Literal["tcp", "udp"] = Field("tcp", description="RTP transport.")
+
+    @field_validator("url")
+    @classmethod
+    def _rtsp_url(cls, url: str) -> str:
+        if not re.match(r"^rtsps?://[^/\s]+", url):
+            raise ValueError(f"expected rtsp://host[:port]/path, got {redact(url)!r}")
+        return url
+
+
+class MjpegSource(_NetworkSource):
+    """A camera that serves multipart MJPEG over HTTP."""
+
+    kind: Literal["mjpeg"] = "mjpeg"
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise ValueError(f"expected http(s)://host[:port]/path, got {redact(url)!r}")
+        return url
+
+
+class FileSource(_Model):
+    """A recorded video file."""
+
+    kind: Literal["file"] = "file"
+    path: Path = Field(description="Video file; relative paths are relative to the config file.")
+    loop: bool = Field(True, description="Start again at the end instead of stopping.")
+    realtime: bool = Field(
+        True, description="Pace at the file's frame rate (like a camera) or read as fast as possible."
+    )
+
+
+class WebcamSource(_Model):
+    """A local V4L2 camera such as /dev/video0."""
+
+    kind: Literal["webcam"] = "webcam"
+    device: str = Field("/dev/video0", pattern=r"^/dev/video\d+$", description="V4L2 device.")
+    width: int | None = Field(None, ge=16, le=7680, description="Requested capture width.")
+    height: int | None = Field(None, ge=16, le=4320, description="Requested capture height.")
+    fps: float | None = Field(None, gt=0, le=240, description="Requested capture frame rate.")
+
+
+class SyntheticAnomaly(_Model):
+    """An anomaly scheduled into a synthetic scene."""
+
+    kind: Literal["fast", "wrong_way", "forbidden_area", "loiter"]
+    start_s: float = Field(ge=0, description="Seconds after the scene starts.")
+    duration_s: float = Field(gt=0, le=3600, description="How long it is visible.")
+
+
+class SyntheticSource(_Model):
+    """A deterministic procedural camera: people walking along a path, plus scheduled anomalies."""
+
+    kind: Literal["synthetic"] = "synthetic"
+    seed: int = Field(0, ge=0, description="Same seed, same pixels.")
+    width: int = Field(320, ge=64, le=3840)
+    height: int = Field(240, ge=64, le=2160)
+    fps: float = Field(25.0, gt=0, le=120)
+    people_per_minute: float = Field(40.0, ge=0, le=600, description="Walking traffic.")
+    anomalies: list[SyntheticAnomaly] = Field(default_factory=list)
+    realtime: bool = Field(True, description="Pace at fps (like a camera) or as fast as possible.")
+
+
+SourceConfig = Annotated[
+    RtspSource | MjpegSource | FileSource | WebcamSource | SyntheticSource,
+    Field(discriminator="kind"),
+]
+SOURCE_KINDS = ("rtsp", "mjpeg", "file", "webcam", "synthetic")
+
+
+class FrameFormat(_Model):
+    """What every decoded frame is converted to, once, for the models."""
+
+    width: int = Field(320, ge=16, le=1920)
+    height: int = Field(240, ge=16, le=1080)
+    color: Literal["grey", "bgr"] = Field("grey", description="Single channel or BGR.")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.height, self.width) if self.color == "grey" else (self.height, self.width, 3)
+
+
+class CameraConfig(_Model):
+    """One camera."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="Unique id used in logs, metrics labels and the API.",
+    )
+    source: SourceConfig
+    analysis_fps: float = Field(
+        5.0, gt=0, le=120, description="Frames per second offered for scoring (the rest are skipped)."
+    )
+    frame: FrameFormat = Field(default_factory=FrameFormat)
+    enabled: bool = True
+
+
+class BackoffConfig(_Model):
+    """Reconnect delays: capped exponential with jitter."""
+
+    initial_s: float = Field(0.5, gt=0, le=60)
+    max_s: float = Field(30.0, gt=0, le=3600)
+    jitter: float = Field(0.3, ge=0, le=1, description="Delay is scaled by 1 - jitter*U(0,1).")
+    max_attempts: int = Field(
+        0, ge=0, description="Attempts in a row before FAILED; 0 retries forever."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BackoffConfig:
+        if self.max_s < self.initial_s:
+            raise ValueError(f"max_s ({self.max_s}) must be >= initial_s ({self.initial_s})")
+        return self
+
+
+class CaptureConfig(_Model):
+    """The capture stage."""
+
+    ring_size: int = Field(64, ge=2, le=4096, description="Newest frames kept per camera.")
+    stall_intervals: float = Field(
+        25, ge=2, le=10000, description="No frame for this many frame intervals is a stall."
+    )
+    min_stall_s: float = Field(2.0, gt=0, le=600, description="Never call a stall sooner.")
+    max_stall_s: float = Field(15.0, gt=0, le=3600, description="Always call a stall by then.")
+    backoff: BackoffConfig = Field(default_factory=BackoffConfig)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CaptureConfig:
+        if self.max_stall_s < self.min_stall_s:
+            raise ValueError(
+                f"max_stall_s ({self.max_stall_s}) must be >= min_stall_s ({self.min_stall_s})"
+            )
+        return self
+
+
+class LoggingConfig(_Model):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Config(_Model):
+    """The whole configuration file."""
+
+    cameras: list[CameraConfig] = Field(min_length=1, description="At least one camera.")
+    capture: CaptureConfig = Field(default_factory=CaptureConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_names(cls, cameras: list[CameraConfig]) -> list[CameraConfig]:
+        seen: set[str] = set()
+        for camera in cameras:
+            if camera.name in seen:
+                raise ValueError(f"duplicate camera name {camera.name!r}")
+            seen.add(camera.name)
+        return cameras
+
+
+# ---------------------------------------------------------------------------- loading
+
+_VAR = re.compile(r"\$(\$)|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _path_str(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for i, item in enumerate(loc):
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif i > 0 and loc[i - 1] == "source" and item in SOURCE_KINDS:
+            continue  # pydantic puts the union's tag into the path; users never wrote it
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "(top level)"
+
+
+def _substitute(node: Any, env: Mapping[str, str], loc: tuple[int | str, ...], problems: list[str]) -> Any:
+    """Replace ${VAR} in every string of the parsed tree ($$ is a literal $)."""
+    if isinstance(node, dict):
+        return {k: _substitute(v, env, (*loc, k), problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute(v, env, (*loc, i), problems) for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(1):
+            return "$"
+        name = match.group(2)
+        if name not in env:
+            problems.append(f"{_path_str(loc)}: environment variable {name} is not set")
+            return ""
+        return env[name]
+
+    return _VAR.sub(replace, node)
+
+
+def _check_paths(config: Config, base: Path) -> tuple[Config, list[str]]:
+    """Resolve file paths against the config's folder and report files that are missing."""
+    problems: list[str] = []
+    cameras = []
+    for i, camera in enumerate(config.cameras):
+        source = camera.source
+        if isinstance(source, FileSource):
+            path = source.path if source.path.is_absolute() else base / source.path
+            if not path.is_file():
+                problems.append(f"cameras[{i}].source.path: file not found: {path}")
+            camera = camera.model_copy(update={"source": source.model_copy(update={"path": path})})
+        cameras.append(camera)
+    return config.model_copy(update={"cameras": cameras}), problems
+
+
+def parse_config(
+    data: Any,
+    *,
+    source: str = "<config>",
+    base_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    check_paths: bool = True,
+) -> Config:
+    """Validate an already parsed YAML document. Raises ``ConfigError``."""
+    if data is None:
+        raise ConfigError(source, ["(top level): the file is empty"])
+    if not isinstance(data, dict):
+        raise ConfigError(source, [f"(top level): expected a mapping, got {type(data).__name__}"])
+    problems: list[str] = []
+    data = _substitute(data, os.environ if env is None else env, (), problems)
+    if problems:
+        raise ConfigError(source, problems)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, [_format_error(e) for e in exc.errors()]) from None
+    if check_paths:
+        config, problems = _check_paths(config, base_dir or Path.cwd())
+        if problems:
+            raise ConfigError(source, problems)
+    return config
+
+
+def _format_error(error: Any) -> str:
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif error["type"] == "union_tag_invalid":
+        message = f"unknown source kind; expected one of {', '.join(SOURCE_KINDS)}"
+    elif error["type"] == "union_tag_not_found":
+        message = f"missing 'kind'; expected one of {', '.join(SOURCE_KINDS)}"
+    return f"{_path_str(tuple(error['loc']))}: {redact(message)}"
+
+
+def load_config(
+    path: str | Path, *, env: Mapping[str, str] | None = None, check_paths: bool = True
+) -> Config:
+    """Read, substitute and validate a YAML config file. Raises ``ConfigError``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [f"(file): cannot read: {exc.strerror or exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(str(path), [f"{where}: invalid YAML: {problem}"]) from None
+    return parse_config(
+        data, source=str(path), base_dir=path.resolve().parent, env=env, check_paths=check_paths
+    )
+
+
+def summary(config: Config) -> str:
+    """One line describing a valid config."""
+    cams = ", ".join(f"{c.name} ({c.source.kind})" for c in config.cameras)
+    return f"{len(config.cameras)} camera(s): {cams}"

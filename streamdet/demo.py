@@ -1,0 +1,31 @@
+"""The built-in default: synthetic cameras with scheduled anomalies, so no camera is needed.
+
+``configs/demo.yaml`` is the same configuration written out as a file (a test keeps them equal).
+"""
+
+from __future__ import annotations
+
+from streamdet.config import (
+    CameraConfig,
+    Config,
+    SyntheticAnomaly,
+    SyntheticSource,
+)
+
+
+def demo_config() -> Config:
+    """Three synthetic walkway cameras; each has anomalies scheduled after a normal stretch."""
+    schedules = {
+        "walkway-north": [SyntheticAnomaly(kind="fast", start_s=40, duration_s=6)],
+        "walkway-south": [SyntheticAnomaly(kind="wrong_way", start_s=50, duration_s=8)],
+        "walkway-east": [SyntheticAnomaly(kind="forbidden_area", start_s=45, duration_s=8)],
+    }
+    cameras = [
+        CameraConfig(
+            name=name,
+            source=SyntheticSource(seed=seed, anomalies=anomalies),
+            analysis_fps=5,
+        )
+        for seed, (name, anomalies) in enumerate(schedules.items(), start=1)
+    ]
+    return Config(cameras=cameras)

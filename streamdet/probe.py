@@ -1,0 +1,94 @@
+"""``streamdet probe URL``: the first thing to run against a new camera.
+
+Opens the source the way the capture stage would, decodes for a while and reports codec,
+resolution, declared and measured frame rate, and time to first frame.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from streamdet.capture.sources import PyAVSource, VideoSource
+from streamdet.errors import SourceError
+from streamdet.log import redact
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    source: str
+    codec: str
+    width: int
+    height: int
+    declared_fps: float | None
+    measured_fps: float | None
+    frames: int
+    open_s: float
+    first_frame_s: float | None
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        def fmt(value: float | None, unit: str, digits: int = 2) -> str:
+            return "unknown" if value is None else f"{value:.{digits}f}{unit}"
+
+        return [
+            f"source:          {self.source}",
+            f"codec:           {self.codec}",
+            f"resolution:      {self.width}x{self.height}",
+            f"declared fps:    {fmt(self.declared_fps, '', 2)}",
+            f"measured fps:    {fmt(self.measured_fps, '', 2)} over {self.frames} frames",
+            f"open:            {fmt(self.open_s, ' s', 3)}",
+            f"first frame:     {fmt(self.first_frame_s, ' s', 3)}",
+        ]
+
+
+def source_for_url(url: str, transport: str = "tcp", timeout_s: float = 5.0) -> VideoSource:
+    """A PyAV source for a URL, file path or /dev/videoN, opened as streamdet would."""
+    timeout = (timeout_s, timeout_s / 2)
+    if url.startswith(("rtsp://", "rtsps://")):
+        options = {"rtsp_transport": transport, "analyzeduration": "500000", "probesize": "500000"}
+        return PyAVSource(url, options=options, timeout=timeout)
+    if url.startswith(("http://", "https://")):
+        return PyAVSource(url, fmt="mpjpeg", timeout=timeout)
+    if url.startswith("/dev/video"):
+        return PyAVSource(url, fmt="v4l2")
+    return PyAVSource(url, live=False, realtime=True)
+
+
+def probe(source: VideoSource, *, frames: int = 50, max_seconds: float = 10.0) -> ProbeResult:
+    """Open ``source`` and decode up to ``frames`` frames or ``max_seconds``. Raises SourceError."""
+    started = time.monotonic()
+    try:
+        info = source.open()
+        opened = time.monotonic()
+        out = np.empty((max(info.height, 1), max(info.width, 1)), np.uint8)
+        first: float | None = None
+        count = 0
+        while count < frames and time.monotonic() - started < max_seconds:
+            if source.read_into(out) is None:
+                break
+            count += 1
+            if first is None:
+                first = time.monotonic()
+        done = time.monotonic()
+    finally:
+        source.close()
+    measured = (count - 1) / (done - first) if first is not None and count > 1 else None
+    return ProbeResult(
+        source=redact(source.description),
+        codec=info.codec,
+        width=info.width,
+        height=info.height,
+        declared_fps=info.fps,
+        measured_fps=measured,
+        frames=count,
+        open_s=opened - started,
+        first_frame_s=None if first is None else first - started,
+    )
+
+
+__all__ = ["ProbeResult", "SourceError", "probe", "source_for_url"]

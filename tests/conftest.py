@@ -1,0 +1,30 @@
+"""Shared fixtures: test clips made with PyAV, and a real RTSP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.media import make_clip
+from tests.support.servers import RtspServer
+
+CLIP_FRAMES = 250  # 10 s at 25 fps
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 640x360 H.264 clip whose frame index is readable from its pixels."""
+    return make_clip(tmp_path_factory.mktemp("media") / "clip.mp4", frames=CLIP_FRAMES)
+
+
+@pytest.fixture
+def rtsp_server(clip: Path) -> Iterator[RtspServer]:
+    """A running GStreamer RTSP server: /cam serves ``clip`` in a loop, /pattern a test pattern."""
+    server = RtspServer({"/cam": str(clip), "/pattern": "pattern"})
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,147 @@
+"""Config loading: every shipped config is valid, and every kind of mistake is named by key."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from streamdet.config import Config, RtspSource, load_config, parse_config
+from streamdet.demo import demo_config
+from streamdet.errors import ConfigError
+from tests.support.media import make_clip
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def problems_of(data: object, **kwargs: object) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, **kwargs)  # type: ignore[arg-type]
+    return info.value.problems
+
+
+def minimal(**camera: object) -> dict[str, object]:
+    base: dict[str, object] = {"name": "cam", "source": {"kind": "synthetic"}}
+    base.update(camera)
+    return {"cameras": [base]}
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_is_valid(path: Path, tmp_path: Path) -> None:
+    # Run each config as written, from a copy whose referenced files exist.
+    copy = tmp_path / path.name
+    shutil.copy(path, copy)
+    data = yaml.safe_load(path.read_text())
+    for camera in data["cameras"]:
+        if camera["source"]["kind"] == "file":
+            make_clip(tmp_path / camera["source"]["path"], frames=10, width=160, height=96)
+    env = {"FRONT_DOOR_PASSWORD": "s3cret"}
+    config = load_config(copy, env=env)
+    assert len(config.cameras) == len(data["cameras"])
+
+
+def test_demo_yaml_is_the_builtin_default() -> None:
+    assert load_config(CONFIGS / "demo.yaml") == demo_config()
+
+
+def test_example_has_one_camera_of_each_common_kind() -> None:
+    config = load_config(CONFIGS / "example.yaml", env={"FRONT_DOOR_PASSWORD": "x"}, check_paths=False)
+    assert {c.source.kind for c in config.cameras} == {"rtsp", "file", "webcam"}
+
+
+def test_defaults_fill_everything() -> None:
+    config = parse_config(minimal())
+    assert config.capture.ring_size == 64
+    assert config.cameras[0].frame.shape == (240, 320)
+    assert config.cameras[0].analysis_fps == 5
+
+
+def test_env_substitution_keeps_secret_out_of_file() -> None:
+    data = minimal(source={"kind": "rtsp", "url": "rtsp://u:${CAM_PW}@10.0.0.1/s"})
+    config = parse_config(data, env={"CAM_PW": "p@ss:w/rd"})
+    source = config.cameras[0].source
+    assert isinstance(source, RtspSource)
+    assert source.url == "rtsp://u:p@ss:w/rd@10.0.0.1/s"
+
+
+def test_literal_dollar_is_escaped() -> None:
+    data = minimal(source={"kind": "rtsp", "url": "rtsp://h/a$${x}"})
+    source = parse_config(data, env={}).cameras[0].source
+    assert isinstance(source, RtspSource) and source.url == "rtsp://h/a${x}"
+
+
+def test_missing_env_var_names_key_and_variable() -> None:
+    data = minimal(source={"kind": "rtsp", "url": "rtsp://u:${NOPE}@h/s"})
+    assert problems_of(data, env={}) == [
+        "cameras[0].source.url: environment variable NOPE is not set"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (minimal(colour="grey"), "cameras[0].colour: unknown key"),
+        (minimal(analysis_fps="fast"), "cameras[0].analysis_fps: Input should be a valid number"),
+        (minimal(analysis_fps=0), "cameras[0].analysis_fps: Input should be greater than 0"),
+        (minimal(frame={"width": 99999}), "cameras[0].frame.width: Input should be less than"),
+        (minimal(source={"kind": "tape"}), "cameras[0].source: unknown source kind"),
+        (minimal(source={"url": "rtsp://h/x"}), "cameras[0].source: missing 'kind'"),
+        (minimal(source={"kind": "rtsp", "url": "http://h/x"}), "cameras[0].source.url: expected rtsp://"),
+        (minimal(source={"kind": "rtsp"}), "cameras[0].source.url: Field required"),
+        (minimal(source={"kind": "synthetic", "fps": -1}), "cameras[0].source.fps: Input should be greater"),
+        (minimal(name="bad name!"), "cameras[0].name: String should match pattern"),
+        ({"cameras": []}, "cameras: List should have at least 1 item"),
+        ({"cameras": [{"name": "a"}]}, "cameras[0].source: Field required"),
+        ({"capture": {"ring_size": 1}, **minimal()}, "capture.ring_size: Input should be greater than"),
+        ({"capture": {"backoff": {"initial_s": 5, "max_s": 1}}, **minimal()}, "capture.backoff: max_s (1.0) must be >= initial_s"),
+        ({"cameras": "x"}, "cameras: Input should be a valid list"),
+        ({**minimal(), "extra": 1}, "extra: unknown key"),
+    ],
+)
+def test_bad_values_name_the_key(data: object, expected: str) -> None:
+    problems = problems_of(data)
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_duplicate_camera_names() -> None:
+    cam = {"name": "same", "source": {"kind": "synthetic"}}
+    assert problems_of({"cameras": [cam, cam]}) == ["cameras: duplicate camera name 'same'"]
+
+
+def test_missing_file_is_reported_with_key(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("cameras:\n  - name: a\n    source: {kind: synthetic}\n"
+                      "  - name: b\n    source: {kind: file, path: nothere.mp4}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    assert info.value.problems == [f"cameras[1].source.path: file not found: {tmp_path / 'nothere.mp4'}"]
+
+
+def test_all_problems_reported_at_once() -> None:
+    data = {"cameras": [{"name": "a", "source": {"kind": "synthetic"}, "x": 1, "analysis_fps": -2}]}
+    assert len(problems_of(data)) == 2
+
+
+def test_invalid_yaml_and_unreadable_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cameras: [\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert "invalid YAML" in info.value.problems[0]
+    assert info.value.problems[0].startswith("line ")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "missing.yaml")
+    assert "cannot read" in info.value.problems[0]
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match="empty"):
+        load_config(empty)
+
+
+def test_password_not_echoed_in_url_errors() -> None:
+    data = minimal(source={"kind": "rtsp", "url": "http://user:hunter2@h/x"})
+    problems = problems_of(data)
+    assert not any("hunter2" in p for p in problems)
+    assert isinstance(parse_config(minimal()), Config)

@@ -1,0 +1,41 @@
+"""Credentials are redacted wherever streamdet prints a URL."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+
+from streamdet.log import camera_logger, redact, setup_logging
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("rtsp://admin:pa55@10.1.2.3:554/s", "rtsp://***@10.1.2.3:554/s"),
+        ("rtsp://admin@host/s", "rtsp://***@host/s"),
+        ("http://u:p%40ss@cam/video.mjpg", "http://***@cam/video.mjpg"),
+        ("open rtsp://a:b@h/x failed; retry rtsp://c:d@i/y", "open rtsp://***@h/x failed; retry rtsp://***@i/y"),
+        ("http://cam/video?user=a&password=zz&x=1", "http://cam/video?user=a&password=***&x=1"),
+        ("rtsp://host/no-credentials", "rtsp://host/no-credentials"),
+        ("plain text", "plain text"),
+    ],
+)
+def test_redact(raw: str, clean: str) -> None:
+    assert redact(raw) == clean
+
+
+def test_log_lines_never_carry_passwords() -> None:
+    stream = io.StringIO()
+    setup_logging("DEBUG", stream=stream)
+    log = camera_logger("streamdet.test", "door")
+    log.warning("cannot open %s", "rtsp://admin:topsecret@10.0.0.9/s")
+    try:
+        raise OSError("Connection refused: rtsp://admin:topsecret@10.0.0.9/s")
+    except OSError:
+        logging.getLogger("other.library").exception("failed")
+    text = stream.getvalue()
+    assert "topsecret" not in text
+    assert "[door] cannot open rtsp://***@10.0.0.9/s" in text
+    assert "Connection refused: rtsp://***@10.0.0.9/s" in text
