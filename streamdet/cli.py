@@ -12,7 +12,6 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 
 from streamdet import __version__
 from streamdet.errors import ConfigError, StreamdetError

@@ -67,7 +67,8 @@ class FileSource(_Model):
     path: Path = Field(description="Video file; relative paths are relative to the config file.")
     loop: bool = Field(True, description="Start again at the end instead of stopping.")
     realtime: bool = Field(
-        True, description="Pace at the file's frame rate (like a camera) or read as fast as possible."
+        True,
+        description="Pace at the file's frame rate (like a camera) or read as fast as possible.",
     )
 
 
@@ -130,7 +131,10 @@ class CameraConfig(_Model):
     )
     source: SourceConfig
     analysis_fps: float = Field(
-        5.0, gt=0, le=120, description="Frames per second offered for scoring (the rest are skipped)."
+        5.0,
+        gt=0,
+        le=120,
+        description="Frames per second offered for scoring (the rest are skipped).",
     )
     frame: FrameFormat = Field(default_factory=FrameFormat)
     enabled: bool = True
@@ -212,7 +216,9 @@ def _path_str(loc: tuple[int | str, ...]) -> str:
     return "".join(parts) or "(top level)"
 
 
-def _substitute(node: Any, env: Mapping[str, str], loc: tuple[int | str, ...], problems: list[str]) -> Any:
+def _substitute(
+    node: Any, env: Mapping[str, str], loc: tuple[int | str, ...], problems: list[str]
+) -> Any:
     """Replace ${VAR} in every string of the parsed tree ($$ is a literal $)."""
     if isinstance(node, dict):
         return {k: _substitute(v, env, (*loc, k), problems) for k, v in node.items()}

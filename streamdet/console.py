@@ -66,7 +66,11 @@ class LiveTable:
             elapsed = time.monotonic() - started
             if duration_s is not None and elapsed >= duration_s:
                 break
-            wait = self.interval_s if duration_s is None else min(self.interval_s, duration_s - elapsed)
+            wait = (
+                self.interval_s
+                if duration_s is None
+                else min(self.interval_s, duration_s - elapsed)
+            )
             time.sleep(max(wait, 0.0))
             total = f"/{duration_s:.0f}" if duration_s is not None else ""
             self.show(statuses(), f"streamdet capture — {time.monotonic() - started:.0f}{total} s")

@@ -47,7 +47,9 @@ class RedactingFilter(logging.Filter):
 class CameraLogger(logging.LoggerAdapter[logging.Logger]):
     """Prefixes every line with ``[camera]`` so that each line names its camera."""
 
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
         return f"[{self.extra['camera'] if self.extra else '?'}] {msg}", kwargs
 
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from streamdet.capture.sources import PyAVSource, VideoSource
+from streamdet.capture.sources import PyAVSource, VideoSource, av_timeout, rtsp_options
 from streamdet.errors import SourceError
 from streamdet.log import redact
 
@@ -40,7 +40,7 @@ class ProbeResult:
             f"codec:           {self.codec}",
             f"resolution:      {self.width}x{self.height}",
             f"declared fps:    {fmt(self.declared_fps, '', 2)}",
-            f"measured fps:    {fmt(self.measured_fps, '', 2)} over {self.frames} frames",
+            f"measured fps:    {fmt(self.measured_fps, '', 2)} (frames decoded: {self.frames})",
             f"open:            {fmt(self.open_s, ' s', 3)}",
             f"first frame:     {fmt(self.first_frame_s, ' s', 3)}",
         ]
@@ -48,10 +48,9 @@ class ProbeResult:
 
 def source_for_url(url: str, transport: str = "tcp", timeout_s: float = 5.0) -> VideoSource:
     """A PyAV source for a URL, file path or /dev/videoN, opened as streamdet would."""
-    timeout = (timeout_s, timeout_s / 2)
+    timeout = av_timeout(timeout_s, timeout_s)
     if url.startswith(("rtsp://", "rtsps://")):
-        options = {"rtsp_transport": transport, "analyzeduration": "500000", "probesize": "500000"}
-        return PyAVSource(url, options=options, timeout=timeout)
+        return PyAVSource(url, options=rtsp_options(transport), timeout=timeout)
     if url.startswith(("http://", "https://")):
         return PyAVSource(url, fmt="mpjpeg", timeout=timeout)
     if url.startswith("/dev/video"):
@@ -66,18 +65,20 @@ def probe(source: VideoSource, *, frames: int = 50, max_seconds: float = 10.0) -
         info = source.open()
         opened = time.monotonic()
         out = np.empty((max(info.height, 1), max(info.width, 1)), np.uint8)
-        first: float | None = None
-        count = 0
-        while count < frames and time.monotonic() - started < max_seconds:
+        arrivals: list[float] = []
+        while len(arrivals) < frames and time.monotonic() - started < max_seconds:
             if source.read_into(out) is None:
                 break
-            count += 1
-            if first is None:
-                first = time.monotonic()
-        done = time.monotonic()
+            arrivals.append(time.monotonic())
     finally:
         source.close()
-    measured = (count - 1) / (done - first) if first is not None and count > 1 else None
+    count = len(arrivals)
+    first = arrivals[0] if arrivals else None
+    # FFmpeg hands over the frames it buffered while probing all at once: measure the rate over
+    # the second half only, when frames arrive as the camera sends them.
+    tail = arrivals[count // 2 :]
+    span = tail[-1] - tail[0] if len(tail) > 1 else 0.0
+    measured = (len(tail) - 1) / span if span > 0 else None
     return ProbeResult(
         source=redact(source.description),
         codec=info.codec,

@@ -36,7 +36,7 @@ def test_every_shipped_config_is_valid(path: Path, tmp_path: Path) -> None:
     data = yaml.safe_load(path.read_text())
     for camera in data["cameras"]:
         if camera["source"]["kind"] == "file":
-            make_clip(tmp_path / camera["source"]["path"], frames=10, width=160, height=96)
+            make_clip(tmp_path / camera["source"]["path"], frames=10, width=256, height=144)
     env = {"FRONT_DOOR_PASSWORD": "s3cret"}
     config = load_config(copy, env=env)
     assert len(config.cameras) == len(data["cameras"])
@@ -47,7 +47,9 @@ def test_demo_yaml_is_the_builtin_default() -> None:
 
 
 def test_example_has_one_camera_of_each_common_kind() -> None:
-    config = load_config(CONFIGS / "example.yaml", env={"FRONT_DOOR_PASSWORD": "x"}, check_paths=False)
+    config = load_config(
+        CONFIGS / "example.yaml", env={"FRONT_DOOR_PASSWORD": "x"}, check_paths=False
+    )
     assert {c.source.kind for c in config.cameras} == {"rtsp", "file", "webcam"}
 
 
@@ -88,14 +90,26 @@ def test_missing_env_var_names_key_and_variable() -> None:
         (minimal(frame={"width": 99999}), "cameras[0].frame.width: Input should be less than"),
         (minimal(source={"kind": "tape"}), "cameras[0].source: unknown source kind"),
         (minimal(source={"url": "rtsp://h/x"}), "cameras[0].source: missing 'kind'"),
-        (minimal(source={"kind": "rtsp", "url": "http://h/x"}), "cameras[0].source.url: expected rtsp://"),
+        (
+            minimal(source={"kind": "rtsp", "url": "http://h/x"}),
+            "cameras[0].source.url: expected rtsp://",
+        ),
         (minimal(source={"kind": "rtsp"}), "cameras[0].source.url: Field required"),
-        (minimal(source={"kind": "synthetic", "fps": -1}), "cameras[0].source.fps: Input should be greater"),
+        (
+            minimal(source={"kind": "synthetic", "fps": -1}),
+            "cameras[0].source.fps: Input should be greater",
+        ),
         (minimal(name="bad name!"), "cameras[0].name: String should match pattern"),
         ({"cameras": []}, "cameras: List should have at least 1 item"),
         ({"cameras": [{"name": "a"}]}, "cameras[0].source: Field required"),
-        ({"capture": {"ring_size": 1}, **minimal()}, "capture.ring_size: Input should be greater than"),
-        ({"capture": {"backoff": {"initial_s": 5, "max_s": 1}}, **minimal()}, "capture.backoff: max_s (1.0) must be >= initial_s"),
+        (
+            {"capture": {"ring_size": 1}, **minimal()},
+            "capture.ring_size: Input should be greater than",
+        ),
+        (
+            {"capture": {"backoff": {"initial_s": 5, "max_s": 1}}, **minimal()},
+            "capture.backoff: max_s (1.0) must be >= initial_s",
+        ),
         ({"cameras": "x"}, "cameras: Input should be a valid list"),
         ({**minimal(), "extra": 1}, "extra: unknown key"),
     ],
@@ -112,11 +126,15 @@ def test_duplicate_camera_names() -> None:
 
 def test_missing_file_is_reported_with_key(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
-    config.write_text("cameras:\n  - name: a\n    source: {kind: synthetic}\n"
-                      "  - name: b\n    source: {kind: file, path: nothere.mp4}\n")
+    config.write_text(
+        "cameras:\n  - name: a\n    source: {kind: synthetic}\n"
+        "  - name: b\n    source: {kind: file, path: nothere.mp4}\n"
+    )
     with pytest.raises(ConfigError) as info:
         load_config(config)
-    assert info.value.problems == [f"cameras[1].source.path: file not found: {tmp_path / 'nothere.mp4'}"]
+    assert info.value.problems == [
+        f"cameras[1].source.path: file not found: {tmp_path / 'nothere.mp4'}"
+    ]
 
 
 def test_all_problems_reported_at_once() -> None:

@@ -16,7 +16,10 @@ from streamdet.log import camera_logger, redact, setup_logging
         ("rtsp://admin:pa55@10.1.2.3:554/s", "rtsp://***@10.1.2.3:554/s"),
         ("rtsp://admin@host/s", "rtsp://***@host/s"),
         ("http://u:p%40ss@cam/video.mjpg", "http://***@cam/video.mjpg"),
-        ("open rtsp://a:b@h/x failed; retry rtsp://c:d@i/y", "open rtsp://***@h/x failed; retry rtsp://***@i/y"),
+        (
+            "open rtsp://a:b@h/x failed; retry rtsp://c:d@i/y",
+            "open rtsp://***@h/x failed; retry rtsp://***@i/y",
+        ),
         ("http://cam/video?user=a&password=zz&x=1", "http://cam/video?user=a&password=***&x=1"),
         ("rtsp://host/no-credentials", "rtsp://host/no-credentials"),
         ("plain text", "plain text"),

@@ -38,7 +38,8 @@ class FrameRing:
     # ------------------------------------------------------------------ writer side
     def writable(self) -> np.ndarray:
         """The slot the next frame must be written into (a view: write in place)."""
-        return self._pixels[(self._newest + 1) % self.size]
+        slot: np.ndarray = self._pixels[(self._newest + 1) % self.size]
+        return slot
 
     def commit(self, wall_time: float, pts_s: float | None, analyse: bool) -> FrameRef:
         """Publish the frame just written into ``writable()``; returns its reference."""
@@ -86,7 +87,9 @@ class FrameRing:
             np.copyto(out, self._pixels[ref.slot])
         return out
 
-    def window(self, count: int, out: np.ndarray | None = None) -> tuple[list[FrameRef], np.ndarray]:
+    def window(
+        self, count: int, out: np.ndarray | None = None
+    ) -> tuple[list[FrameRef], np.ndarray]:
         """The newest ``count`` frames, oldest first (fewer if fewer were written yet)."""
         if not 1 <= count <= self.size - 1:
             raise ValueError(f"window of {count} frames needs 1..{self.size - 1}")

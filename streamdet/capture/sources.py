@@ -8,6 +8,7 @@ factory.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -171,10 +172,9 @@ class PyAVSource:
     def close(self) -> None:
         container, self._container, self._frames = self._container, None, None
         if container is not None:
-            try:
+            # Closing a broken connection may fail again; there is nothing left to free then.
+            with contextlib.suppress(av.FFmpegError, OSError):
                 container.close()
-            except (av.FFmpegError, OSError):
-                pass  # closing a broken connection may fail again; nothing is left to free
 
 
 def _describe(exc: BaseException) -> str:
@@ -218,22 +218,20 @@ class SyntheticVideoSource:
         """Nothing to release."""
 
 
+def rtsp_options(transport: str) -> dict[str, str]:
+    """FFmpeg options for RTSP. Probing less than the default 5 s starts a stream ~0.6 s sooner
+    (RTSP's SDP already describes it) yet still fits a large keyframe of a 4K camera."""
+    return {"rtsp_transport": transport, "analyzeduration": "500000", "probesize": "500000"}
+
+
 def _rtsp(config: RtspSource) -> VideoSource:
-    options = {
-        "rtsp_transport": config.transport,
-        # Start in ~0.3 s instead of ~1.2 s: RTSP's SDP already describes the stream.
-        "analyzeduration": "500000",
-        "probesize": "500000",
-    }
-    return PyAVSource(
-        config.url, options=options, timeout=_av_timeout(config.open_timeout_s, config.read_timeout_s)
-    )
+    timeout = av_timeout(config.open_timeout_s, config.read_timeout_s)
+    return PyAVSource(config.url, options=rtsp_options(config.transport), timeout=timeout)
 
 
 def _mjpeg(config: MjpegSource) -> VideoSource:
-    return PyAVSource(
-        config.url, fmt="mpjpeg", timeout=_av_timeout(config.open_timeout_s, config.read_timeout_s)
-    )
+    timeout = av_timeout(config.open_timeout_s, config.read_timeout_s)
+    return PyAVSource(config.url, fmt="mpjpeg", timeout=timeout)
 
 
 def _file(config: FileSource) -> VideoSource:
@@ -251,7 +249,7 @@ def _webcam(config: WebcamSource) -> VideoSource:
     return PyAVSource(config.device, fmt="v4l2", options=options)
 
 
-def _av_timeout(open_s: float, read_s: float) -> tuple[float, float]:
+def av_timeout(open_s: float, read_s: float) -> tuple[float, float]:
     # FFmpeg gives up on a silent socket after about twice the read timeout it is handed.
     return (open_s, read_s / 2)
 

@@ -10,7 +10,6 @@ source's read timeout, so a frozen camera cannot hold its thread for long.
 from __future__ import annotations
 
 import collections
-import logging
 import random
 import threading
 import time
@@ -156,7 +155,7 @@ class CameraWorker:
         backoff = self._capture.backoff
         if failures == 0:
             return backoff.initial_s * (1.0 - backoff.jitter * self._random.random())
-        delay = min(backoff.max_s, backoff.initial_s * 2 ** (failures - 1))
+        delay = min(backoff.max_s, backoff.initial_s * 2.0 ** (failures - 1))
         return delay * (1.0 - backoff.jitter * self._random.random())
 
     def _session(self) -> str:

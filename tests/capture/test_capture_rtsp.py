@@ -32,7 +32,9 @@ def rtsp_camera(name: str, url: str, **source: object) -> dict[str, object]:
 
 @pytest.mark.parametrize("transport", ["tcp", "udp"])
 def test_rtsp_frames_arrive_in_order(rtsp_server: RtspServer, transport: str) -> None:
-    stage = stage_for([rtsp_camera("cam", rtsp_server.url("/cam"), transport=transport)], ring_size=128)
+    stage = stage_for(
+        [rtsp_camera("cam", rtsp_server.url("/cam"), transport=transport)], ring_size=128
+    )
     with stage:
         ring = stage.ring("cam")
         wait_for(lambda: ring.frames_written >= 60, 20, "60 frames over RTSP")
@@ -83,15 +85,19 @@ def test_rtsp_frozen_server_is_detected_and_reconnected(rtsp_server: RtspServer)
         frozen_at = time.monotonic()
         # Bound: the 2 s stall limit (+ watchdog tick and scheduling slack).
         took = wait_for(lambda: worker.state is not SourceState.RUNNING, 4.0, "stall detection")
-        assert worker.stats.stalls >= 1 or any("timed out" in e.lower() for e in worker.stats.errors)
+        assert worker.stats.stalls >= 1 or any(
+            "timed out" in e.lower() for e in worker.stats.errors
+        )
         # The blocked read is bounded by the read timeout too: the thread must be free again.
         wait_for(lambda: worker.stats.connect_failures >= 1, 10, "a reconnect attempt")
         rtsp_server.thaw()
         before = worker.stats.frames
         resumed = wait_for(lambda: worker.stats.frames >= before + 25, 20, "capture to resume")
         assert worker.state is SourceState.RUNNING
-    print(f"stall noticed after {took:.2f} s; resumed {resumed:.2f} s after thaw "
-          f"({time.monotonic() - frozen_at:.1f} s in all)")
+    print(
+        f"stall noticed after {took:.2f} s; resumed {resumed:.2f} s after thaw "
+        f"({time.monotonic() - frozen_at:.1f} s in all)"
+    )
 
 
 def test_rtsp_unanswered_url_leaves_other_cameras_at_full_rate(rtsp_server: RtspServer) -> None:

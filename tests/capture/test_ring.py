@@ -99,7 +99,7 @@ def test_concurrent_reader_never_sees_torn_frame() -> None:
             ref = ring.latest()
             if ref is not None and ring.read(ref, out) is not None and out.min() != out.max():
                 bad.append(ref.seq)
-            refs, window = ring.window(2)
+            _refs, window = ring.window(2)
             for frame in window:
                 if frame.min() != frame.max():
                     bad.append(-1)

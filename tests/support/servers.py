@@ -1,4 +1,4 @@
-"""Real servers on 127.0.0.1 for the tests: GStreamer's RTSP server and an MJPEG-over-HTTP server."""
+"""Real servers on 127.0.0.1 for the tests: GStreamer's RTSP server, a silent TCP port."""
 
 from __future__ import annotations
 

@@ -1,0 +1,225 @@
+"""Capture from files, the synthetic scene and an MJPEG camera on a real HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from aiohttp import web
+
+from streamdet.capture.synthetic import SyntheticScene
+from streamdet.frames import SourceState
+from tests.capture.helpers import indices_in_ring, stage_for, steps
+from tests.support.media import make_clip
+from tests.support.servers import jpeg_frames
+from tests.support.waiting import wait_for
+
+SMALL = {"width": 160, "height": 96}
+
+
+def file_camera(path: Path, **source: object) -> dict[str, object]:
+    return {"name": "file", "source": {"kind": "file", "path": str(path), **source}, "frame": SMALL}
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_clip(
+        tmp_path_factory.mktemp("clips") / "short.mp4", frames=60, width=320, height=192
+    )
+
+
+def test_file_frames_in_order_then_stops(short_clip: Path) -> None:
+    stage = stage_for([file_camera(short_clip, loop=False, realtime=False)], ring_size=128)
+    with stage:
+        worker = stage.worker("file")
+        wait_for(lambda: worker.state is SourceState.STOPPED, 10, "end of file")
+    ring = stage.ring("file")
+    assert indices_in_ring(ring) == list(range(60))
+    refs, _ = ring.window(60)
+    assert [r.pts_s for r in refs] == pytest.approx([i / 25 for i in range(60)])
+    assert worker.stats.reconnects == 0 and not worker.stats.errors
+
+
+def test_file_loops_with_increasing_time(short_clip: Path) -> None:
+    stage = stage_for([file_camera(short_clip, loop=True, realtime=False)], ring_size=256)
+    with stage:
+        ring = stage.ring("file")
+        wait_for(lambda: ring.frames_written >= 150, 10, "two loops")
+        indices = indices_in_ring(ring)
+        refs, _ = ring.window(min(ring.frames_written, 255))
+    assert steps(indices, 60) == {1} and 0 in indices[1:]
+    pts = [r.pts_s for r in refs]
+    assert all(b > a for a, b in itertools.pairwise(pts)), "time must keep increasing"
+
+
+def test_file_realtime_pacing_and_analysis_rate(short_clip: Path) -> None:
+    camera = file_camera(short_clip, loop=True, realtime=True)
+    camera["analysis_fps"] = 5
+    stage = stage_for([camera])
+    with stage:
+        worker = stage.worker("file")
+        time.sleep(2.0)
+        frames, analysable = worker.stats.frames, worker.stats.analysable
+    assert 40 <= frames <= 60, frames  # 25 fps for 2 s
+    assert analysable == pytest.approx(frames / 5, abs=2)
+
+
+def test_broken_file_is_reported_and_retried_while_others_run(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(2000))
+    cameras = [
+        {"name": "broken", "source": {"kind": "file", "path": str(broken)}, "frame": SMALL},
+        {"name": "synthetic", "source": {"kind": "synthetic", "realtime": True}, "frame": SMALL},
+    ]
+    stage = stage_for(cameras, backoff={"initial_s": 0.05, "max_s": 0.2})
+    with stage:
+        bad, good = stage.worker("broken"), stage.worker("synthetic")
+        wait_for(lambda: bad.stats.connect_failures >= 3, 10, "retries of the broken file")
+        assert bad.state is SourceState.RECONNECTING
+        assert "cannot open" in bad.stats.errors[-1]
+        before = good.stats.frames
+        time.sleep(1.0)
+        assert good.stats.frames - before >= 20  # 25 fps real time, untouched
+        assert good.state is SourceState.RUNNING
+
+
+def test_gives_up_after_max_attempts(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    cameras = [{"name": "broken", "source": {"kind": "file", "path": str(broken)}, "frame": SMALL}]
+    stage = stage_for(cameras, backoff={"initial_s": 0.01, "max_s": 0.02, "max_attempts": 3})
+    with stage:
+        worker = stage.worker("broken")
+        wait_for(lambda: worker.state is SourceState.FAILED, 10, "FAILED")
+    assert worker.stats.connect_failures == 3
+    assert worker.state is SourceState.FAILED  # stop() keeps the final state
+
+
+def test_synthetic_frames_in_order_match_the_scene() -> None:
+    cameras = [
+        {
+            "name": "syn",
+            "source": {"kind": "synthetic", "seed": 7, "realtime": False},
+            "frame": {"width": 320, "height": 240, "color": "bgr"},
+        }
+    ]
+    stage = stage_for(cameras, ring_size=64)
+    with stage:
+        ring = stage.ring("syn")
+        wait_for(lambda: ring.frames_written >= 100, 10, "100 synthetic frames")
+        refs, frames = ring.window(32)
+    scene = SyntheticScene(seed=7)
+    expected = np.empty((240, 320, 3), np.uint8)
+    for ref, frame in zip(refs, frames, strict=True):
+        assert ref.pts_s == pytest.approx(ref.seq / 25)
+        scene.render(ref.seq, expected)
+        assert np.array_equal(frame, expected), f"frame {ref.seq} differs from the scene"
+    assert [r.seq for r in refs] == list(range(refs[0].seq, refs[0].seq + 32))
+
+
+def test_synthetic_grey_conversion_is_luma() -> None:
+    cameras = [
+        {
+            "name": "syn",
+            "source": {"kind": "synthetic", "realtime": False},
+            "frame": {"width": 160, "height": 120},
+        }
+    ]
+    stage = stage_for(cameras)
+    with stage:
+        ring = stage.ring("syn")
+        wait_for(lambda: ring.frames_written >= 5, 10, "frames")
+        ref = ring.latest()
+        assert ref is not None
+        grey = ring.read(ref)
+    assert grey is not None and grey.shape == (120, 160) and grey.std() > 5
+
+
+# ------------------------------------------------------------------------- MJPEG over HTTP
+class MjpegServer:
+    """aiohttp on 127.0.0.1 serving multipart/x-mixed-replace JPEGs at ``fps``, in a thread."""
+
+    def __init__(self, jpegs: list[bytes], fps: float = 25.0) -> None:
+        self.jpegs, self.fps, self.port = jpegs, fps, 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={"Content-Type": "multipart/x-mixed-replace; boundary=frame"}
+        )
+        await response.prepare(request)
+        index = 0
+        while True:
+            jpeg = self.jpegs[index % len(self.jpegs)]
+            part = (
+                b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                + str(len(jpeg)).encode()
+                + b"\r\n\r\n"
+                + jpeg
+                + b"\r\n"
+            )
+            try:
+                await response.write(part)
+            except (ConnectionResetError, RuntimeError):
+                break
+            index += 1
+            await asyncio.sleep(1 / self.fps)
+        return response
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_get("/video.mjpg", self._stream)
+        self._runner = web.AppRunner(app)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._runner.cleanup())
+
+    def __enter__(self) -> MjpegServer:
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+@pytest.fixture
+def mjpeg_server() -> Iterator[MjpegServer]:
+    scene = SyntheticScene(width=320, height=192)
+    frames = []
+    for n in range(50):
+        frame = np.empty((192, 320, 3), np.uint8)
+        scene.render(n, frame)
+        for bit in range(16):  # the same counter code as the test clips, in the top band
+            value = 235 if (n >> (15 - bit)) & 1 else 16
+            frame[:24, bit * 20 : (bit + 1) * 20] = value
+        frames.append(frame)
+    with MjpegServer(jpeg_frames(frames)) as server:
+        yield server
+
+
+def test_mjpeg_http_frames_arrive_in_order(mjpeg_server: MjpegServer) -> None:
+    url = f"http://user:pw@127.0.0.1:{mjpeg_server.port}/video.mjpg"
+    cameras = [{"name": "mjpeg", "source": {"kind": "mjpeg", "url": url}, "frame": SMALL}]
+    stage = stage_for(cameras, ring_size=64)
+    with stage:
+        ring = stage.ring("mjpeg")
+        wait_for(lambda: ring.frames_written >= 40, 15, "40 MJPEG frames")
+        indices = indices_in_ring(ring)
+        status = stage.status()[0]
+    assert status.codec == "mjpeg" and status.source.startswith("http://***@127.0.0.1")
+    assert steps(indices, 50) == {1}, indices

@@ -1,0 +1,119 @@
+"""The installed ``streamdet`` command: exit codes, messages, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.support.servers import RtspServer
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+STREAMDET = str(Path(sys.executable).with_name("streamdet"))
+
+
+def run(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [STREAMDET, *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def test_help_is_quick_and_lists_commands() -> None:
+    started = time.monotonic()
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("check-config", "probe", "capture", "demo"):
+        assert command in result.stdout
+    assert time.monotonic() - started < 10
+
+
+def test_check_config_ok() -> None:
+    result = run("check-config", str(CONFIGS / "demo.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith(
+        "OK — 3 camera(s): walkway-north (synthetic), walkway-south (synthetic), "
+        "walkway-east (synthetic)"
+    )
+
+
+def test_check_config_errors_name_keys_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "cameras:\n"
+        "  - name: a\n    source: {kind: synthetic}\n"
+        "  - name: a\n    source: {kind: rtsp, url: 'rtsp://u:${PW}@h/x'}\n"
+        "    analysis_fps: 1000\n"
+        "  - name: c\n    source: {kind: file, path: missing.mp4}\n    colour: grey\n"
+    )
+    result = run("check-config", str(bad), env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "cameras[1].source.url: environment variable PW is not set" in result.stderr
+    result = run("check-config", str(bad), env={"PATH": "/usr/bin:/bin", "PW": "x"})
+    assert result.returncode == 2
+    assert "cameras[1].analysis_fps: Input should be less than or equal to 120" in result.stderr
+    assert "cameras[2].colour: unknown key" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_config_duplicate_and_missing_file(tmp_path: Path) -> None:
+    dup = tmp_path / "dup.yaml"
+    dup.write_text(
+        "cameras:\n"
+        "  - {name: a, source: {kind: synthetic}}\n"
+        "  - {name: a, source: {kind: synthetic}}\n"
+    )
+    result = run("check-config", str(dup))
+    assert result.returncode == 2 and "cameras: duplicate camera name 'a'" in result.stderr
+    missing = tmp_path / "missing.yaml"
+    missing.write_text("cameras:\n  - {name: a, source: {kind: file, path: nope.mp4}}\n")
+    result = run("check-config", str(missing))
+    assert result.returncode == 2 and "cameras[0].source.path: file not found" in result.stderr
+    result = run("check-config", str(tmp_path / "absent.yaml"))
+    assert result.returncode == 2 and "cannot read" in result.stderr
+
+
+def test_probe_file(clip: Path) -> None:
+    result = run("probe", str(clip), "--frames", "10", "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert (info["codec"], info["width"], info["height"], info["frames"]) == ("h264", 640, 360, 10)
+    assert info["declared_fps"] == 25
+
+
+def test_probe_rtsp_reports_stream_and_hides_password(rtsp_server: RtspServer) -> None:
+    url = rtsp_server.url("/cam", credentials="admin:pr0besecret")
+    result = run("probe", url, "--frames", "50")
+    assert result.returncode == 0, result.stderr
+    assert "codec:           h264" in result.stdout
+    assert "resolution:      640x360" in result.stdout
+    measured = float(result.stdout.split("measured fps:")[1].split()[0])
+    assert 20 < measured < 30  # a live 25 fps stream
+    assert "pr0besecret" not in result.stdout + result.stderr
+
+
+def test_probe_unreachable_is_a_clear_error() -> None:
+    result = run("probe", "rtsp://user:pw@127.0.0.1:1/x", "--timeout", "2")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith("error: cannot open rtsp://***@127.0.0.1:1/x")
+    assert "Traceback" not in result.stderr and ":pw@" not in result.stderr
+
+
+def test_demo_runs_capture_and_prints_live_figures() -> None:
+    result = run("demo", "--duration", "3", timeout=60)
+    assert result.returncode == 0, result.stderr
+    for name in ("walkway-north", "walkway-south", "walkway-east"):
+        assert name in result.stdout
+    assert "running" in result.stdout
+    assert "done:" in result.stdout.splitlines()[-1]
+
+
+def test_capture_with_bad_config_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cameras: 3\n")
+    result = run("capture", "--config", str(bad), "--duration", "1")
+    assert result.returncode == 2 and "cameras: Input should be a valid list" in result.stderr
