@@ -145,11 +145,9 @@ class CameraWorker:
                     self._set_state(SourceState.FAILED)
                     return
                 self._stop.wait(self._backoff_delay(failures))
-        except Exception as exc:  # the stage boundary: never let a camera kill the process
-            self._log.exception("capture thread crashed")
+        except Exception as exc:  # only a bug in this loop itself gets here
+            self._log.exception("capture thread crashed; the watchdog restarts it")
             self.record_error(f"crashed: {exc!r}")
-            self._set_state(SourceState.FAILED)
-            raise
 
     def _backoff_delay(self, failures: int) -> float:
         backoff = self._capture.backoff
@@ -163,22 +161,28 @@ class CameraWorker:
         self._reconnect.clear()
         self._session_frames = 0
         started = time.monotonic()
-        source = self._factory(self.camera)
+        source: VideoSource | None = None
         try:
+            source = self._factory(self.camera)
             self.stats.stream = source.open()
-        except SourceError as exc:
+        except Exception as exc:  # SourceError, or anything odd a library raised while opening
             self.stats.connect_failures += 1
             self._log.warning("%s", exc)
-            self.record_error(str(exc))
+            self.record_error(str(exc) if isinstance(exc, SourceError) else f"open failed: {exc!r}")
+            if source is not None:
+                source.close()
             return "failed"
         try:
             return self._pump(source, started)
         except SourceError as exc:
             self._log.warning("%s", exc)
             self.record_error(str(exc))
-            return "had_frames" if self._session_frames else "failed"
+        except Exception as exc:  # a bug or an odd stream: keep this camera (and the rest) going
+            self._log.exception("unexpected error while decoding")
+            self.record_error(f"unexpected error: {exc!r}")
         finally:
             source.close()
+        return "had_frames" if self._session_frames else "failed"
 
     def _pump(self, source: VideoSource, started: float) -> str:
         window_start, window_frames = time.monotonic(), 0

@@ -13,9 +13,12 @@ import numpy as np
 import pytest
 from aiohttp import web
 
+from streamdet.capture import CaptureStage
+from streamdet.capture.sources import FrameMeta, StreamInfo, SyntheticVideoSource, VideoSource
 from streamdet.capture.synthetic import SyntheticScene
+from streamdet.config import CameraConfig, SyntheticSource
 from streamdet.frames import SourceState
-from tests.capture.helpers import indices_in_ring, stage_for, steps
+from tests.capture.helpers import indices_in_ring, make_config, stage_for, steps
 from tests.support.media import make_clip
 from tests.support.servers import jpeg_frames
 from tests.support.waiting import wait_for
@@ -223,3 +226,48 @@ def test_mjpeg_http_frames_arrive_in_order(mjpeg_server: MjpegServer) -> None:
         status = stage.status()[0]
     assert status.codec == "mjpeg" and status.source.startswith("http://***@127.0.0.1")
     assert steps(indices, 50) == {1}, indices
+
+
+class FlakySource:
+    """A real synthetic source that raises an unexpected error after ``fail_at`` frames."""
+
+    def __init__(self, inner: SyntheticVideoSource, fail_at: int) -> None:
+        self.inner, self.fail_at, self.description = inner, fail_at, inner.description
+        self.count = 0
+
+    def open(self) -> StreamInfo:
+        return self.inner.open()
+
+    def read_into(self, out: np.ndarray) -> FrameMeta:
+        self.count += 1
+        if self.count > self.fail_at:
+            raise ZeroDivisionError("a bug in some library")
+        return self.inner.read_into(out)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_unexpected_errors_are_contained_and_retried() -> None:
+    config = make_config(
+        [{"name": "flaky", "source": {"kind": "synthetic", "realtime": False}, "frame": SMALL}],
+        backoff={"initial_s": 0.01, "max_s": 0.05},
+    )
+    opened: list[int] = []
+
+    def factory(camera: CameraConfig) -> VideoSource:
+        opened.append(1)
+        if len(opened) == 2:
+            raise RuntimeError("factory hiccup")
+        assert isinstance(camera.source, SyntheticSource)
+        return FlakySource(SyntheticVideoSource(camera.source), fail_at=20)
+
+    stage = CaptureStage(config.cameras, config.capture, source_factory=factory)
+    with stage:
+        worker = stage.worker("flaky")
+        wait_for(lambda: worker.stats.frames >= 60, 10, "frames across several failures")
+        assert worker.is_alive()
+    errors = list(worker.stats.errors)
+    assert any("ZeroDivisionError" in e for e in errors)
+    assert any("factory hiccup" in e for e in errors)
+    assert worker.stats.reconnects >= 3
