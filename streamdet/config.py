@@ -85,7 +85,10 @@ class WebcamSource(_Model):
 class SyntheticAnomaly(_Model):
     """An anomaly scheduled into a synthetic scene."""
 
-    kind: Literal["fast", "wrong_way", "forbidden_area", "loiter"]
+    kind: Literal["fast", "wrong_way", "forbidden_area", "loiter"] = Field(
+        description="fast: a cyclist; wrong_way: against the flow; forbidden_area: on the grass; "
+        "loiter: standing still on the path."
+    )
     start_s: float = Field(ge=0, description="Seconds after the scene starts.")
     duration_s: float = Field(gt=0, le=3600, description="How long it is visible.")
 
@@ -95,11 +98,13 @@ class SyntheticSource(_Model):
 
     kind: Literal["synthetic"] = "synthetic"
     seed: int = Field(0, ge=0, description="Same seed, same pixels.")
-    width: int = Field(320, ge=64, le=3840)
-    height: int = Field(240, ge=64, le=2160)
-    fps: float = Field(25.0, gt=0, le=120)
+    width: int = Field(320, ge=64, le=3840, description="Frame width in pixels.")
+    height: int = Field(240, ge=64, le=2160, description="Frame height in pixels.")
+    fps: float = Field(25.0, gt=0, le=120, description="Frames per second of scene time.")
     people_per_minute: float = Field(40.0, ge=0, le=600, description="Walking traffic.")
-    anomalies: list[SyntheticAnomaly] = Field(default_factory=list)
+    anomalies: list[SyntheticAnomaly] = Field(
+        default_factory=list, description="Anomalies to stage, with their times."
+    )
     realtime: bool = Field(True, description="Pace at fps (like a camera) or as fast as possible.")
 
 
@@ -113,8 +118,8 @@ SOURCE_KINDS = ("rtsp", "mjpeg", "file", "webcam", "synthetic")
 class FrameFormat(_Model):
     """What every decoded frame is converted to, once, for the models."""
 
-    width: int = Field(320, ge=16, le=1920)
-    height: int = Field(240, ge=16, le=1080)
+    width: int = Field(320, ge=16, le=1920, description="Width the models see.")
+    height: int = Field(240, ge=16, le=1080, description="Height the models see.")
     color: Literal["grey", "bgr"] = Field("grey", description="Single channel or BGR.")
 
     @property
@@ -129,22 +134,24 @@ class CameraConfig(_Model):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
         description="Unique id used in logs, metrics labels and the API.",
     )
-    source: SourceConfig
+    source: SourceConfig = Field(description="Where frames come from; `kind` picks the type.")
     analysis_fps: float = Field(
         5.0,
         gt=0,
         le=120,
         description="Frames per second offered for scoring (the rest are skipped).",
     )
-    frame: FrameFormat = Field(default_factory=FrameFormat)
-    enabled: bool = True
+    frame: FrameFormat = Field(
+        default_factory=FrameFormat, description="Size and colour frames are converted to."
+    )
+    enabled: bool = Field(True, description="false keeps the camera configured but off.")
 
 
 class BackoffConfig(_Model):
     """Reconnect delays: capped exponential with jitter."""
 
-    initial_s: float = Field(0.5, gt=0, le=60)
-    max_s: float = Field(30.0, gt=0, le=3600)
+    initial_s: float = Field(0.5, gt=0, le=60, description="First delay; doubles per failure.")
+    max_s: float = Field(30.0, gt=0, le=3600, description="Longest delay between attempts.")
     jitter: float = Field(0.3, ge=0, le=1, description="Delay is scaled by 1 - jitter*U(0,1).")
     max_attempts: int = Field(
         0, ge=0, description="Attempts in a row before FAILED; 0 retries forever."
@@ -166,7 +173,9 @@ class CaptureConfig(_Model):
     )
     min_stall_s: float = Field(2.0, gt=0, le=600, description="Never call a stall sooner.")
     max_stall_s: float = Field(15.0, gt=0, le=3600, description="Always call a stall by then.")
-    backoff: BackoffConfig = Field(default_factory=BackoffConfig)
+    backoff: BackoffConfig = Field(
+        default_factory=BackoffConfig, description="Delays between reconnect attempts."
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> CaptureConfig:
@@ -178,15 +187,15 @@ class CaptureConfig(_Model):
 
 
 class LoggingConfig(_Model):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
 
 
 class Config(_Model):
     """The whole configuration file."""
 
     cameras: list[CameraConfig] = Field(min_length=1, description="At least one camera.")
-    capture: CaptureConfig = Field(default_factory=CaptureConfig)
-    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    capture: CaptureConfig = Field(default_factory=CaptureConfig, description="Capture stage.")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Log output.")
 
     @field_validator("cameras")
     @classmethod

@@ -163,3 +163,23 @@ def test_password_not_echoed_in_url_errors() -> None:
     problems = problems_of(data)
     assert not any("hunter2" in p for p in problems)
     assert isinstance(parse_config(minimal()), Config)
+
+
+def test_every_field_is_documented() -> None:
+    import typing
+
+    from pydantic import BaseModel
+
+    missing: list[str] = []
+
+    def walk(model: type[BaseModel], path: str) -> None:
+        for name, field in model.model_fields.items():
+            if not field.description and name != "kind":
+                missing.append(path + name)
+            args = typing.get_args(field.annotation) or (field.annotation,)
+            for arg in (a for t in args for a in (typing.get_args(t) or (t,))):
+                if isinstance(arg, type) and issubclass(arg, BaseModel):
+                    walk(arg, f"{path}{name}.")
+
+    walk(Config, "")
+    assert not missing
