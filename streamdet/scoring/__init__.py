@@ -1,0 +1,1 @@
+"""Scoring: causal smoothing of frame scores and calibration of thresholds."""

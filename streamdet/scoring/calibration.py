@@ -1,0 +1,103 @@
+"""Thresholds from normal footage alone, for a false-alarm budget.
+
+The operator states a budget — at most N false events per hour at the camera's analysis rate —
+and no anomalous examples are needed. An event starts where the smoothed score crosses the
+threshold upwards, so the budget is a rate of up-crossings per analysed frame::
+
+    target = N / (3600 * analysis_fps)
+
+When the held-out footage is long enough to see at least ``MIN_CROSSINGS`` crossings at the
+target rate, the threshold is the lowest level whose measured crossing rate meets it. Usually it
+is far too short for such rare crossings, so the tail of the score distribution is extrapolated
+(peaks over a threshold): above ``u``, the 90th percentile, the
+excess is modelled as exponential with the mean excess ``beta``, so
+``P(s > T) = 0.1 * exp(-(T - u) / beta)``. Exceedances of a smoothed score come in clusters;
+the extremal index ``theta`` (clusters per exceedance, measured at ``u``) turns the exceedance
+probability into an up-crossing rate: ``rate(T) = theta * P(s > T)``. Solving
+``rate(T) = target`` gives the threshold. The exponential tail is conservative for the light
+(Gaussian-like) tails of normal footage: fewer false events than the budget, not more.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+TAIL_QUANTILE = 0.90
+MIN_CROSSINGS = 10
+
+
+@dataclass(frozen=True)
+class Calibration:
+    threshold: float  # on the smoothed, normalised frame score
+    false_events_per_hour: float  # the budget the threshold was set for
+    analysis_fps: float
+    smoothing_alpha: float
+    held_out_frames: int
+    held_out_max: float
+    tail_start: float  # u
+    tail_scale: float  # beta
+    extremal_index: float  # theta
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def upcrossings(scores: np.ndarray, level: float) -> int:
+    """How many times the series goes from <= level to > level (a start above counts once)."""
+    above = np.asarray(scores) > level
+    return int(above[0]) + int(np.count_nonzero(above[1:] & ~above[:-1]))
+
+
+def calibrate(
+    clips: list[np.ndarray],
+    *,
+    analysis_fps: float,
+    false_events_per_hour: float,
+    smoothing_alpha: float,
+) -> Calibration:
+    """Threshold for smoothed held-out normal scores ``clips`` (one array per clip)."""
+    if analysis_fps <= 0 or false_events_per_hour <= 0:
+        raise ValueError("analysis_fps and false_events_per_hour must be > 0")
+    scores = np.concatenate([np.asarray(c, np.float64) for c in clips])
+    if len(scores) < 50:
+        raise ValueError(f"need at least 50 held-out frames to calibrate, got {len(scores)}")
+    u = float(np.quantile(scores, TAIL_QUANTILE))
+    excess = scores[scores > u] - u
+    beta = float(excess.mean()) if len(excess) else 1e-6
+    exceed = int(np.count_nonzero(scores > u))
+    crossings = sum(upcrossings(c, u) for c in clips)
+    theta = min(1.0, crossings / exceed) if exceed else 1.0
+    target = false_events_per_hour / (3600.0 * analysis_fps)
+    p_exceed = target / max(theta, 1e-6)
+    tail_p = 1.0 - TAIL_QUANTILE
+    if target * len(scores) >= MIN_CROSSINGS:
+        threshold = _empirical(clips, scores, target)
+    elif p_exceed < tail_p:
+        threshold = u + max(beta, 1e-6) * math.log(tail_p / p_exceed)
+    else:
+        threshold = u
+    held_out_max = float(scores.max())
+    return Calibration(
+        threshold=threshold,
+        false_events_per_hour=false_events_per_hour,
+        analysis_fps=analysis_fps,
+        smoothing_alpha=smoothing_alpha,
+        held_out_frames=len(scores),
+        held_out_max=held_out_max,
+        tail_start=u,
+        tail_scale=beta,
+        extremal_index=theta,
+    )
+
+
+def _empirical(clips: list[np.ndarray], scores: np.ndarray, target: float) -> float:
+    """The lowest candidate level whose measured up-crossing rate is at most ``target``."""
+    levels = np.unique(np.quantile(scores, np.linspace(0.5, 1.0, 501)))
+    for level in levels:
+        if sum(upcrossings(c, float(level)) for c in clips) / len(scores) <= target:
+            return float(level)
+    return float(levels[-1])
