@@ -12,6 +12,8 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from streamdet import __version__
 from streamdet.errors import ConfigError, StreamdetError
@@ -87,6 +89,51 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _run_capture(args.config, args.duration, "streamdet demo (built-in synthetic cameras)")
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from streamdet.eval.run import EvalSettings, run_eval
+    from streamdet.log import setup_logging
+    from streamdet.progress import ProgressBar
+
+    setup_logging("WARNING")
+    settings = EvalSettings(
+        kind=args.model,
+        checkpoint=Path(args.checkpoint) if args.checkpoint else None,
+        seed=args.seed,
+        max_train_seconds=args.max_train_seconds,
+        false_events_per_hour=args.false_events_per_hour,
+        smoothing_alpha=args.alpha,
+        device=_device(args.device),
+        baseline=not args.no_baseline,
+    )
+    bar = ProgressBar(enabled=not args.quiet)
+    try:
+        metrics = run_eval(Path(args.dataset), Path(args.out), settings, bar)
+    finally:
+        bar.close()
+    print(_eval_summary(metrics, args.out))
+    return EXIT_OK
+
+
+def _eval_summary(metrics: dict[str, Any], out: str) -> str:
+    models: dict[str, dict[str, float]] = metrics["models"]
+    lines = [f"{'model':<12} {'AUC streaming':>14} {'AUC per-video':>14} {'train s':>8} {'fps':>8}"]
+    for name, m in models.items():
+        lines.append(
+            f"{name:<12} {m['auc_micro_streaming']:>14.4f} {m['auc_micro_video_normalised']:>14.4f}"
+            f" {m['train_seconds']:>8.1f} {m['scoring_fps']:>8.0f}"
+        )
+    lines.append(f"written to {out}/ (metrics.json, scores/, roc.png, timeline_*.png)")
+    return "\n".join(lines)
+
+
+def _device(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streamdet",
@@ -113,11 +160,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="stop after S seconds")
     p.set_defaults(func=cmd_capture)
 
+    p = sub.add_parser("eval", help="train on a labelled dataset's normal clips, score its tests")
+    p.add_argument("--dataset", required=True, help="DIR with train/*.mp4, test/*.mp4, labels.json")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--model", default=_default_kind(), help="model kind (default %(default)s)")
+    p.add_argument("--checkpoint", help="score with this trained checkpoint instead of training")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--max-train-seconds", type=float, default=900.0, help="training budget")
+    p.add_argument("--false-events-per-hour", type=float, default=1.0, help="threshold budget")
+    p.add_argument("--alpha", type=float, default=None, help="EMA smoothing (1 = none)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--no-baseline", action="store_true", help="skip the framediff baseline")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_eval)
+
     p = sub.add_parser("demo", help="run on the built-in synthetic cameras (no camera needed)")
     p.add_argument("--config", default=None, help="use this config instead of the built-in one")
     p.add_argument("--duration", type=float, default=20.0, help="seconds to run (default 20)")
     p.set_defaults(func=cmd_demo)
     return parser
+
+
+def _default_kind() -> str:
+    from streamdet.models.kinds import DEFAULT_KIND
+
+    return DEFAULT_KIND
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,83 @@
+"""The model registry: kind name -> how to build and train it. Explicit; no discovery magic."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from streamdet.errors import ModelError
+from streamdet.models import autoencoder, predictor
+from streamdet.models.base import (
+    AnomalyModel,
+    ModelSpec,
+    Progress,
+    Trainer,
+    TrainingData,
+    TrainSettings,
+)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    build: Callable[[ModelSpec], AnomalyModel]
+    train: Trainer
+    spec: ModelSpec  # defaults: input size, patch size, params
+    smoothing_alpha: float  # causal EMA applied to its frame scores (1.0: none)
+    summary: str
+
+
+MODELS: dict[str, ModelEntry] = {
+    "ae": ModelEntry(
+        autoencoder.build,
+        autoencoder.train,
+        ModelSpec("ae"),
+        1.0,
+        "convolutional autoencoder; reconstruction error per patch",
+    ),
+    "predictor": ModelEntry(
+        predictor.build,
+        predictor.train,
+        ModelSpec("predictor"),
+        1.0,
+        "U-Net future-frame predictor; prediction error per patch",
+    ),
+}
+
+
+def entry(kind: str) -> ModelEntry:
+    try:
+        return MODELS[kind]
+    except KeyError:
+        known = ", ".join(sorted(MODELS))
+        raise ModelError(f"unknown model kind {kind!r}; known: {known}") from None
+
+
+def default_spec(
+    kind: str,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    params: dict[str, Any] | None = None,
+) -> ModelSpec:
+    """The kind's default spec, with the input size and some params overridden."""
+    spec = entry(kind).spec
+    return replace(
+        spec,
+        width=width or spec.width,
+        height=height or spec.height,
+        params={**spec.params, **(params or {})},
+    )
+
+
+def build_model(spec: ModelSpec) -> AnomalyModel:
+    model = entry(spec.kind).build(spec)
+    if not isinstance(model, AnomalyModel):
+        raise ModelError(f"model kind {spec.kind!r} did not build an AnomalyModel")
+    return model
+
+
+def train_model(
+    model: AnomalyModel, data: TrainingData, settings: TrainSettings, progress: Progress
+) -> None:
+    entry(model.kind).train(model, data, settings, progress)
