@@ -114,6 +114,73 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from streamdet.config import camera as find_camera
+    from streamdet.config import load_config
+    from streamdet.log import setup_logging
+    from streamdet.models.base import TrainSettings
+    from streamdet.models.checkpoint import save_checkpoint
+    from streamdet.models.registry import default_spec, entry
+    from streamdet.models.training import Budget, collect_files, collect_live, fit_and_calibrate
+    from streamdet.progress import ProgressBar
+
+    try:
+        config = load_config(args.config)
+        cam = find_camera(config, args.camera)
+    except ConfigError as exc:
+        _print_config_error(exc)
+        return EXIT_USAGE
+    setup_logging("WARNING")
+    kind = args.model or cam.model or config.models.kind
+    spec = default_spec(kind)
+    bar = ProgressBar(enabled=not args.quiet)
+    try:
+        if args.footage:
+            data = collect_files([Path(p) for p in args.footage], spec, bar)
+        else:
+            seconds = args.seconds or config.models.learn_seconds
+            data = collect_live(cam, config.capture, spec, seconds, bar)
+        settings = TrainSettings(
+            seed=config.models.seed,
+            max_seconds=config.models.max_train_seconds,
+            device=_device(args.device),
+        )
+        budget = Budget(
+            cam.analysis_fps, config.models.false_events_per_hour, entry(kind).smoothing_alpha
+        )
+        trained = fit_and_calibrate(spec, data, settings, budget, bar)
+    finally:
+        bar.close()
+    out = Path(args.out) if args.out else config.models.dir / cam.name
+    extra = {
+        "camera": cam.name,
+        "calibration": trained.calibration.as_dict(),
+        "training": trained.summary,
+    }
+    save_checkpoint(trained.model, out, extra)
+    cal = trained.calibration
+    print(
+        f"[{cam.name}] {kind} trained in {trained.summary['train_seconds']:.1f} s on "
+        f"{trained.summary['frames']} frames; threshold {cal.threshold:.3f} for "
+        f"{cal.false_events_per_hour:g} false event(s)/hour at {cal.analysis_fps:g} fps "
+        f"(held-out max {cal.held_out_max:.3f}); saved to {out}"
+    )
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from streamdet.models.checkpoint import load_checkpoint
+    from streamdet.models.export import export_onnx
+
+    model, _ = load_checkpoint(Path(args.checkpoint))
+    path = export_onnx(model, Path(args.onnx), batch=args.batch)
+    print(
+        f"wrote {path} ({model.kind}, input frames uint8 (B, {model.context + 1}, "
+        f"{model.spec.height}, {model.spec.width}) -> score, anomaly_map)"
+    )
+    return EXIT_OK
+
+
 def _eval_summary(metrics: dict[str, Any], out: str) -> str:
     models: dict[str, dict[str, float]] = metrics["models"]
     lines = [f"{'model':<12} {'AUC streaming':>14} {'AUC per-video':>14} {'train s':>8} {'fps':>8}"]
@@ -159,6 +226,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="YAML config file")
     p.add_argument("--duration", type=float, default=None, help="stop after S seconds")
     p.set_defaults(func=cmd_capture)
+
+    p = sub.add_parser("train", help="learn a camera's normal from its footage or live stream")
+    p.add_argument("--config", required=True, help="YAML config file")
+    p.add_argument("--camera", required=True, help="camera name from the config")
+    p.add_argument("--footage", nargs="+", help="video files/folders (default: watch the camera)")
+    p.add_argument("--seconds", type=float, help="watch the live camera this long")
+    p.add_argument("--model", help="model kind (default: the camera's, else models.kind)")
+    p.add_argument("--out", help="checkpoint folder (default: models.dir/<camera>)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", help="export a trained checkpoint to ONNX")
+    p.add_argument("--checkpoint", required=True, help="checkpoint folder")
+    p.add_argument("--onnx", required=True, help="output .onnx file")
+    p.add_argument("--batch", type=int, default=1, help="example batch size (axis is dynamic)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("eval", help="train on a labelled dataset's normal clips, score its tests")
     p.add_argument("--dataset", required=True, help="DIR with train/*.mp4, test/*.mp4, labels.json")

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from streamdet.errors import ConfigError
 from streamdet.log import redact
+from streamdet.models.kinds import DEFAULT_KIND, MODEL_KINDS
 
 
 class _Model(BaseModel):
@@ -145,6 +146,12 @@ class CameraConfig(_Model):
         default_factory=FrameFormat, description="Size and colour frames are converted to."
     )
     enabled: bool = Field(True, description="false keeps the camera configured but off.")
+    model: str | None = Field(None, description="Model kind for this camera; default: models.kind.")
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, kind: str | None) -> str | None:
+        return kind if kind is None else _known_kind(kind)
 
 
 class BackoffConfig(_Model):
@@ -186,6 +193,35 @@ class CaptureConfig(_Model):
         return self
 
 
+def _known_kind(kind: str) -> str:
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(MODEL_KINDS)}")
+    return kind
+
+
+class ModelsConfig(_Model):
+    """How cameras learn "normal" and where their checkpoints live."""
+
+    dir: Path = Field(
+        Path("models"),
+        description="Checkpoints live in DIR/<camera>/; relative to the config file's folder.",
+    )
+    kind: str = Field(DEFAULT_KIND, description="Default model kind for every camera.")
+    learn_seconds: float = Field(
+        300, gt=0, le=86400, description="How long `streamdet train` watches a live camera."
+    )
+    max_train_seconds: float = Field(900, gt=0, le=86400, description="Training time budget.")
+    false_events_per_hour: float = Field(
+        1.0, gt=0, le=3600, description="Calibrate each threshold for at most this many."
+    )
+    seed: int = Field(0, ge=0, description="Same seed and footage, same model.")
+
+    @field_validator("kind")
+    @classmethod
+    def _known(cls, kind: str) -> str:
+        return _known_kind(kind)
+
+
 class LoggingConfig(_Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
 
@@ -195,6 +231,7 @@ class Config(_Model):
 
     cameras: list[CameraConfig] = Field(min_length=1, description="At least one camera.")
     capture: CaptureConfig = Field(default_factory=CaptureConfig, description="Capture stage.")
+    models: ModelsConfig = Field(default_factory=ModelsConfig, description="Learning normal.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Log output.")
 
     @field_validator("cameras")
@@ -284,8 +321,12 @@ def parse_config(
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(source, [_format_error(e) for e in exc.errors()]) from None
+    base = base_dir or Path.cwd()
+    if not config.models.dir.is_absolute():
+        models = config.models.model_copy(update={"dir": base / config.models.dir})
+        config = config.model_copy(update={"models": models})
     if check_paths:
-        config, problems = _check_paths(config, base_dir or Path.cwd())
+        config, problems = _check_paths(config, base)
         if problems:
             raise ConfigError(source, problems)
     return config
@@ -321,6 +362,15 @@ def load_config(
     return parse_config(
         data, source=str(path), base_dir=path.resolve().parent, env=env, check_paths=check_paths
     )
+
+
+def camera(config: Config, name: str) -> CameraConfig:
+    """The camera called ``name``. Raises ConfigError listing the known names."""
+    for cam in config.cameras:
+        if cam.name == name:
+            return cam
+    known = ", ".join(c.name for c in config.cameras)
+    raise ConfigError("--camera", [f"no camera named {name!r}; cameras: {known}"])
 
 
 def summary(config: Config) -> str:

@@ -83,33 +83,40 @@ def collect_live(
     camera: CameraConfig,
     capture: CaptureConfig,
     spec: ModelSpec,
-    context: int,
     seconds: float,
     progress: Progress,
+    clip_seconds: float = 10.0,
 ) -> TrainingData:
-    """Watch the camera for ``seconds``; keep ``context+1`` frames per analysed frame."""
+    """Watch the camera for ``seconds``; keep every decoded frame, as clips of ``clip_seconds``.
+
+    A clip also ends where frames were missed (a reconnect, or the ring lapped us), so that
+    models never learn motion between frames that were not neighbours.
+    """
     stage = CaptureStage([camera], capture)
-    windows: list[np.ndarray] = []
-    last_seq = -1
+    clips: list[list[np.ndarray]] = [[]]
+    last_seq, fps = -1, 25.0
     started = time.monotonic()
     with stage:
         ring = stage.ring(camera.name)
         while (elapsed := time.monotonic() - started) < seconds:
-            progress("watch camera", elapsed / seconds, {"windows": float(len(windows))})
-            time.sleep(0.02)
-            ref = ring.latest(analysable_only=True)
-            if ref is None or ref.seq <= last_seq or ring.frames_written < context + 1:
+            progress("watch camera", elapsed / seconds, {"frames": float(sum(map(len, clips)))})
+            time.sleep(0.05)
+            newest = ring.latest()
+            if newest is None or newest.seq == last_seq:
                 continue
-            refs, pixels = ring.window(context + 1)
-            if refs[-1].seq - refs[0].seq != context:
-                continue  # a reconnect broke the run of frames
+            count = min(newest.seq - last_seq, ring.size - 1)
+            refs, pixels = ring.window(count)
+            stream = stage.worker(camera.name).stats.stream
+            fps = stream.fps if stream and stream.fps else fps
+            if refs[0].seq != last_seq + 1 or len(clips[-1]) >= clip_seconds * fps:
+                clips.append([])
+            clips[-1].extend(_resize_stack(pixels, spec))
             last_seq = refs[-1].seq
-            windows.append(_resize_stack(pixels, spec))
-        fps = stage.worker(camera.name).stats.stream
-    progress("watch camera", 1.0, {"windows": float(len(windows))})
-    if len(windows) < 20:
-        raise SourceError(f"[{camera.name}] only {len(windows)} frames in {seconds:.0f} s: too few")
-    return TrainingData(windows, (fps.fps if fps and fps.fps else camera.analysis_fps))
+    progress("watch camera", 1.0, {"frames": float(sum(map(len, clips)))})
+    kept = [np.stack(c) for c in clips if len(c) >= 8]
+    if sum(map(len, kept)) < 50:
+        raise SourceError(f"[{camera.name}] too few frames in {seconds:.0f} s to learn from")
+    return TrainingData(kept, fps)
 
 
 def _resize_stack(pixels: np.ndarray, spec: ModelSpec) -> np.ndarray:

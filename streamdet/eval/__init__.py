@@ -1,0 +1,1 @@
+"""Evaluation on labelled datasets (frame-level AUC, streaming and per-video)."""

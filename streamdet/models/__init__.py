@@ -1,0 +1,1 @@
+"""Models: pure nn.Modules that score frames, their registry, training and checkpoints."""

@@ -1,0 +1,38 @@
+"""Export a trained model to ONNX with the same inputs and outputs as ``forward``."""
+
+from __future__ import annotations
+
+import io
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import torch
+
+from streamdet.errors import ModelError
+from streamdet.models.base import AnomalyModel
+
+
+def export_onnx(model: AnomalyModel, path: Path, batch: int = 1) -> Path:
+    """Write ``path``: input ``frames`` uint8 (B, T, H, W) -> ``score`` (B,), ``anomaly_map``."""
+    spec = model.spec
+    example = torch.zeros((batch, model.context + 1, spec.height, spec.width), dtype=torch.uint8)
+    model = model.cpu().eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with redirect_stdout(io.StringIO()):  # the exporter narrates every step on stdout
+            torch.onnx.export(
+                model,
+                (example,),
+                str(path),
+                input_names=["frames"],
+                output_names=["score", "anomaly_map"],
+                dynamic_axes={
+                    "frames": {0: "batch"},
+                    "score": {0: "batch"},
+                    "anomaly_map": {0: "batch"},
+                },
+                dynamo=False,
+            )
+    except Exception as exc:  # the exporter raises many types; the user needs one clear line
+        raise ModelError(f"cannot export {spec.kind} to ONNX: {exc}") from exc
+    return path
