@@ -1,4 +1,4 @@
-"""A small labelled dataset made from the synthetic scene, in the layout ``streamdet eval`` reads."""
+"""A small labelled dataset from the synthetic scene, in the layout `streamdet eval` reads."""
 
 from __future__ import annotations
 
