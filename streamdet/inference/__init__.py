@@ -1,0 +1,1 @@
+"""Inference: the batching policy (pure), the device-owning runner, and their stage."""

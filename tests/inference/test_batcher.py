@@ -1,0 +1,51 @@
+"""The batching policy, tested as the pure code it is."""
+
+from __future__ import annotations
+
+import pytest
+
+from streamdet.inference.batcher import Batcher
+
+
+def test_full_batch_is_due_at_once() -> None:
+    b: Batcher[int] = Batcher(max_batch=3, max_wait_s=1.0)
+    for i, cam in enumerate("abc"):
+        assert not b.due(0.0)
+        b.offer(cam, i, 0.0)
+    assert b.due(0.0) and b.wait_s(0.0) == 0.0
+    assert [p.camera for p in b.take()] == ["a", "b", "c"]
+    assert len(b) == 0 and b.wait_s(0.0) is None
+
+
+def test_partial_batch_waits_for_the_deadline() -> None:
+    b: Batcher[int] = Batcher(max_batch=8, max_wait_s=0.05)
+    b.offer("a", 1, 10.0)
+    b.offer("b", 2, 10.02)
+    assert not b.due(10.04)
+    assert b.wait_s(10.04) == pytest.approx(0.01)
+    assert b.due(10.05)
+    assert [p.item for p in b.take()] == [1, 2]
+
+
+def test_newer_frame_supersedes_and_is_counted_keeping_the_wait() -> None:
+    b: Batcher[int] = Batcher(max_batch=4, max_wait_s=0.1)
+    b.offer("a", 1, 0.0)
+    b.offer("a", 2, 0.08)
+    assert len(b) == 1 and b.superseded == {"a": 1}
+    assert b.due(0.1)  # the camera has waited since 0.0
+    (p,) = b.take()
+    assert (p.item, p.arrived) == (2, 0.0)
+
+
+def test_late_camera_waits_for_next_batch_and_oldest_go_first() -> None:
+    b: Batcher[str] = Batcher(max_batch=2, max_wait_s=1.0)
+    b.offer("c", "c1", 0.3)
+    b.offer("a", "a1", 0.1)
+    b.offer("b", "b1", 0.2)
+    assert [p.camera for p in b.take()] == ["a", "b"]
+    assert [p.camera for p in b.take()] == ["c"]
+
+
+def test_bad_policy() -> None:
+    with pytest.raises(ValueError):
+        Batcher(max_batch=0, max_wait_s=1)
