@@ -1,0 +1,155 @@
+"""The model runner: the one owner of the device.
+
+Every camera has its own trained model, yet cameras whose models share an architecture (same
+kind and spec, same parameter shapes) are scored in **one** call: their parameters are stacked
+(``torch.func.stack_module_state``) and the model is called through ``functional_call`` under
+``vmap``. A group whose model cannot run under ``vmap`` falls back to one call per camera (logged
+once). CUDA (with fp16 autocast) and CPU (with a deliberate thread count) share this code path.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.func import functional_call, stack_module_state
+
+from streamdet.models.base import AnomalyModel
+
+logger = logging.getLogger(__name__)
+
+
+class Scores(NamedTuple):
+    score: float
+    anomaly_map: np.ndarray  # (gh, gw) float32
+
+
+def choose_device(preference: str = "auto") -> torch.device:
+    """``auto``: CUDA when present, else CPU."""
+    if preference == "auto":
+        preference = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(preference)
+
+
+def group_key(model: AnomalyModel) -> str:
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return json.dumps([model.kind, model.version, asdict(model.spec), sorted(shapes.items())])
+
+
+@dataclass
+class _Group:
+    cameras: list[str] = field(default_factory=list)
+    models: list[AnomalyModel] = field(default_factory=list)
+    stacked: tuple[dict[str, Tensor], dict[str, Tensor]] | None = None
+    call: Callable[..., Any] | None = None
+    vmap_ok: bool = True
+
+
+class ModelRunner:
+    """Holds every camera's model on one device and scores windows of frames for many cameras."""
+
+    def __init__(self, device: str = "auto", threads: int | None = None) -> None:
+        self.device = choose_device(device)
+        if self.device.type == "cpu" and threads:
+            torch.set_num_threads(threads)  # leave cores for the decode threads
+        self._groups: dict[str, _Group] = {}
+        self._camera_group: dict[str, str] = {}
+
+    @property
+    def cameras(self) -> list[str]:
+        return list(self._camera_group)
+
+    def context(self, camera: str) -> int:
+        return self._group(camera).models[0].context
+
+    def add(self, camera: str, model: AnomalyModel) -> None:
+        """Install (or replace) ``camera``'s model."""
+        self.remove(camera)
+        model = model.to(self.device).eval()
+        key = group_key(model)
+        group = self._groups.setdefault(key, _Group())
+        group.cameras.append(camera)
+        group.models.append(model)
+        group.stacked = None  # restacked lazily on the next call
+        self._camera_group[camera] = key
+
+    def remove(self, camera: str) -> None:
+        key = self._camera_group.pop(camera, None)
+        if key is None:
+            return
+        group = self._groups[key]
+        i = group.cameras.index(camera)
+        del group.cameras[i], group.models[i]
+        group.stacked = None
+        if not group.cameras:
+            del self._groups[key]
+
+    def _group(self, camera: str) -> _Group:
+        return self._groups[self._camera_group[camera]]
+
+    @torch.inference_mode()
+    def run(self, windows: dict[str, np.ndarray]) -> dict[str, Scores]:
+        """Score one window (T, H, W) uint8 per camera; cameras grouped into batched calls."""
+        by_group: dict[str, list[str]] = {}
+        for camera in windows:
+            by_group.setdefault(self._camera_group[camera], []).append(camera)
+        results: dict[str, Scores] = {}
+        for key, cameras in by_group.items():
+            results.update(self._run_group(self._groups[key], cameras, windows))
+        return results
+
+    def _run_group(
+        self, group: _Group, cameras: list[str], windows: dict[str, np.ndarray]
+    ) -> dict[str, Scores]:
+        frames = torch.from_numpy(np.stack([windows[c] for c in cameras])).to(self.device)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda"):
+            if group.vmap_ok and len(group.cameras) > 1:
+                try:
+                    score, amap = self._vmapped(group, cameras, frames)
+                except RuntimeError as exc:
+                    group.vmap_ok = False
+                    logger.warning(
+                        "model %s cannot run under vmap (%s): one call per camera",
+                        group.models[0].kind,
+                        str(exc).splitlines()[0],
+                    )
+                    score, amap = self._looped(group, cameras, frames)
+            else:
+                score, amap = self._looped(group, cameras, frames)
+        score_np = score.float().cpu().numpy()
+        map_np = amap.float().cpu().numpy()
+        return {c: Scores(float(score_np[i]), map_np[i]) for i, c in enumerate(cameras)}
+
+    def _looped(self, group: _Group, cameras: list[str], frames: Tensor) -> tuple[Tensor, Tensor]:
+        outs = [
+            group.models[group.cameras.index(c)](frames[i : i + 1]) for i, c in enumerate(cameras)
+        ]
+        return torch.cat([o.score for o in outs]), torch.cat([o.anomaly_map for o in outs])
+
+    def _vmapped(self, group: _Group, cameras: list[str], frames: Tensor) -> tuple[Tensor, Tensor]:
+        if group.stacked is None or group.call is None:
+            group.stacked = stack_module_state(group.models)
+            base = copy.deepcopy(group.models[0]).to("meta")
+
+            def call(params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Any:
+                return tuple(functional_call(base, (params, buffers), (x,)))
+
+            group.call = torch.vmap(call)
+        params, buffers = group.stacked
+        index = torch.tensor([group.cameras.index(c) for c in cameras], device=self.device)
+        if len(cameras) != len(group.cameras):  # only some cameras of the group are in this batch
+            params = {k: v.index_select(0, index) for k, v in params.items()}
+            buffers = {k: v.index_select(0, index) for k, v in buffers.items()}
+        score, amap = group.call(params, buffers, frames.unsqueeze(1))
+        return score.squeeze(1), amap.squeeze(1)
+
+    def warm_up(self, shape: dict[str, tuple[int, ...]]) -> None:
+        """One call per group at the real input shapes, so the first live batch is not slow."""
+        self.run({c: np.zeros(s, np.uint8) for c, s in shape.items()})
