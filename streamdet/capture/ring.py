@@ -103,6 +103,24 @@ class FrameRing:
             np.take(self._pixels, slots, axis=0, out=buf)
         return refs, buf
 
+    def window_ending(self, ref: FrameRef, count: int, out: np.ndarray) -> bool:
+        """Copy the ``count`` frames ending at ``ref`` (oldest first) into ``out``.
+
+        False if any of them is gone (overwritten, being written, or from before a gap).
+        """
+        if not 1 <= count <= self.size - 1:
+            raise ValueError(f"window of {count} frames needs 1..{self.size - 1}")
+        if ref.seq - count + 1 < 0:
+            return False
+        slots = [(ref.slot - back) % self.size for back in range(count - 1, -1, -1)]
+        with self._lock:
+            writing = (self._newest + 1) % self.size
+            expected = np.arange(ref.seq - count + 1, ref.seq + 1)
+            if writing in slots or not np.array_equal(self._seq[slots], expected):
+                return False
+            np.take(self._pixels, slots, axis=0, out=out)
+        return True
+
     def _ref(self, slot: int) -> FrameRef:
         pts = float(self._pts[slot])
         return FrameRef(

@@ -107,3 +107,22 @@ def test_concurrent_reader_never_sees_torn_frame() -> None:
         stop.set()
         thread.join()
     assert not bad
+
+
+def test_window_ending_at_a_reference() -> None:
+    ring = FrameRing("cam", 6, (1,))
+    for value in range(4):
+        write(ring, value)
+    ref = ring.latest()
+    assert ref is not None
+    out = np.empty((3, 1), np.uint8)
+    assert ring.window_ending(ref, 3, out) and out[:, 0].tolist() == [1, 2, 3]
+    write(ring, 4)
+    assert ring.window_ending(ref, 3, out) and out[:, 0].tolist() == [1, 2, 3]  # still there
+    for value in range(5, 8):
+        write(ring, value)
+    assert not ring.window_ending(ref, 3, out)  # frame 1 overwritten by now
+    first = FrameRing("cam", 6, (1,))
+    write(first, 0)
+    only = first.latest()
+    assert only is not None and not first.window_ending(only, 2, out[:2])  # no earlier frame
