@@ -30,6 +30,8 @@ class FrameRing:
         self._wall = np.zeros(size, dtype=np.float64)
         self._pts = np.full(size, np.nan, dtype=np.float64)
         self._analyse = np.zeros(size, dtype=bool)
+        self._segment = np.zeros(size, dtype=np.int64)  # which connection each frame came from
+        self._current_segment = 0
         self._lock = threading.Lock()
         self._newest = -1  # slot index of the newest committed frame
         self._next_seq = 0
@@ -40,6 +42,10 @@ class FrameRing:
         """The slot the next frame must be written into (a view: write in place)."""
         slot: np.ndarray = self._pixels[(self._newest + 1) % self.size]
         return slot
+
+    def new_segment(self) -> None:
+        """Frames from here on follow a break (a reconnect): windows never span it."""
+        self._current_segment += 1
 
     def commit(self, wall_time: float, pts_s: float | None, analyse: bool) -> FrameRef:
         """Publish the frame just written into ``writable()``; returns its reference."""
@@ -52,6 +58,7 @@ class FrameRing:
             self._wall[slot] = wall_time
             self._pts[slot] = np.nan if pts_s is None else pts_s
             self._analyse[slot] = analyse
+            self._segment[slot] = self._current_segment
             self._newest = slot
             self._next_seq = seq + 1
         return self._ref(slot)
@@ -106,7 +113,7 @@ class FrameRing:
     def window_ending(self, ref: FrameRef, count: int, out: np.ndarray) -> bool:
         """Copy the ``count`` frames ending at ``ref`` (oldest first) into ``out``.
 
-        False if any of them is gone (overwritten, being written, or from before a gap).
+        False if any of them is gone (overwritten, being written) or a reconnect lies between.
         """
         if not 1 <= count <= self.size - 1:
             raise ValueError(f"window of {count} frames needs 1..{self.size - 1}")
@@ -118,6 +125,8 @@ class FrameRing:
             expected = np.arange(ref.seq - count + 1, ref.seq + 1)
             if writing in slots or not np.array_equal(self._seq[slots], expected):
                 return False
+            if self._segment[slots[0]] != self._segment[slots[-1]]:
+                return False  # the run of frames was broken by a reconnect
             np.take(self._pixels, slots, axis=0, out=out)
         return True
 

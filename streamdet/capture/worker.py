@@ -160,6 +160,7 @@ class CameraWorker:
         """One connection: 'ended' (file finished or stop), 'had_frames' or 'failed'."""
         self._reconnect.clear()
         self._session_frames = 0
+        self.ring.new_segment()
         started = time.monotonic()
         source: VideoSource | None = None
         try:

@@ -126,3 +126,17 @@ def test_window_ending_at_a_reference() -> None:
     write(first, 0)
     only = first.latest()
     assert only is not None and not first.window_ending(only, 2, out[:2])  # no earlier frame
+
+
+def test_window_never_spans_a_reconnect() -> None:
+    ring = FrameRing("cam", 8, (1,))
+    write(ring, 0)
+    write(ring, 1)
+    ring.new_segment()
+    write(ring, 2)
+    ref = ring.latest()
+    out = np.empty((2, 1), np.uint8)
+    assert ref is not None and not ring.window_ending(ref, 2, out)
+    write(ring, 3)
+    ref = ring.latest()
+    assert ref is not None and ring.window_ending(ref, 2, out) and out[:, 0].tolist() == [2, 3]
