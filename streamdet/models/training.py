@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import torch
 
+from streamdet.capture.ring import FrameRing
 from streamdet.capture.stage import CaptureStage
 from streamdet.config import CameraConfig, CaptureConfig
 from streamdet.errors import ModelError, SourceError
@@ -79,44 +80,67 @@ def collect_files(paths: list[Path], spec: ModelSpec, progress: Progress) -> Tra
     return TrainingData(clips, clip_fps(files[0]))
 
 
+class FootageCollector:
+    """Keeps every new frame of a running camera's ring, as clips of at most ``clip_seconds``.
+
+    A clip also ends where frames were missed (a reconnect, or the ring lapped us), so that
+    models never learn motion between frames that were not neighbours. Call ``poll()`` often
+    enough that the ring does not lap it (its size divided by the frame rate).
+    """
+
+    def __init__(self, ring: FrameRing, spec: ModelSpec, clip_seconds: float = 10.0) -> None:
+        self.ring, self.spec, self.clip_seconds = ring, spec, clip_seconds
+        self.clips: list[list[np.ndarray]] = [[]]
+        self._last_seq = -1
+        self._clip_started = 0.0
+
+    @property
+    def frames(self) -> int:
+        return sum(map(len, self.clips))
+
+    def poll(self, fps: float) -> None:
+        newest = self.ring.latest()
+        if newest is None or newest.seq == self._last_seq:
+            return
+        count = min(newest.seq - self._last_seq, self.ring.size - 1)
+        refs, pixels = self.ring.window(count)
+        broken = refs[0].seq != self._last_seq + 1
+        if broken or len(self.clips[-1]) >= self.clip_seconds * fps:
+            self.clips.append([])
+        self.clips[-1].extend(_resize_stack(pixels, self.spec))
+        self._last_seq = refs[-1].seq
+
+    def data(self, fps: float, min_frames: int = 50) -> TrainingData:
+        kept = [np.stack(c) for c in self.clips if len(c) >= 8]
+        if sum(map(len, kept)) < min_frames:
+            raise SourceError(f"[{self.ring.camera}] only {self.frames} frames: too few to learn")
+        return TrainingData(kept, fps)
+
+
 def collect_live(
     camera: CameraConfig,
     capture: CaptureConfig,
     spec: ModelSpec,
     seconds: float,
     progress: Progress,
-    clip_seconds: float = 10.0,
 ) -> TrainingData:
-    """Watch the camera for ``seconds``; keep every decoded frame, as clips of ``clip_seconds``.
-
-    A clip also ends where frames were missed (a reconnect, or the ring lapped us), so that
-    models never learn motion between frames that were not neighbours.
-    """
+    """Watch the camera for ``seconds`` and keep what it shows (see ``FootageCollector``)."""
     stage = CaptureStage([camera], capture)
-    clips: list[list[np.ndarray]] = [[]]
-    last_seq, fps = -1, 25.0
-    started = time.monotonic()
     with stage:
-        ring = stage.ring(camera.name)
+        collector = FootageCollector(stage.ring(camera.name), spec)
+        started = time.monotonic()
         while (elapsed := time.monotonic() - started) < seconds:
-            progress("watch camera", elapsed / seconds, {"frames": float(sum(map(len, clips)))})
+            progress("watch camera", elapsed / seconds, {"frames": float(collector.frames)})
             time.sleep(0.05)
-            newest = ring.latest()
-            if newest is None or newest.seq == last_seq:
-                continue
-            count = min(newest.seq - last_seq, ring.size - 1)
-            refs, pixels = ring.window(count)
-            stream = stage.worker(camera.name).stats.stream
-            fps = stream.fps if stream and stream.fps else fps
-            if refs[0].seq != last_seq + 1 or len(clips[-1]) >= clip_seconds * fps:
-                clips.append([])
-            clips[-1].extend(_resize_stack(pixels, spec))
-            last_seq = refs[-1].seq
-    progress("watch camera", 1.0, {"frames": float(sum(map(len, clips)))})
-    kept = [np.stack(c) for c in clips if len(c) >= 8]
-    if sum(map(len, kept)) < 50:
-        raise SourceError(f"[{camera.name}] too few frames in {seconds:.0f} s to learn from")
-    return TrainingData(kept, fps)
+            collector.poll(stream_fps(stage, camera.name))
+        fps = stream_fps(stage, camera.name)
+    progress("watch camera", 1.0, {"frames": float(collector.frames)})
+    return collector.data(fps)
+
+
+def stream_fps(stage: CaptureStage, camera: str, default: float = 25.0) -> float:
+    stream = stage.worker(camera).stats.stream
+    return stream.fps if stream is not None and stream.fps else default
 
 
 def _resize_stack(pixels: np.ndarray, spec: ModelSpec) -> np.ndarray:
@@ -129,6 +153,33 @@ def _resize_stack(pixels: np.ndarray, spec: ModelSpec) -> np.ndarray:
     )
 
 
+MIN_HELD_OUT = 60  # frames: calibration needs a tail to look at
+
+
+def split_holdout(
+    clips: list[np.ndarray], share: float
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Hold out the last ``share`` of frames (at least MIN_HELD_OUT), cutting a clip if needed."""
+    total = sum(map(len, clips))
+    need = max(MIN_HELD_OUT, math.ceil(total * share))
+    if total - need < MIN_HELD_OUT:
+        raise ModelError(
+            f"only {total} frames of footage: need at least {2 * MIN_HELD_OUT} "
+            f"({MIN_HELD_OUT} to learn from and {MIN_HELD_OUT} held out to calibrate)"
+        )
+    fit, held = list(clips), list[np.ndarray]()
+    while need > 0:
+        clip = fit.pop()
+        if len(clip) <= need:
+            held.insert(0, clip)
+            need -= len(clip)
+        else:
+            fit.append(clip[:-need])
+            held.insert(0, clip[-need:])
+            need = 0
+    return fit, held
+
+
 def fit_and_calibrate(
     spec: ModelSpec,
     data: TrainingData,
@@ -137,10 +188,7 @@ def fit_and_calibrate(
     progress: Progress,
 ) -> Trained:
     """Train on all but the held-out share of ``data``; calibrate on the held-out share."""
-    if len(data.clips) < 2:
-        raise ModelError("need at least 2 clips (or live windows) to hold some out for calibration")
-    held = max(1, math.ceil(len(data.clips) * budget.holdout))
-    fit, calib = data.clips[:-held], data.clips[-held:]
+    fit, calib = split_holdout(data.clips, budget.holdout)
     torch.manual_seed(settings.seed)
     model = build_model(spec).to(settings.device)
     started = time.monotonic()
@@ -153,12 +201,15 @@ def fit_and_calibrate(
             held_scores.append(ema(raw, budget.smoothing_alpha))
     if not held_scores:
         raise ModelError("held-out footage too short to score")
-    calibration = calibrate(
-        held_scores,
-        analysis_fps=budget.analysis_fps,
-        false_events_per_hour=budget.false_events_per_hour,
-        smoothing_alpha=budget.smoothing_alpha,
-    )
+    try:
+        calibration = calibrate(
+            held_scores,
+            analysis_fps=budget.analysis_fps,
+            false_events_per_hour=budget.false_events_per_hour,
+            smoothing_alpha=budget.smoothing_alpha,
+        )
+    except ValueError as exc:
+        raise ModelError(f"cannot calibrate: {exc}") from None
     summary = {
         "train_seconds": round(train_seconds, 2),
         "clips": len(fit),
