@@ -13,10 +13,13 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamdet import __version__
 from streamdet.errors import ConfigError, StreamdetError
+
+if TYPE_CHECKING:
+    from streamdet.config import Config
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -55,17 +58,24 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return EXIT_OK if result.frames else EXIT_FAILURE
 
 
-def _run_capture(config_path: str | None, duration: float | None, title: str) -> int:
-    from streamdet.capture import CaptureStage
-    from streamdet.config import Config, load_config
-    from streamdet.console import LiveTable
+def _load(config_path: str | None) -> Config | None:
+    from streamdet.config import load_config
     from streamdet.demo import demo_config
-    from streamdet.log import setup_logging
 
     try:
-        config: Config = load_config(config_path) if config_path else demo_config()
+        return load_config(config_path) if config_path else demo_config()
     except ConfigError as exc:
         _print_config_error(exc)
+        return None
+
+
+def _run_capture(config_path: str | None, duration: float | None, title: str) -> int:
+    from streamdet.capture import CaptureStage
+    from streamdet.console import LiveTable
+    from streamdet.log import setup_logging
+
+    config = _load(config_path)
+    if config is None:
         return EXIT_USAGE
     setup_logging(config.logging.level)
     stop = threading.Event()
@@ -74,11 +84,34 @@ def _run_capture(config_path: str | None, duration: float | None, title: str) ->
     print(f"{title}: {len(config.cameras)} camera(s); Ctrl-C stops", flush=True)
     stage = CaptureStage(config.cameras, config.capture)
     with stage:
-        LiveTable().run(stage.status, duration, stop.is_set)
+        LiveTable().run(stage.status, duration, stop.is_set, title=title)
     statuses = stage.status()
     total = sum(s.frames for s in statuses)
     print(f"done: {total} frames from {len(statuses)} camera(s)")
     return EXIT_OK if all(s.frames for s in statuses) else EXIT_FAILURE
+
+
+def _run_pipeline(config: Config, duration: float | None, title: str) -> int:
+    """Run capture, inference and the HTTP server with a live table until stopped."""
+    import asyncio
+
+    from streamdet.app import App
+    from streamdet.log import setup_logging
+    from streamdet.pipeline_console import PipelineConsole
+
+    setup_logging(config.logging.level)
+    app = App(config)
+    console = PipelineConsole(app, title)
+    app.on_score(console.on_score)
+    asyncio.run(console.run(duration))
+    return console.exit_code()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return EXIT_USAGE
+    return _run_pipeline(config, args.duration, "streamdet run")
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
@@ -86,7 +119,17 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    return _run_capture(args.config, args.duration, "streamdet demo (built-in synthetic cameras)")
+    import tempfile
+
+    from streamdet.demo import demo_run_config
+
+    config = _load(args.config)
+    if config is None:
+        return EXIT_USAGE
+    with tempfile.TemporaryDirectory(prefix="streamdet-demo-") as models_dir:
+        # Every demo run learns anew, in a folder that is removed afterwards.
+        config = demo_run_config(config, Path(models_dir), args.learn_seconds, args.port)
+        return _run_pipeline(config, args.duration, "streamdet demo (built-in synthetic cameras)")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -258,9 +301,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser("run", help="run the pipeline: capture, scoring, HTTP server")
+    p.add_argument("--config", required=True, help="YAML config file")
+    p.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    p.set_defaults(func=cmd_run)
+
     p = sub.add_parser("demo", help="run on the built-in synthetic cameras (no camera needed)")
     p.add_argument("--config", default=None, help="use this config instead of the built-in one")
-    p.add_argument("--duration", type=float, default=20.0, help="seconds to run (default 20)")
+    p.add_argument("--duration", type=float, default=75.0, help="seconds to run (default 75)")
+    p.add_argument("--learn-seconds", type=float, default=30.0, help="learning period (30)")
+    p.add_argument("--port", type=int, default=8686, help="HTTP port (default 8686; 0: any)")
     p.set_defaults(func=cmd_demo)
     return parser
 

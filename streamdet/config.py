@@ -215,11 +215,40 @@ class ModelsConfig(_Model):
         1.0, gt=0, le=3600, description="Calibrate each threshold for at most this many."
     )
     seed: int = Field(0, ge=0, description="Same seed and footage, same model.")
+    learn_in_place: bool = Field(
+        True,
+        description="A camera without a checkpoint learns from its live stream for "
+        "learn_seconds, then calibrates and detects (with `streamdet run`).",
+    )
 
     @field_validator("kind")
     @classmethod
     def _known(cls, kind: str) -> str:
         return _known_kind(kind)
+
+
+class InferenceConfig(_Model):
+    """Batched scoring of all cameras on one device."""
+
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA if present.")
+    max_batch: int = Field(16, ge=1, le=256, description="Cameras scored in one batch at most.")
+    max_wait_ms: float = Field(
+        40, ge=0, le=1000, description="A partial batch is scored after this wait."
+    )
+    threads: int | None = Field(
+        None, ge=1, le=256, description="CPU threads for models; default: all but one core."
+    )
+    output_queue: int = Field(
+        256, ge=1, le=100000, description="Scored frames buffered for alerting (drop-oldest)."
+    )
+
+
+class ServerConfig(_Model):
+    """The HTTP server: /metrics, /healthz, /readyz, /api."""
+
+    enabled: bool = Field(True, description="Serve HTTP at all.")
+    host: str = Field("127.0.0.1", description="Bind address; 0.0.0.0 exposes it to the network.")
+    port: int = Field(8686, ge=0, le=65535, description="TCP port (0: any free port).")
 
 
 class LoggingConfig(_Model):
@@ -232,6 +261,10 @@ class Config(_Model):
     cameras: list[CameraConfig] = Field(min_length=1, description="At least one camera.")
     capture: CaptureConfig = Field(default_factory=CaptureConfig, description="Capture stage.")
     models: ModelsConfig = Field(default_factory=ModelsConfig, description="Learning normal.")
+    inference: InferenceConfig = Field(
+        default_factory=InferenceConfig, description="Batched scoring."
+    )
+    server: ServerConfig = Field(default_factory=ServerConfig, description="HTTP server.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Log output.")
 
     @field_validator("cameras")

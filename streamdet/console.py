@@ -1,18 +1,30 @@
-"""Live per-camera figures on the terminal (used by ``streamdet capture`` and the demo)."""
+"""Live per-camera figures on the terminal (``streamdet capture``, ``run`` and the demo)."""
 
 from __future__ import annotations
 
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TextIO
 
 from streamdet.capture.stage import CameraStatus
 
-_HEADER = (
+
+@dataclass(frozen=True)
+class ModelColumns:
+    """What the table shows of a camera's detector."""
+
+    state: str  # learning 40%, detecting, ...
+    score: float | None
+    threshold: float | None
+
+
+_CAPTURE = (
     f"{'camera':<16} {'state':<12} {'fps':>6} {'analysed/s':>10} {'frames':>8} "
-    f"{'reconn':>6} {'stalls':>6} {'1st frame':>9}  last error"
+    f"{'reconn':>6} {'stalls':>6} {'1st frame':>9}"
 )
+_MODEL = f" {'model':<14} {'score':>7} {'thresh':>7}"
 
 
 class LiveTable:
@@ -25,10 +37,15 @@ class LiveTable:
         self._last: dict[str, tuple[float, int, int]] = {}
         self._printed_lines = 0
 
-    def rows(self, statuses: list[CameraStatus], now: float | None = None) -> list[str]:
+    def rows(
+        self,
+        statuses: list[CameraStatus],
+        models: dict[str, ModelColumns] | None = None,
+        now: float | None = None,
+    ) -> list[str]:
         """Format rows; rates are measured between calls from the frame counters."""
         now = time.monotonic() if now is None else now
-        lines = [_HEADER]
+        lines = [_CAPTURE + (_MODEL if models is not None else "") + "  last error"]
         for s in statuses:
             then, frames, analysable = self._last.get(s.name, (now, s.frames, s.analysable))
             span = now - then
@@ -36,15 +53,23 @@ class LiveTable:
             rate = (s.analysable - analysable) / span if span > 0 else 0.0
             self._last[s.name] = (now, s.frames, s.analysable)
             first = "-" if s.first_frame_s is None else f"{s.first_frame_s:.2f}s"
-            error = s.errors[-1] if s.errors else ""
-            lines.append(
+            line = (
                 f"{s.name[:16]:<16} {s.state.value:<12} {fps:>6.1f} {rate:>10.1f} {s.frames:>8} "
-                f"{s.reconnects:>6} {s.stalls:>6} {first:>9}  {error[:60]}"
+                f"{s.reconnects:>6} {s.stalls:>6} {first:>9}"
             )
+            if models is not None:
+                line += _model_cells(models.get(s.name))
+            lines.append(f"{line}  {(s.errors[-1] if s.errors else '')[:60]}")
         return lines
 
-    def show(self, statuses: list[CameraStatus], title: str) -> None:
-        lines = [title, *self.rows(statuses)]
+    def show(
+        self,
+        statuses: list[CameraStatus],
+        title: str,
+        models: dict[str, ModelColumns] | None = None,
+        footer: list[str] | None = None,
+    ) -> None:
+        lines = [title, *self.rows(statuses, models), *(footer or [])]
         if self._tty and self._printed_lines:
             self.stream.write(f"\x1b[{self._printed_lines}F\x1b[J")
         self.stream.write("\n".join(lines) + "\n")
@@ -58,6 +83,8 @@ class LiveTable:
         statuses: Callable[[], list[CameraStatus]],
         duration_s: float | None,
         should_stop: Callable[[], bool],
+        models: Callable[[], dict[str, ModelColumns]] | None = None,
+        title: str = "streamdet",
     ) -> None:
         """Show the table until ``duration_s`` passes or ``should_stop()``."""
         started = time.monotonic()
@@ -73,4 +100,16 @@ class LiveTable:
             )
             time.sleep(max(wait, 0.0))
             total = f"/{duration_s:.0f}" if duration_s is not None else ""
-            self.show(statuses(), f"streamdet capture — {time.monotonic() - started:.0f}{total} s")
+            self.show(
+                statuses(),
+                f"{title} — {time.monotonic() - started:.0f}{total} s",
+                models() if models is not None else None,
+            )
+
+
+def _model_cells(columns: ModelColumns | None) -> str:
+    if columns is None:
+        return f" {'-':<14} {'-':>7} {'-':>7}"
+    score = "-" if columns.score is None else f"{columns.score:.2f}"
+    threshold = "-" if columns.threshold is None else f"{columns.threshold:.2f}"
+    return f" {columns.state[:14]:<14} {score:>7} {threshold:>7}"

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from streamdet.config import (
     CameraConfig,
     Config,
@@ -29,3 +31,12 @@ def demo_config() -> Config:
         for seed, (name, anomalies) in enumerate(schedules.items(), start=1)
     ]
     return Config(cameras=cameras)
+
+
+def demo_run_config(config: Config, models_dir: Path, learn_seconds: float, port: int) -> Config:
+    """The demo's run settings: learn in place into ``models_dir`` for ``learn_seconds``."""
+    models = config.models.model_copy(
+        update={"dir": models_dir, "learn_seconds": learn_seconds, "learn_in_place": True}
+    )
+    server = config.server.model_copy(update={"port": port})
+    return config.model_copy(update={"models": models, "server": server})

@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+import numpy as np
+
 
 class SourceState(enum.Enum):
     """Where a camera's capture worker is in its life."""
@@ -14,6 +16,16 @@ class SourceState(enum.Enum):
     RUNNING = "running"
     RECONNECTING = "reconnecting"
     STOPPED = "stopped"
+    FAILED = "failed"
+
+
+class ModelState(enum.Enum):
+    """Where a camera's detector is: it learns normal in place when it has no model yet."""
+
+    NO_MODEL = "no_model"  # nothing trained and learning in place is off
+    LEARNING = "learning"  # collecting normal footage from the live stream
+    TRAINING = "training"  # fitting and calibrating on what it collected
+    DETECTING = "detecting"
     FAILED = "failed"
 
 
@@ -32,3 +44,24 @@ class FrameRef:
     wall_time: float
     pts_s: float | None
     analyse: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredFrame:
+    """One analysed frame: what the inference stage hands to alerting and the API."""
+
+    ref: FrameRef
+    score: float  # the model's normalised frame score (max over the map)
+    smoothed: float  # causal EMA of ``score``: what the threshold applies to
+    threshold: float
+    anomaly_map: np.ndarray  # (gh, gw) normalised patch scores, float32
+    scored_at: float  # time.time() when scoring finished
+
+    @property
+    def latency_s(self) -> float:
+        """Capture (decode) to score, in seconds."""
+        return self.scored_at - self.ref.wall_time
+
+    @property
+    def above(self) -> bool:
+        return self.smoothed > self.threshold

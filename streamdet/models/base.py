@@ -133,7 +133,9 @@ def score_clip(
     scores, maps = [], []
     for start in range(0, len(view), batch_size):
         # a writable, contiguous copy of the strided windows (torch wants to own writable memory)
-        batch = torch.from_numpy(np.require(view[start : start + batch_size], requirements="CW"))
+        batch = torch.from_numpy(
+            np.require(view[start : start + batch_size], requirements=["C", "W"])
+        )
         out = model(batch.to(device))
         scores.append(out.score.float().cpu().numpy())
         maps.append(out.anomaly_map.float().cpu().numpy())

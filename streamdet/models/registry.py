@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from streamdet.errors import ModelError
-from streamdet.models import autoencoder, predictor
+from streamdet.models import autoencoder, motion, predictor
 from streamdet.models.base import (
     AnomalyModel,
     ModelSpec,
@@ -28,6 +28,20 @@ class ModelEntry:
 
 
 MODELS: dict[str, ModelEntry] = {
+    "framediff": ModelEntry(
+        motion.build,
+        motion.train_framediff,
+        ModelSpec("framediff"),
+        1.0,
+        "baseline: mean absolute frame difference",
+    ),
+    "motion": ModelEntry(
+        motion.build,
+        motion.train_motion,
+        ModelSpec("motion"),
+        0.5,
+        "local motion cues (moving share, normal-flow speed) per patch",
+    ),
     "ae": ModelEntry(
         autoencoder.build,
         autoencoder.train,

@@ -1,0 +1,153 @@
+"""One camera's detector: its model's life (learn in place, train, detect) and its smoothing."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from streamdet.capture.ring import FrameRing
+from streamdet.config import CameraConfig, ModelsConfig
+from streamdet.errors import ModelError, StreamdetError
+from streamdet.frames import ModelState
+from streamdet.log import camera_logger
+from streamdet.models.base import AnomalyModel, TrainSettings, no_progress
+from streamdet.models.checkpoint import load_checkpoint, save_checkpoint
+from streamdet.models.registry import default_spec, entry
+from streamdet.models.training import Budget, FootageCollector, fit_and_calibrate
+from streamdet.scoring.smoothing import Ema
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DetectorStatus:
+    camera: str
+    state: ModelState
+    kind: str
+    threshold: float | None
+    learn_progress: float  # 0..1 while learning
+    error: str | None
+
+
+class Detector:
+    """Holds a camera's model and threshold, or learns them from the live stream."""
+
+    def __init__(self, camera: CameraConfig, models: ModelsConfig, device: str) -> None:
+        self.camera = camera
+        self.kind = camera.model or models.kind
+        self._models = models
+        self._device = device
+        self._log = camera_logger(__name__, camera.name)
+        self.state = ModelState.NO_MODEL
+        self.model: AnomalyModel | None = None
+        self.threshold: float | None = None
+        self.ema = Ema(entry(self.kind).smoothing_alpha)
+        self.error: str | None = None
+        self._collector: FootageCollector | None = None
+        self._learn_started = 0.0
+        self._trainer: threading.Thread | None = None
+
+    @property
+    def folder(self) -> Path:
+        return self._models.dir / self.camera.name
+
+    def load_or_learn(self, ring: FrameRing) -> None:
+        """Load the camera's checkpoint, else start learning in place (if allowed)."""
+        if (self.folder / "model.json").exists():
+            try:
+                model, meta = load_checkpoint(self.folder, self._device)
+            except ModelError as exc:
+                self._fail(str(exc))
+                return
+            self._install(
+                model,
+                float(meta["calibration"]["threshold"]),
+                float(meta["calibration"]["smoothing_alpha"]),
+            )
+            self._log.info("loaded %s model from %s", model.kind, self.folder)
+            return
+        if not self._models.learn_in_place:
+            self._log.warning("no model at %s and learn_in_place is off", self.folder)
+            return
+        self._collector = FootageCollector(ring, default_spec(self.kind))
+        self._learn_started = time.monotonic()
+        self.state = ModelState.LEARNING
+        self._log.info("no model yet: learning normal for %.0f s", self._models.learn_seconds)
+
+    def poll_learning(self, fps: float) -> None:
+        """Called by the stage often: collect frames; when the period is over, train."""
+        if self.state is not ModelState.LEARNING or self._collector is None:
+            return
+        self._collector.poll(fps)
+        if time.monotonic() - self._learn_started >= self._models.learn_seconds:
+            self.state = ModelState.TRAINING
+            self._trainer = threading.Thread(
+                target=self._train, args=(fps,), name=f"train:{self.camera.name}", daemon=True
+            )
+            self._trainer.start()
+
+    def _train(self, fps: float) -> None:
+        collector, self._collector = self._collector, None
+        try:
+            if collector is None:
+                raise ModelError("nothing collected")
+            data = collector.data(fps)
+            settings = TrainSettings(
+                seed=self._models.seed,
+                max_seconds=self._models.max_train_seconds,
+                device=self._device,
+            )
+            budget = Budget(
+                self.camera.analysis_fps,
+                self._models.false_events_per_hour,
+                entry(self.kind).smoothing_alpha,
+            )
+            trained = fit_and_calibrate(
+                default_spec(self.kind), data, settings, budget, no_progress
+            )
+            extra = {
+                "camera": self.camera.name,
+                "calibration": trained.calibration.as_dict(),
+                "training": {**trained.summary, "source": "live"},
+            }
+            save_checkpoint(trained.model, self.folder, extra)
+        except StreamdetError as exc:
+            self._fail(f"learning failed: {exc}")
+            return
+        except Exception as exc:  # a training bug must not take the pipeline down
+            self._log.exception("learning crashed")
+            self._fail(f"learning crashed: {exc!r}")
+            return
+        cal = trained.calibration
+        self._install(trained.model, cal.threshold, cal.smoothing_alpha)
+        self._log.info(
+            "learned %s in %.1f s; threshold %.3f; detecting",
+            self.kind,
+            trained.summary["train_seconds"],
+            cal.threshold,
+        )
+
+    def _install(self, model: AnomalyModel, threshold: float, alpha: float) -> None:
+        self.model, self.threshold = model, threshold
+        self.ema = Ema(alpha)
+        self.state = ModelState.DETECTING
+
+    def _fail(self, message: str) -> None:
+        self.error = message
+        self.state = ModelState.FAILED
+        self._log.error("%s", message)
+
+    def status(self) -> DetectorStatus:
+        progress = 0.0
+        if self.state is ModelState.LEARNING:
+            progress = min(
+                1.0, (time.monotonic() - self._learn_started) / self._models.learn_seconds
+            )
+        elif self.state is ModelState.DETECTING:
+            progress = 1.0
+        return DetectorStatus(
+            self.camera.name, self.state, self.kind, self.threshold, progress, self.error
+        )

@@ -1,0 +1,184 @@
+"""The inference stage: newest analysable frame of every camera -> batches -> scores.
+
+One thread (``inference``) polls the capture rings, offers each camera's newest analysable frame
+to the batcher (a newer frame supersedes a pending one: counted, never queued), and when a batch
+is due copies each camera's window of frames out of its ring and scores them all through the
+runner. Results go into a bounded hand-off (drop-oldest, counted) for alerting and the API, and
+the newest result per camera is kept for the status API.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from streamdet.capture.stage import CaptureStage
+from streamdet.config import CameraConfig, InferenceConfig, ModelsConfig
+from streamdet.frames import FrameRef, ModelState, ScoredFrame
+from streamdet.inference.batcher import Batcher
+from streamdet.inference.detector import Detector, DetectorStatus
+from streamdet.inference.runner import ModelRunner
+from streamdet.metrics import PipelineMetrics
+
+logger = logging.getLogger(__name__)
+
+ScoreListener = Callable[[ScoredFrame], None]
+
+
+class InferenceStage:
+    """Scores every detecting camera; lets cameras without a model learn in place."""
+
+    def __init__(
+        self,
+        capture: CaptureStage,
+        cameras: list[CameraConfig],
+        models: ModelsConfig,
+        inference: InferenceConfig,
+        metrics: PipelineMetrics,
+    ) -> None:
+        self.capture = capture
+        self.metrics = metrics
+        self.config = inference
+        threads = inference.threads or max(1, (os.cpu_count() or 2) - 1)
+        self.runner = ModelRunner(inference.device, threads)
+        device = str(self.runner.device)
+        self.detectors = {c.name: Detector(c, models, device) for c in cameras if c.enabled}
+        self.batcher: Batcher[FrameRef] = Batcher(inference.max_batch, inference.max_wait_ms / 1000)
+        self.output: collections.deque[ScoredFrame] = collections.deque(
+            maxlen=inference.output_queue
+        )
+        self.latest: dict[str, ScoredFrame] = {}
+        self.listeners: list[ScoreListener] = []
+        self.analysed: dict[str, int] = dict.fromkeys(self.detectors, 0)
+        self._last_offered: dict[str, int] = dict.fromkeys(self.detectors, -1)
+        self._buffers: dict[str, np.ndarray] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # guards the hand-off structures read by other threads
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        for name, detector in self.detectors.items():
+            detector.load_or_learn(self.capture.ring(name))
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+
+    def status(self) -> list[DetectorStatus]:
+        return [d.status() for d in self.detectors.values()]
+
+    def ready(self) -> bool:
+        """Every camera has a model loaded or is learning one (nothing failed)."""
+        return all(
+            d.state in (ModelState.DETECTING, ModelState.LEARNING, ModelState.TRAINING)
+            for d in self.detectors.values()
+        )
+
+    def _count_drop(self, camera: str, reason: str) -> None:
+        self.metrics.frames_dropped.labels(camera, "inference", reason).inc()
+
+    # ------------------------------------------------------------------ the loop
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._step()
+            except Exception:  # the stage boundary: log, keep scoring the other cameras
+                logger.exception("inference step failed")
+                self._stop.wait(0.5)
+
+    def _step(self) -> None:
+        now = time.monotonic()
+        self._install_new_models()
+        self._offer_new_frames(now)
+        wait = self.batcher.wait_s(time.monotonic())
+        if wait is None or wait > 0:
+            self._stop.wait(min(wait or 0.01, 0.01))
+            return
+        self._score([p.item for p in self.batcher.take()])
+
+    def _install_new_models(self) -> None:
+        for name, detector in self.detectors.items():
+            if detector.state is ModelState.DETECTING and name not in self.runner.cameras:
+                model = detector.model
+                if model is None:  # cannot happen: DETECTING is only set with a model
+                    continue
+                self.runner.add(name, model)
+                shape = (model.context + 1, *self.capture.ring(name).shape)
+                self._buffers[name] = np.empty(shape, np.uint8)
+            elif detector.state is ModelState.LEARNING:
+                worker = self.capture.worker(name)
+                stream = worker.stats.stream
+                detector.poll_learning(stream.fps if stream and stream.fps else 25.0)
+
+    def _offer_new_frames(self, now: float) -> None:
+        for name in self.runner.cameras:
+            ref = self.capture.ring(name).latest(analysable_only=True)
+            if ref is not None and ref.seq > self._last_offered[name]:
+                self._last_offered[name] = ref.seq
+                self.batcher.offer(name, ref, now)
+
+    def _score(self, refs: list[FrameRef]) -> None:
+        windows: dict[str, np.ndarray] = {}
+        kept: dict[str, FrameRef] = {}
+        for ref in refs:
+            buf = self._buffers[ref.camera]
+            if self.capture.ring(ref.camera).window_ending(ref, len(buf), buf):
+                windows[ref.camera], kept[ref.camera] = buf, ref
+            else:
+                self._count_drop(ref.camera, "window_unavailable")
+        if not windows:
+            return
+        started = time.monotonic()
+        results = self.runner.run(windows)
+        self.metrics.inference_seconds.observe(time.monotonic() - started)
+        self.metrics.batch_size.observe(len(windows))
+        scored_at = time.time()
+        for camera, result in results.items():
+            detector = self.detectors[camera]
+            smoothed = detector.ema.update(result.score)
+            frame = ScoredFrame(
+                ref=kept[camera],
+                score=result.score,
+                smoothed=smoothed,
+                threshold=detector.threshold if detector.threshold is not None else float("inf"),
+                anomaly_map=result.anomaly_map,
+                scored_at=scored_at,
+            )
+            self._publish(frame)
+
+    def _publish(self, frame: ScoredFrame) -> None:
+        camera = frame.ref.camera
+        with self._lock:
+            if len(self.output) == self.output.maxlen:
+                self._count_drop(self.output[0].ref.camera, "output_full")
+            self.output.append(frame)
+            self.latest[camera] = frame
+            self.analysed[camera] += 1
+        self.metrics.frames_analysed.labels(camera).inc()
+        self.metrics.latency_seconds.labels(camera).observe(frame.latency_s)
+        for listener in self.listeners:
+            try:
+                listener(frame)
+            except Exception:  # one bad listener must not stop scoring
+                logger.exception("[%s] score listener failed", camera)
+
+    def drain(self) -> list[ScoredFrame]:
+        """Take every scored frame waiting in the hand-off (oldest first)."""
+        with self._lock:
+            frames = list(self.output)
+            self.output.clear()
+        return frames

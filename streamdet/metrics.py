@@ -1,0 +1,144 @@
+"""Every Prometheus metric streamdet exports, declared once against an injected registry.
+
+Hot-path figures (analysed frames, drops, batch sizes, latencies) are counters and histograms
+updated as they happen. Figures the stages already keep (decoded frames, reconnects, source and
+model states, queue depths, last scores) are read at scrape time by a custom collector, so the
+capture threads pay nothing for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from streamdet.frames import ModelState, SourceState
+
+if TYPE_CHECKING:
+    from streamdet.capture.stage import CaptureStage
+    from streamdet.inference.stage import InferenceStage
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+class PipelineMetrics:
+    """Counters and histograms updated by the stages."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.frames_analysed = Counter(
+            "streamdet_frames_analysed", "Frames scored by a model.", ["camera"], registry=registry
+        )
+        self.frames_dropped = Counter(
+            "streamdet_frames_dropped",
+            "Frames not scored, by stage and reason.",
+            ["camera", "stage", "reason"],
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "streamdet_inference_batch_size",
+            "Cameras scored together in one batch.",
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.inference_seconds = Histogram(
+            "streamdet_inference_seconds",
+            "Time to score one batch.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.latency_seconds = Histogram(
+            "streamdet_capture_to_score_seconds",
+            "End-to-end latency from decoding a frame to its score.",
+            ["camera"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+    def watch(self, capture: CaptureStage, inference: Callable[[], InferenceStage | None]) -> None:
+        """Expose the stages' own figures at scrape time."""
+        self.registry.register(_StageCollector(capture, inference))
+
+
+class _StageCollector(Collector):
+    def __init__(
+        self, capture: CaptureStage, inference: Callable[[], InferenceStage | None]
+    ) -> None:
+        self.capture = capture
+        self.inference = inference
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._capture_metrics()
+        stage = self.inference()
+        if stage is not None:
+            yield from self._inference_metrics(stage)
+
+    def _capture_metrics(self) -> Iterator[Metric]:
+        decoded = CounterMetricFamily(
+            "streamdet_frames_decoded", "Frames decoded into the ring.", labels=["camera"]
+        )
+        analysable = CounterMetricFamily(
+            "streamdet_frames_analysable",
+            "Decoded frames offered for scoring by the analysis rate limit.",
+            labels=["camera"],
+        )
+        reconnects = CounterMetricFamily(
+            "streamdet_reconnects", "Reconnect attempts.", labels=["camera"]
+        )
+        stalls = CounterMetricFamily("streamdet_stalls", "Stalls detected.", labels=["camera"])
+        overwrites = CounterMetricFamily(
+            "streamdet_ring_overwrites", "Frames pushed out of the ring.", labels=["camera"]
+        )
+        up = GaugeMetricFamily("streamdet_camera_up", "1 when frames arrive.", labels=["camera"])
+        fps = GaugeMetricFamily("streamdet_camera_fps", "Decoded frames/s.", labels=["camera"])
+        state = GaugeMetricFamily(
+            "streamdet_source_state",
+            "1 for the source's current state.",
+            labels=["camera", "state"],
+        )
+        for s in self.capture.status():
+            decoded.add_metric([s.name], s.frames)
+            analysable.add_metric([s.name], s.analysable)
+            reconnects.add_metric([s.name], s.reconnects)
+            stalls.add_metric([s.name], s.stalls)
+            overwrites.add_metric([s.name], s.overwrites)
+            up.add_metric([s.name], float(s.state is SourceState.RUNNING))
+            fps.add_metric([s.name], s.fps)
+            for option in SourceState:
+                state.add_metric([s.name, option.value], float(s.state is option))
+        yield from (decoded, analysable, reconnects, stalls, overwrites, up, fps, state)
+
+    def _inference_metrics(self, stage: InferenceStage) -> Iterator[Metric]:
+        score = GaugeMetricFamily(
+            "streamdet_anomaly_score", "Newest smoothed anomaly score.", labels=["camera"]
+        )
+        threshold = GaugeMetricFamily(
+            "streamdet_anomaly_threshold", "Calibrated threshold.", labels=["camera"]
+        )
+        model_state = GaugeMetricFamily(
+            "streamdet_model_state", "1 for the model's current state.", labels=["camera", "state"]
+        )
+        superseded = CounterMetricFamily(
+            "streamdet_frames_superseded",
+            "Analysable frames replaced by a newer one before scoring.",
+            labels=["camera"],
+        )
+        depth = GaugeMetricFamily(
+            "streamdet_queue_depth", "Items waiting in a hand-off.", labels=["queue"]
+        )
+        for status in stage.status():
+            frame = stage.latest.get(status.camera)
+            if frame is not None:
+                score.add_metric([status.camera], frame.smoothed)
+            if status.threshold is not None:
+                threshold.add_metric([status.camera], status.threshold)
+            for option in ModelState:
+                model_state.add_metric([status.camera, option.value], float(status.state is option))
+            superseded.add_metric([status.camera], stage.batcher.superseded.get(status.camera, 0))
+        depth.add_metric(["batcher"], len(stage.batcher))
+        depth.add_metric(["scored_frames"], len(stage.output))
+        yield from (score, threshold, model_state, superseded, depth)

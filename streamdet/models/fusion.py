@@ -1,0 +1,123 @@
+"""Fusion ("fusion"): several models' maps combined into one, itself an ``AnomalyModel``.
+
+Each member's normalised map is first put on a common *tail* scale: the median and MAD of the
+member's frame score (max over its map) on held-out normal frames. Patch-level statistics are not
+enough here, because most patches are empty background and their spread says nothing about how
+high a busy normal patch goes; the frame-score scale does. The rescaled maps are then combined
+per cell by a weighted sum (an object must be unusual by several cues) or a max (by any cue).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from streamdet.models import local, motion
+from streamdet.models.base import (
+    AnomalyModel,
+    ModelSpec,
+    Progress,
+    TrainingData,
+    TrainSettings,
+    Trainer,
+)
+
+FUSION_DEFAULTS: dict[str, Any] = {
+    "members": [{"kind": "motion"}, {"kind": "patchae"}],  # ModelSpec fields minus size/patch
+    "weights": [1.0, 1.0],
+    "mode": "sum",  # "sum" or "max"
+}
+
+BUILDERS = {
+    **{k: motion.build for k in motion.TRAINERS},
+    **{k: local.build for k in local.TRAINERS},
+}
+TRAINERS: dict[str, Trainer] = {**motion.TRAINERS, **local.TRAINERS}
+
+
+def member_spec(spec: ModelSpec, member: dict[str, Any]) -> ModelSpec:
+    """A member shares the fusion's input size and patch grid; it brings its own params."""
+    return ModelSpec(
+        kind=str(member["kind"]),
+        width=spec.width,
+        height=spec.height,
+        patch=spec.patch,
+        params=dict(member.get("params", {})),
+    )
+
+
+class FusionModel(AnomalyModel):
+    """Weighted sum (or max) of members' tail-scaled normalised maps."""
+
+    kind = "fusion"
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
+        self.params = {**FUSION_DEFAULTS, **spec.params}
+        members = [member_spec(spec, m) for m in self.params["members"]]
+        self.members = nn.ModuleList([BUILDERS[m.kind](m) for m in members])
+        self.context = max(int(m.context) for m in self.members)
+        n = len(self.members)
+        weights = [float(w) for w in self.params["weights"]]
+        if len(weights) != n:
+            raise ValueError(f"fusion: {n} members but {len(weights)} weights")
+        self.register_buffer("weights", torch.tensor(weights))
+        self.register_buffer("tail_median", torch.zeros(n))
+        self.register_buffer("tail_scale", torch.ones(n))
+
+    def member_maps(self, frames: Tensor) -> Tensor:
+        """(B, T, H, W) -> (B, members, gh, gw) tail-scaled maps."""
+        maps = []
+        for i, m in enumerate(self.members):
+            assert isinstance(m, AnomalyModel)
+            own = frames[:, frames.shape[1] - (m.context + 1) :]  # each member's own window
+            z = m(own).anomaly_map
+            maps.append((z - self.tail_median[i]) / self.tail_scale[i])
+        return torch.stack(maps, dim=1)
+
+    def raw_map(self, frames: Tensor) -> Tensor:
+        maps = self.member_maps(frames)
+        if self.params["mode"] == "max":
+            return maps.amax(dim=1)
+        return (maps * self.weights.view(1, -1, 1, 1)).sum(dim=1) / self.weights.sum()
+
+
+def train_fusion(
+    model: AnomalyModel, data: TrainingData, settings: TrainSettings, progress: Progress
+) -> None:
+    """Train each member, set the tail scales on held-out clips, then normalise the fused map."""
+    if not isinstance(model, FusionModel):
+        raise TypeError(f"train_fusion needs a FusionModel, got {type(model).__name__}")
+    n = len(model.members)
+    for i, member in enumerate(model.members):
+        assert isinstance(member, AnomalyModel)
+
+        def report(phase: str, fraction: float, figures: dict[str, float], i: int = i) -> None:
+            progress(f"{member.kind}: {phase}", (i + fraction) / (n + 1), figures)
+
+        TRAINERS[member.kind](member, data, settings, report)
+    # held-out clips, as the learned member uses for its own normalisation
+    _, held_out = local.split_clips(data, float(local.PATCHAE_DEFAULTS["holdout"]))
+    progress("calibrate", n / (n + 1), {})
+    with torch.no_grad():
+        batches = motion.sample_windows(held_out, model.context, 600, settings.seed)
+        maps = torch.cat([model.member_maps(torch.from_numpy(b)) for b in batches])
+        tops = maps.amax(dim=(2, 3)) * model.tail_scale + model.tail_median  # undo current scale
+        median = tops.median(dim=0).values
+        mad = (tops - median).abs().median(dim=0).values * 1.4826
+        model.tail_median.copy_(median)
+        model.tail_scale.copy_(mad.clamp(min=1e-3))
+    model.set_normalisation(motion.raw_maps(model, held_out, limit=600, seed=settings.seed))
+    progress("calibrate", 1.0, {})
+
+
+def build(spec: ModelSpec) -> AnomalyModel:
+    """Factory for the fusion kind."""
+    if spec.kind == FusionModel.kind:
+        return FusionModel(spec)
+    raise ValueError(f"fusion.build: unknown kind {spec.kind!r}")
+
+
+TRAINERS_FUSION = {FusionModel.kind: train_fusion}
