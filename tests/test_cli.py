@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -26,7 +27,7 @@ def test_help_is_quick_and_lists_commands() -> None:
     started = time.monotonic()
     result = run("--help")
     assert result.returncode == 0
-    for command in ("check-config", "probe", "capture", "demo"):
+    for command in ("check-config", "probe", "capture", "run", "train", "eval", "export", "demo"):
         assert command in result.stdout
     assert time.monotonic() - started < 10
 
@@ -103,13 +104,41 @@ def test_probe_unreachable_is_a_clear_error() -> None:
     assert "Traceback" not in result.stderr and ":pw@" not in result.stderr
 
 
-def test_demo_runs_capture_and_prints_live_figures() -> None:
-    result = run("demo", "--duration", "3", timeout=60)
+def test_demo_learns_then_detects_and_finishes_by_itself() -> None:
+    result = run("demo", "--duration", "14", "--learn-seconds", "6", "--port", "0", timeout=90)
     assert result.returncode == 0, result.stderr
     for name in ("walkway-north", "walkway-south", "walkway-east"):
         assert name in result.stdout
-    assert "running" in result.stdout
-    assert "done:" in result.stdout.splitlines()[-1]
+    assert "learning" in result.stdout and "detecting" in result.stdout
+    assert "/api/cameras" in result.stdout
+    summary = result.stdout.split("summary:")[1]
+    assert summary.count(" scored, ") == 3
+
+
+def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "cameras:\n  - {name: a, source: {kind: synthetic, width: 160, height: 120}}\n"
+        f"models: {{dir: {tmp_path / 'models'}, learn_seconds: 600}}\n"
+        "server: {port: 0}\n"
+    )
+    proc = subprocess.Popen(
+        [STREAMDET, "run", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(4)
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "learning" in out and "summary:" in out
+    assert "Traceback" not in err
 
 
 def test_capture_with_bad_config_exits_2(tmp_path: Path) -> None:
