@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import cv2
 import numpy as np
 
 from streamdet.capture.stage import CaptureStage
@@ -57,7 +58,8 @@ class InferenceStage:
         self.listeners: list[ScoreListener] = []
         self.analysed: dict[str, int] = dict.fromkeys(self.detectors, 0)
         self._last_offered: dict[str, int] = dict.fromkeys(self.detectors, -1)
-        self._buffers: dict[str, np.ndarray] = {}
+        self._buffers: dict[str, np.ndarray] = {}  # a window as the ring holds it
+        self._grey: dict[str, np.ndarray] = {}  # the same window in grey, for colour cameras
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # guards the hand-off structures read by other threads
@@ -119,6 +121,8 @@ class InferenceStage:
                 self.runner.add(name, model)
                 shape = (model.context + 1, *self.capture.ring(name).shape)
                 self._buffers[name] = np.empty(shape, np.uint8)
+                if len(shape) == 4:  # a colour camera: the models see grey
+                    self._grey[name] = np.empty(shape[:3], np.uint8)
             elif detector.state is ModelState.LEARNING:
                 worker = self.capture.worker(name)
                 stream = worker.stats.stream
@@ -137,7 +141,7 @@ class InferenceStage:
         for ref in refs:
             buf = self._buffers[ref.camera]
             if self.capture.ring(ref.camera).window_ending(ref, len(buf), buf):
-                windows[ref.camera], kept[ref.camera] = buf, ref
+                windows[ref.camera], kept[ref.camera] = self._as_grey(ref.camera, buf), ref
             else:
                 self._count_drop(ref.camera, "window_unavailable")
         if not windows:
@@ -159,6 +163,14 @@ class InferenceStage:
                 scored_at=scored_at,
             )
             self._publish(frame)
+
+    def _as_grey(self, camera: str, window: np.ndarray) -> np.ndarray:
+        grey = self._grey.get(camera)
+        if grey is None:
+            return window
+        for i, frame in enumerate(window):
+            cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY, dst=grey[i])
+        return grey
 
     def _publish(self, frame: ScoredFrame) -> None:
         camera = frame.ref.camera

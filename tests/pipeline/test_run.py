@@ -23,7 +23,8 @@ def pipeline_config(models_dir: Path, **models: Any) -> Config:
         {
             "name": f"cam-{i}",
             "source": {"kind": "synthetic", "seed": i, "width": 160, "height": 120},
-            "frame": {"width": 160, "height": 120},
+            # cam-1 keeps colour frames: the models still see grey
+            "frame": {"width": 160, "height": 120, "color": "bgr" if i else "grey"},
             "analysis_fps": 5,
         }
         for i in range(2)
