@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests need, only when they are missing.
 # - GStreamer's RTSP server (run by the tests with Debian's /usr/bin/python3, which has `gi`)
+# - Prometheus: `prometheus` and `promtool` (the tests run a real one against the dashboard)
 set -euo pipefail
 
 have_rtsp_server() {
@@ -15,12 +16,18 @@ for name in ("x264enc", "rtph264pay", "qtdemux", "h264parse", "videotestsrc"):
 PY
 }
 
+have_prometheus() {
+    command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1
+}
+
 packages=()
 have_rtsp_server || packages+=(
     python3-gi python3-gst-1.0 gir1.2-gst-rtsp-server-1.0
     gstreamer1.0-plugins-base gstreamer1.0-plugins-good
     gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
 )
+new_prometheus=false
+have_prometheus || { packages+=(prometheus); new_prometheus=true; }
 
 if [ ${#packages[@]} -eq 0 ]; then
     exit 0
@@ -39,3 +46,9 @@ export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -q
 "${sudo[@]}" apt-get install -y -q --no-install-recommends "${packages[@]}"
 have_rtsp_server || { echo "error: GStreamer RTSP server still unusable after install" >&2; exit 1; }
+have_prometheus || { echo "error: prometheus/promtool still missing after install" >&2; exit 1; }
+if $new_prometheus && command -v systemctl >/dev/null 2>&1; then
+    # The package enables a system-wide service on :9090; the tests start their own on a free
+    # port, so switch off the one we just installed. (Fails harmlessly without a running systemd.)
+    "${sudo[@]}" systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+fi

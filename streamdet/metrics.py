@@ -140,5 +140,5 @@ class _StageCollector(Collector):
                 model_state.add_metric([status.camera, option.value], float(status.state is option))
             superseded.add_metric([status.camera], stage.batcher.superseded.get(status.camera, 0))
         depth.add_metric(["batcher"], len(stage.batcher))
-        depth.add_metric(["scored_frames"], len(stage.output))
+        depth.add_metric(["scored_frames"], len(stage.output) if stage.output is not None else 0)
         yield from (score, threshold, model_state, superseded, depth)

@@ -51,9 +51,8 @@ class InferenceStage:
         device = str(self.runner.device)
         self.detectors = {c.name: Detector(c, models, device) for c in cameras if c.enabled}
         self.batcher: Batcher[FrameRef] = Batcher(inference.max_batch, inference.max_wait_ms / 1000)
-        self.output: collections.deque[ScoredFrame] = collections.deque(
-            maxlen=inference.output_queue
-        )
+        # The bounded hand-off to a consumer that drains it (alerting); None until one asks.
+        self.output: collections.deque[ScoredFrame] | None = None
         self.latest: dict[str, ScoredFrame] = {}
         self.listeners: list[ScoreListener] = []
         self.analysed: dict[str, int] = dict.fromkeys(self.detectors, 0)
@@ -69,6 +68,8 @@ class InferenceStage:
         if self._thread is not None:
             return
         for name, detector in self.detectors.items():
+            for reason in self.DROP_REASONS:  # so that "no drops" shows as 0, not as no data
+                self.metrics.frames_dropped.labels(name, "inference", reason)
             detector.load_or_learn(self.capture.ring(name))
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
@@ -89,6 +90,8 @@ class InferenceStage:
             d.state in (ModelState.DETECTING, ModelState.LEARNING, ModelState.TRAINING)
             for d in self.detectors.values()
         )
+
+    DROP_REASONS = ("window_unavailable", "output_full")
 
     def _count_drop(self, camera: str, reason: str) -> None:
         self.metrics.frames_dropped.labels(camera, "inference", reason).inc()
@@ -175,9 +178,10 @@ class InferenceStage:
     def _publish(self, frame: ScoredFrame) -> None:
         camera = frame.ref.camera
         with self._lock:
-            if len(self.output) == self.output.maxlen:
-                self._count_drop(self.output[0].ref.camera, "output_full")
-            self.output.append(frame)
+            if self.output is not None:
+                if len(self.output) == self.output.maxlen:
+                    self._count_drop(self.output[0].ref.camera, "output_full")
+                self.output.append(frame)
             self.latest[camera] = frame
             self.analysed[camera] += 1
         self.metrics.frames_analysed.labels(camera).inc()
@@ -188,9 +192,17 @@ class InferenceStage:
             except Exception:  # one bad listener must not stop scoring
                 logger.exception("[%s] score listener failed", camera)
 
+    def open_output(self) -> None:
+        """Start buffering scored frames (bounded, drop-oldest) for a consumer of ``drain``."""
+        with self._lock:
+            if self.output is None:
+                self.output = collections.deque(maxlen=self.config.output_queue)
+
     def drain(self) -> list[ScoredFrame]:
         """Take every scored frame waiting in the hand-off (oldest first)."""
         with self._lock:
+            if self.output is None:
+                return []
             frames = list(self.output)
             self.output.clear()
         return frames

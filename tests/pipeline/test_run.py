@@ -112,7 +112,8 @@ def test_pipeline_learns_in_place_then_detects_and_serves(models_dir: Path) -> N
         assert "streamdet_inference_batch_size_bucket" in text
         assert run.get("/healthz")[0] == 200
         # Both cameras share the motion architecture: at least one batch scored them together.
-        assert app.registry.get_sample_value("streamdet_inference_batch_size_count") > 0
+        batches = app.registry.get_sample_value("streamdet_inference_batch_size_count")
+        assert batches is not None and batches > 0
     for name in ("cam-0", "cam-1"):
         assert (models_dir / name / "model.safetensors").is_file()
     assert not [t for t in threading.enumerate() if t.name.startswith(("capture:", "inference"))]

@@ -1,0 +1,157 @@
+"""streamdet against a real Prometheus: every dashboard query returns data, promtool is happy.
+
+One App with two synthetic cameras (learning in place, then detecting) is scraped every second
+by a real ``prometheus``; each PromQL expression of ``deploy/grafana/streamdet.json`` must run
+and return series. ``promtool`` lints a live ``/metrics`` scrape and the shipped scrape config.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamdet.frames import ModelState
+from tests.pipeline.test_run import Running, pipeline_config
+from tests.support.prometheus import Prometheus, PrometheusError, binary
+from tests.support.waiting import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARD = ROOT / "deploy" / "grafana" / "streamdet.json"
+SCRAPE_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+CAMERAS = ("cam-0", "cam-1")
+# Grafana's interval variables, as a Prometheus scraping every second can answer them: a window
+# holds ~10 samples, enough for rate() a few seconds after a series appears.
+INTERVALS = {"__rate_interval": "10s", "__interval": "2s", "__range": "30s"}
+VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\[\[(\w+)\]\]|\$(\w+)")
+
+
+@dataclass(frozen=True)
+class Query:
+    panel: str
+    ref: str
+    expr: str
+
+    def __str__(self) -> str:
+        return f"{self.panel!r} {self.ref}: {self.expr}"
+
+
+@dataclass
+class Live:
+    run: Running
+    prometheus: Prometheus
+
+
+def dashboard_queries(dashboard: dict[str, Any]) -> list[Query]:
+    """Every panel target's PromQL, including panels nested in (collapsed) rows."""
+    queries = []
+    for panel in dashboard["panels"]:
+        for inner in [panel, *panel.get("panels", [])]:
+            for target in inner.get("targets", []):
+                queries.append(Query(inner["title"], target["refId"], target["expr"]))
+    return queries
+
+
+def substitute(expr: str, camera: str) -> str:
+    """Replace Grafana's template variables; an unknown one fails the test by name."""
+
+    def value(match: re.Match[str]) -> str:
+        name = next(group for group in match.groups() if group)
+        if name == "camera":
+            return camera
+        if name in INTERVALS:
+            return INTERVALS[name]
+        raise AssertionError(f"dashboard variable ${name} has no test value: {expr}")
+
+    return VARIABLE.sub(value, expr)
+
+
+def problems(prometheus: Prometheus, queries: list[Query], camera: str) -> list[str]:
+    """What is wrong with each query (an error or no series), for one camera selection."""
+    found = []
+    for query in queries:
+        try:
+            result = prometheus.query(substitute(query.expr, camera))
+        except PrometheusError as exc:
+            found.append(f"{query} -> error {exc}")
+            continue
+        if not result:
+            found.append(f"{query} -> no series (camera={camera})")
+    return found
+
+
+def scrapes(prometheus: Prometheus) -> int:
+    result = prometheus.query('count_over_time(up{job="streamdet"}[1m])')
+    return int(float(result[0]["value"][1])) if result else 0
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """One App, detecting on both cameras, scraped by a real Prometheus for several seconds.
+
+    Bounded: at most 60 s of waiting in all; ~10 s usually (6 s of learning in place).
+    """
+    tmp = tmp_path_factory.mktemp("prometheus")
+    with Running(pipeline_config(tmp / "models")) as run:
+        assert run.app.url is not None, "the app did not serve"
+        target = run.app.url.removeprefix("http://")
+        with Prometheus(target, tmp / "prometheus") as prometheus:
+            states = run.app.inference.status
+            wait_for(lambda: {s.state for s in states()} == {ModelState.DETECTING}, 30, "detecting")
+            analysed = run.app.inference.analysed
+            wait_for(lambda: all(analysed[c] >= 5 for c in CAMERAS), 10, "scores")
+            wait_for(lambda: scrapes(prometheus) >= 5, 10, "five scrapes")
+            yield Live(run, prometheus)
+
+
+def test_prometheus_answers_every_dashboard_query_with_data(live: Live) -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    queries = dashboard_queries(dashboard)
+    assert len(queries) >= 20, "the dashboard lost its panels"
+    up = live.prometheus.query('up{job="streamdet"}')
+    assert up and up[0]["value"][1] == "1", f"scrape failing:\n{live.prometheus.log_tail()}"
+    # The camera variable's own query: label_values(streamdet_frames_decoded_total, camera).
+    values = live.prometheus.api(
+        "label/camera/values", **{"match[]": "streamdet_frames_decoded_total"}
+    )
+    assert set(values) == set(CAMERAS)
+    # rate() over a window needs two samples of a series that only began with detecting: poll.
+    started, left = time.monotonic(), problems(live.prometheus, queries, ".*")
+    while left and time.monotonic() - started < 10:
+        time.sleep(1)
+        left = problems(live.prometheus, queries, ".*")
+    left += problems(live.prometheus, queries, "cam-1")
+    assert not left, "dashboard queries failed:\n" + "\n".join(left)
+
+
+def test_prometheus_promtool_finds_no_problems_in_a_live_metrics_scrape(live: Live) -> None:
+    status, text = live.run.get("/metrics")
+    assert status == 200 and "streamdet_capture_to_score_seconds_bucket" in text
+    lint = subprocess.run(
+        [binary("promtool"), "check", "metrics"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert lint.returncode == 0 and not (lint.stdout + lint.stderr).strip(), (
+        f"promtool check metrics (exit {lint.returncode}):\n{lint.stdout}{lint.stderr}"
+    )
+
+
+def test_prometheus_scrape_config_passes_promtool_check_config() -> None:
+    check = subprocess.run(
+        [binary("promtool"), "check", "config", str(SCRAPE_CONFIG)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert check.returncode == 0 and "SUCCESS" in check.stdout, check.stdout + check.stderr
+    assert "127.0.0.1:8686" in SCRAPE_CONFIG.read_text()
