@@ -39,4 +39,6 @@ def demo_run_config(config: Config, models_dir: Path, learn_seconds: float, port
         update={"dir": models_dir, "learn_seconds": learn_seconds, "learn_in_place": True}
     )
     server = config.server.model_copy(update={"port": port})
-    return config.model_copy(update={"models": models, "server": server})
+    # The live table shows every state change; INFO lines would only break its redraw.
+    logging = config.logging.model_copy(update={"level": "WARNING"})
+    return config.model_copy(update={"models": models, "server": server, "logging": logging})

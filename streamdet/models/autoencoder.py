@@ -125,9 +125,12 @@ def build(spec: ModelSpec) -> ConvAutoencoder:
     return ConvAutoencoder(spec)
 
 
-def split_windows(data: TrainingData, context: int, holdout: float) -> tuple[Any, Any]:
+def split_windows(
+    data: TrainingData, context: int, holdout: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(clip, start) of every window, split into training and held-out (the tail of each clip)."""
-    train, held = [], []
+    train: list[tuple[int, int]] = []
+    held: list[tuple[int, int]] = []
     t = context + 1
     for c, clip in enumerate(data.clips):
         n = len(clip)
@@ -188,7 +191,7 @@ def _fit(
             out, target = model.pair(gather(data, train_idx[order[i : i + bs]], t).to(device))
             loss = model.loss(out, target)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
             step += 1
             value = float(loss.detach())
@@ -197,8 +200,9 @@ def _fit(
             if step == steps or elapsed >= settings.max_seconds or elapsed - last_report > 0.5:
                 last_report = elapsed
                 eta = min(elapsed / step * (steps - step), max(settings.max_seconds - elapsed, 0))
-                done = max(step / steps, elapsed / settings.max_seconds)
-                progress("train", min(done, 1.0), {"loss": smooth, "eta_s": eta})
+                over = elapsed >= settings.max_seconds  # (also when the budget is 0)
+                done = 1.0 if over else max(step / steps, elapsed / settings.max_seconds)
+                progress("train", done, {"loss": smooth, "eta_s": eta})
             if step == steps or elapsed >= settings.max_seconds:
                 step = steps  # ends the outer loop too
                 break

@@ -109,6 +109,7 @@ class MotionModel(AnomalyModel):
     """Moving share + normal-flow speed per patch, each scaled by its tail on normal footage."""
 
     kind = "motion"
+    cue_scale: Tensor
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)

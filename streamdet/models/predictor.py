@@ -46,7 +46,9 @@ class UNet(nn.Module):
 
     def __init__(self, cin: int, cout: int, widths: list[int]) -> None:
         super().__init__()
-        self.down = nn.ModuleList([_block(a, b) for a, b in zip([cin, *widths[:-1]], widths)])
+        self.down = nn.ModuleList(
+            [_block(a, b) for a, b in zip([cin, *widths[:-1]], widths, strict=True)]
+        )
         pairs = list(zip(widths[:0:-1], widths[-2::-1], strict=True))  # (deep, shallow) pairs
         self.up = nn.ModuleList([nn.ConvTranspose2d(a, b, 2, stride=2) for a, b in pairs])
         self.merge = nn.ModuleList([_block(2 * b, b) for _, b in pairs])
