@@ -126,6 +126,8 @@ class InferenceStage:
                 self._buffers[name] = np.empty(shape, np.uint8)
                 if len(shape) == 4:  # a colour camera: the models see grey
                     self._grey[name] = np.empty(shape[:3], np.uint8)
+                # The first call allocates and picks kernels: pay for it now, not in a live batch.
+                self.runner.warm_up({name: shape[:3]})
             elif detector.state is ModelState.LEARNING:
                 worker = self.capture.worker(name)
                 stream = worker.stats.stream
