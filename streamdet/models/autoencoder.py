@@ -24,7 +24,7 @@ from streamdet.errors import ModelError
 from streamdet.models.base import AnomalyModel, ModelSpec, Progress, TrainingData, TrainSettings
 
 DEFAULTS: dict[str, Any] = {
-    "context": 0,  # past frames stacked before the newest (0: appearance only)
+    "context": 2,  # past frames stacked with the newest: motion, not only appearance (Ped2: +0.08)
     "channels": [32, 64, 64],  # encoder widths; each level halves the resolution
     "bottleneck": 16,  # code channels at 1/8 resolution: small, so anomalies rebuild badly
     "gradient_weight": 0.0,  # weight of the image-gradient loss (sharper edges when > 0)
