@@ -47,6 +47,7 @@ class ReconstructionModel(AnomalyModel):
     multiple: int = 8  # every stride-2 level needs even sizes: pad to a multiple of 2**levels
     gradient_weight: float = 0.0
     holdout: float = 0.1
+    channels_last: bool = False  # set when the weights were converted (CPU training does)
 
     def reconstruct(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(B, T, H, W) in [-1, 1] -> (output, target), both (B, C, H, W); channel -1 is newest."""
@@ -62,7 +63,7 @@ class ReconstructionModel(AnomalyModel):
         pad_h, pad_w = -h % m, -w % m
         if pad_h or pad_w:  # replicate, not zeros: a black border would be "unusual" content
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        if next(self.parameters()).is_contiguous(memory_format=torch.channels_last):
+        if self.channels_last:  # a flag, not a layout query: queries are not allowed under vmap
             x = x.contiguous(memory_format=torch.channels_last)  # match the weights' layout
         out, target = self.reconstruct(x)
         return out[..., :h, :w], target[..., :h, :w]
@@ -174,6 +175,7 @@ def _fit(
     model.to(device)
     if device.type == "cpu":  # about 2x on CPU convolutions; CUDA keeps its default layout
         model.to(memory_format=torch.channels_last)
+        model.channels_last = True
     t = model.context + 1
     train_idx, held_idx = split_windows(data, model.context, model.holdout)
     if len(train_idx) == 0:

@@ -43,6 +43,8 @@ PATCHAE_DEFAULTS: dict[str, Any] = {
     "bank_size": 1024,  # memory-bank features kept by the coreset
     "score": "knn",  # "knn" (distance to the bank) or "recon" (reconstruction error)
     "holdout": 0.2,  # fraction of training clips kept back for normalisation
+    "gate": 0.0,  # score only 8x8 cells with at least this share of moving pixels (0 = all)
+    "level": 12.0,  # grey levels: what counts as a moving pixel for the gate
 }
 
 
@@ -99,6 +101,14 @@ class PatchAEModel(AnomalyModel):
 
     def raw_map(self, frames: Tensor) -> Tensor:
         scores = self.location_scores(self.inputs(frames))
+        gate = float(self.params["gate"])
+        if gate > 0:
+            # score only what moves: still background (codec flicker, shadows) is not what the
+            # bank is for, and its distances are noise that the max over the frame would pick up
+            x = prepare(frames[:, -2:], self.spec)
+            moving = ((x[:, 1:] - x[:, :1]).abs() > float(self.params["level"]) / 255.0).float()
+            share = F.avg_pool2d(moving, 8)[:, 0]
+            scores = scores * (share > gate).float()
         return F.max_pool2d(scores[:, None], self.spec.patch // 8)[:, 0]
 
 

@@ -40,6 +40,8 @@ MOTION_DEFAULTS: dict[str, Any] = {
     "level": 12.0,  # grey levels: above sensor noise and H.264 flicker, below a walker's contrast
     "flow_weight": 1.0,  # weight of the speed cue against the moving share
     "min_share": 0.02,  # speed is only trusted where something moves (flat areas give 0/0)
+    "flow": "block",  # "block" (block matching) or "normal" (normal flow, cheaper, coarser)
+    "radius": 4,  # block matching: largest shift in half-size pixels (8 px/frame at full size)
 }
 
 
@@ -84,6 +86,31 @@ def raw_maps(model: AnomalyModel, data: TrainingData, limit: int = 2000, seed: i
     return torch.cat(out)
 
 
+def block_speed(prev: Tensor, cur: Tensor, radius: int, level: float) -> Tensor:
+    """Per-pixel speed (pixels/frame at full size) by block matching at half size.
+
+    Every shift within ``radius`` half-size pixels (so up to ``2 * radius`` full-size pixels per
+    frame) is tried; the best is the one with the least 5x5 sum of absolute differences, plus a
+    small penalty per pixel of shift so that flat areas, where all shifts match, read as still.
+    """
+    a = F.avg_pool2d(prev, 2)
+    b = F.avg_pool2d(cur, 2)
+    h, w = a.shape[-2:]
+    padded = F.pad(a, (radius, radius, radius, radius), mode="replicate")
+    penalty = 0.25 * level / 255.0 / max(radius, 1)
+    best = torch.full_like(b, float("inf"))
+    speed = torch.zeros_like(b)
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            shifted = padded[..., radius + dy : radius + dy + h, radius + dx : radius + dx + w]
+            size = (dx * dx + dy * dy) ** 0.5
+            cost = F.avg_pool2d((b - shifted).abs(), 5, stride=1, padding=2) + penalty * size
+            better = cost < best
+            best = torch.where(better, cost, best)
+            speed = torch.where(better, torch.full_like(speed, 2.0 * size), speed)
+    return F.interpolate(speed, size=prev.shape[-2:], mode="nearest")
+
+
 class FrameDiffModel(AnomalyModel):
     """Baseline: mean absolute difference of the last two frames (frame score = global mean)."""
 
@@ -120,19 +147,26 @@ class MotionModel(AnomalyModel):
     def cues(self, frames: Tensor) -> Tensor:
         """(B, T, H, W) uint8 -> (B, 2, gh, gw): moving share and speed, unscaled."""
         x = prepare(frames[:, -2:], self.spec)
-        # a 3x3 box blur first: the speed cue divides by gradients, which pixel noise inflates
+        # a 3x3 box blur first: differences and gradients of raw pixels are mostly codec noise
         x = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
         prev, cur = x[:, :1], x[:, 1:]
         it = cur - prev
         moving = (it.abs() > float(self.params["level"]) / 255.0).float()
-        mid = 0.5 * (cur + prev)
-        gx = F.pad(mid[..., :, 2:] - mid[..., :, :-2], (1, 1, 0, 0)) * 0.5
-        gy = F.pad(mid[..., 2:, :] - mid[..., :-2, :], (0, 0, 1, 1)) * 0.5
         p = self.spec.patch
         share = pool_to_grid(moving, p)
-        energy = pool_to_grid(torch.cat([it * it, gx * gx + gy * gy], dim=1), p)
-        eps = (2.0 / 255.0) ** 2  # about the gradient energy of flat, noisy pavement
-        speed = torch.sqrt(energy[:, :1] / (energy[:, 1:] + eps))
+        if self.params["flow"] == "block":
+            speed = block_speed(prev, cur, int(self.params["radius"]), float(self.params["level"]))
+            # mean speed of the moving pixels of each window (not of the whole window, which
+            # would mix speed with size)
+            both = pool_to_grid(torch.cat([speed * moving, moving], dim=1), p)
+            speed = both[:, :1] / (both[:, 1:] + 1e-3)
+        else:
+            mid = 0.5 * (cur + prev)
+            gx = F.pad(mid[..., :, 2:] - mid[..., :, :-2], (1, 1, 0, 0)) * 0.5
+            gy = F.pad(mid[..., 2:, :] - mid[..., :-2, :], (0, 0, 1, 1)) * 0.5
+            energy = pool_to_grid(torch.cat([it * it, gx * gx + gy * gy], dim=1), p)
+            eps = (2.0 / 255.0) ** 2  # about the gradient energy of flat, noisy pavement
+            speed = torch.sqrt(energy[:, :1] / (energy[:, 1:] + eps))
         speed = speed * (share > float(self.params["min_share"])).float()
         return torch.cat([share, speed], dim=1)
 
