@@ -84,6 +84,12 @@ class FrameRing:
                 return None
             return self._ref(slot)
 
+    def count_analysable(self, after_seq: int, before_seq: int) -> int:
+        """Frames marked for analysis with ``after_seq < seq < before_seq`` still in the ring."""
+        with self._lock:
+            seqs = self._seq
+            return int(np.count_nonzero((seqs > after_seq) & (seqs < before_seq) & self._analyse))
+
     def read(self, ref: FrameRef, out: np.ndarray | None = None) -> np.ndarray | None:
         """Copy the pixels of ``ref`` into ``out``; ``None`` if the frame was overwritten."""
         out = np.empty(self.shape, np.uint8) if out is None else out

@@ -91,7 +91,7 @@ class InferenceStage:
             for d in self.detectors.values()
         )
 
-    DROP_REASONS = ("window_unavailable", "output_full")
+    DROP_REASONS = ("window_unavailable", "output_full", "behind")
 
     def _count_drop(self, camera: str, reason: str) -> None:
         self.metrics.frames_dropped.labels(camera, "inference", reason).inc()
@@ -135,9 +135,14 @@ class InferenceStage:
 
     def _offer_new_frames(self, now: float) -> None:
         for name in self.runner.cameras:
-            ref = self.capture.ring(name).latest(analysable_only=True)
+            ring = self.capture.ring(name)
+            ref = ring.latest(analysable_only=True)
             if ref is not None and ref.seq > self._last_offered[name]:
-                self._last_offered[name] = ref.seq
+                last, self._last_offered[name] = self._last_offered[name], ref.seq
+                if last >= 0:  # analysable frames that came and went between two looks
+                    skipped = ring.count_analysable(last, ref.seq)
+                    if skipped:
+                        self.metrics.frames_dropped.labels(name, "inference", "behind").inc(skipped)
                 self.batcher.offer(name, ref, now)
 
     def _score(self, refs: list[FrameRef]) -> None:
