@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.streamdet-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps demo test lint typecheck pytest bench clean
+.PHONY: setup system-deps demo test lint typecheck pytest bench bench-pipeline eval-ped2 clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ test: lint typecheck pytest
 
 bench: setup system-deps
 	$(PY) benchmarks/capture.py
+
+bench-pipeline: setup system-deps
+	$(PY) benchmarks/pipeline.py
+
+# UCSD Ped2 from the shared folder beside this repository (never copied into it).
+eval-ped2: setup
+	$(VENV)/bin/streamdet eval --dataset ../shared/data/ucsd_ped2 --out runs/ped2
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
