@@ -1,0 +1,1 @@
+"""Alerting: scores to events (rules), the durable event store, and the sinks."""

@@ -1,0 +1,151 @@
+"""Turning one camera's stream of scored frames into events. Pure code: no threads, no clock.
+
+An event **starts** when the smoothed score stays above the threshold for ``min_duration_s``
+(its start time is the first frame above), **updates** while it lasts (peak score, where), and
+**ends** once the score has stayed below the lower release level (``release_ratio`` x threshold:
+hysteresis) for ``end_after_s``. After an end, ``cooldown_s`` must pass before another start, so
+a flickering score cannot raise a storm. A frame whose anomaly map is above the threshold over
+most of the image (``global_share``: lights switched, an IR cut filter flipping) is a global
+change, not an anomaly: it neither starts nor extends an event.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+_EPS = 1e-6  # frame times are sums of 1/fps: 0.6 - 0.2 must count as 0.4
+
+
+@dataclass(frozen=True)
+class RuleSettings:
+    min_duration_s: float = 0.6
+    end_after_s: float = 2.0
+    release_ratio: float = 0.8
+    cooldown_s: float = 10.0
+    global_share: float = 0.5
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the rules need of one scored frame."""
+
+    time: float  # capture wall time, seconds
+    seq: int
+    smoothed: float
+    threshold: float
+    anomaly_map: np.ndarray  # (gh, gw)
+
+
+@dataclass(frozen=True)
+class EventState:
+    """An event as the rules see it (the store adds ids, files and delivery)."""
+
+    camera: str
+    start: float
+    end: float | None
+    peak_score: float
+    peak_time: float
+    peak_seq: int
+    region: tuple[float, float, float, float]  # x0, y0, x1, y1 relative to the frame
+    threshold: float
+
+
+class Change(enum.Enum):
+    STARTED = "started"
+    UPDATED = "updated"  # a new peak
+    ENDED = "ended"
+
+
+@dataclass(frozen=True)
+class Update:
+    change: Change
+    event: EventState
+
+
+def region_of(anomaly_map: np.ndarray, level: float) -> tuple[float, float, float, float]:
+    """Bounding box (relative) of the map cells above ``level``; the max cell if none are."""
+    rows, cols = anomaly_map.shape
+    ys, xs = np.nonzero(anomaly_map > level)
+    if len(ys) == 0:
+        y, x = np.unravel_index(int(np.argmax(anomaly_map)), anomaly_map.shape)
+        ys, xs = np.array([y]), np.array([x])
+    return (xs.min() / cols, ys.min() / rows, (xs.max() + 1) / cols, (ys.max() + 1) / rows)
+
+
+class EventTracker:
+    """The rules for one camera. Feed every scored frame in order; get the changes back."""
+
+    def __init__(self, camera: str, settings: RuleSettings | None = None) -> None:
+        self.camera = camera
+        self.settings = settings or RuleSettings()
+        self.event: EventState | None = None
+        self._above_since: float | None = None
+        self._first_above: Observation | None = None
+        self._below_since: float | None = None
+        self._cooldown_until = float("-inf")
+
+    def is_global(self, obs: Observation) -> bool:
+        return float(np.mean(obs.anomaly_map > obs.threshold)) >= self.settings.global_share
+
+    def feed(self, obs: Observation) -> list[Update]:
+        hot = obs.smoothed > obs.threshold and not self.is_global(obs)
+        if self.event is None:
+            return self._idle(obs, hot)
+        return self._active(obs, hot)
+
+    def _idle(self, obs: Observation, hot: bool) -> list[Update]:
+        if not hot or obs.time < self._cooldown_until:
+            self._above_since, self._first_above = None, None
+            return []
+        if self._above_since is None:
+            self._above_since, self._first_above = obs.time, obs
+        if obs.time - self._above_since + _EPS < self.settings.min_duration_s:
+            return []
+        first = self._first_above or obs
+        self.event = EventState(
+            camera=self.camera,
+            start=first.time,
+            end=None,
+            peak_score=first.smoothed,
+            peak_time=first.time,
+            peak_seq=first.seq,
+            region=region_of(first.anomaly_map, first.threshold),
+            threshold=first.threshold,
+        )
+        updates = [Update(Change.STARTED, self.event)]
+        if obs is not first and obs.smoothed > first.smoothed:
+            updates += self._peak(obs)
+        self._below_since = None
+        return updates
+
+    def _active(self, obs: Observation, hot: bool) -> list[Update]:
+        event = self.event
+        if event is None:  # the caller checked; keeps the type checker honest
+            return []
+        updates = self._peak(obs) if hot and obs.smoothed > event.peak_score else []
+        if obs.smoothed >= obs.threshold * self.settings.release_ratio and not self.is_global(obs):
+            self._below_since = None
+            return updates
+        if self._below_since is None:
+            self._below_since = obs.time
+        if obs.time - self._below_since + _EPS < self.settings.end_after_s:
+            return updates
+        ended = replace(self.event or event, end=self._below_since)
+        self.event, self._above_since, self._first_above = None, None, None
+        self._cooldown_until = ended.end + self.settings.cooldown_s if ended.end else obs.time
+        return [*updates, Update(Change.ENDED, ended)]
+
+    def _peak(self, obs: Observation) -> list[Update]:
+        if self.event is None:
+            return []
+        self.event = replace(
+            self.event,
+            peak_score=obs.smoothed,
+            peak_time=obs.time,
+            peak_seq=obs.seq,
+            region=region_of(obs.anomaly_map, obs.threshold),
+        )
+        return [Update(Change.UPDATED, self.event)]

@@ -1,0 +1,82 @@
+"""Event rules on hand-made score sequences: start, peak, hysteresis, end, cooldown, lighting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streamdet.alert.rules import Change, EventTracker, Observation, RuleSettings, region_of
+
+FPS = 5.0
+
+
+def observations(
+    scores: list[float], threshold: float = 4.0, hot_cell: bool = True
+) -> list[Observation]:
+    out = []
+    for i, score in enumerate(scores):
+        amap = np.zeros((6, 8), np.float32)
+        if hot_cell:
+            amap[2, 5] = score  # the anomaly sits in one cell
+        out.append(Observation(i / FPS, i, score, threshold, amap))
+    return out
+
+
+def run(
+    scores: list[float], settings: RuleSettings | None = None, **kw: object
+) -> list[tuple[Change, float]]:
+    tracker = EventTracker(
+        "cam", settings or RuleSettings(min_duration_s=0.4, end_after_s=0.6, cooldown_s=2.0)
+    )
+    changes = []
+    for obs in observations(scores, **kw):  # type: ignore[arg-type]
+        changes += [(u.change, u.event.peak_score) for u in tracker.feed(obs)]
+    return changes
+
+
+def test_short_blip_raises_nothing() -> None:
+    assert run([0, 0, 5, 0, 0, 0]) == []
+
+
+def test_sustained_anomaly_is_one_event_with_its_peak() -> None:
+    changes = run([0, 5, 5, 6, 7, 6, 0, 0, 0, 0, 0])
+    kinds = [c for c, _ in changes]
+    assert kinds[0] is Change.STARTED and kinds[-1] is Change.ENDED
+    assert kinds.count(Change.STARTED) == 1 and kinds.count(Change.ENDED) == 1
+    assert changes[-1][1] == 7  # the peak travels with the event
+
+
+def test_hysteresis_keeps_a_dipping_event_open() -> None:
+    # 3.5 is below the threshold 4 but above the release level 3.2: the event goes on.
+    changes = run([5, 5, 5, 3.5, 3.5, 3.5, 3.5, 5, 5, 0, 0, 0, 0])
+    assert [c for c, _ in changes].count(Change.STARTED) == 1
+
+
+def test_cooldown_prevents_a_storm() -> None:
+    scores = [5, 5, 5, 0, 0, 0, 0] + [5, 5, 5, 0, 0, 0, 0] * 2 + [0] * 10 + [5, 5, 5]
+    starts = [c for c, _ in run(scores)].count(Change.STARTED)
+    assert starts == 2  # the second burst falls in the cooldown, the last one after it
+
+
+def test_global_change_is_not_an_event() -> None:
+    scores = [0, 9, 9, 9, 9, 9, 9, 0]
+    tracker = EventTracker("cam", RuleSettings(min_duration_s=0.2))
+    for i, s in enumerate(scores):
+        amap = np.full((6, 8), s, np.float32)  # the whole image changed at once
+        assert tracker.feed(Observation(i / FPS, i, s, 4.0, amap)) == []
+
+
+def test_event_times_and_region() -> None:
+    tracker = EventTracker("cam", RuleSettings(min_duration_s=0.4, end_after_s=0.4, cooldown_s=0))
+    updates = [u for obs in observations([0, 5, 6, 6, 0, 0, 0, 0]) for u in tracker.feed(obs)]
+    started = next(u.event for u in updates if u.change is Change.STARTED)
+    ended = next(u.event for u in updates if u.change is Change.ENDED)
+    assert started.start == pytest.approx(0.2)  # the first frame above, not the confirming one
+    assert ended.end == pytest.approx(0.8)  # when it went below for good
+    assert ended.region == pytest.approx((5 / 8, 2 / 6, 6 / 8, 3 / 6))
+
+
+def test_region_of_several_cells() -> None:
+    amap = np.zeros((4, 4))
+    amap[1, 1] = amap[2, 3] = 5
+    assert region_of(amap, 4) == (0.25, 0.25, 1.0, 0.75)
