@@ -54,8 +54,11 @@ def test_hysteresis_keeps_a_dipping_event_open() -> None:
 
 def test_cooldown_prevents_a_storm() -> None:
     scores = [5, 5, 5, 0, 0, 0, 0] + [5, 5, 5, 0, 0, 0, 0] * 2 + [0] * 10 + [5, 5, 5]
-    starts = [c for c, _ in run(scores)].count(Change.STARTED)
-    assert starts == 2  # the second burst falls in the cooldown, the last one after it
+    settings = RuleSettings(min_duration_s=0.4, end_after_s=0.6, cooldown_s=3.0)
+    starts = [c for c, _ in run(scores, settings)].count(Change.STARTED)
+    # The first event ends at 0.6 s: bursts at 1.4 s and 2.8 s fall in the cooldown (to 3.6 s),
+    # the last one (5.6 s) comes after it.
+    assert starts == 2
 
 
 def test_global_change_is_not_an_event() -> None:
