@@ -1,0 +1,204 @@
+"""The durable event store: SQLite in WAL mode, written before any sink sees an event.
+
+Two tables: ``events`` (one row per event, updated as it grows and when it ends) and ``outbox``
+(one row per delivery a sink still owes: the event's JSON as it was, and an idempotency key so a
+receiver can drop duplicates). Each write is its own transaction with ``synchronous=FULL``: once
+``record`` returns, a ``kill -9`` loses nothing, and pending deliveries are resumed at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from streamdet.alert.rules import Change, EventState
+
+EVENT_ID = re.compile(r"^[0-9a-f]{32}$")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY, camera TEXT NOT NULL, start REAL NOT NULL, end REAL,
+    peak_score REAL NOT NULL, peak_time REAL NOT NULL, region TEXT NOT NULL,
+    threshold REAL NOT NULL, model TEXT NOT NULL, revision INTEGER NOT NULL,
+    snapshot TEXT, clip TEXT
+);
+CREATE INDEX IF NOT EXISTS events_camera_start ON events (camera, start);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, sink TEXT NOT NULL, key TEXT NOT NULL,
+    payload TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_try REAL NOT NULL,
+    last_error TEXT, UNIQUE (sink, key)
+);
+"""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    sink: str
+    key: str  # idempotency key: event id + revision
+    payload: dict[str, Any]
+    attempts: int
+
+
+class EventStore:
+    """Thread-safe (one connection, one lock); every method is one short transaction."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def record(
+        self, change: Change, event: EventState, event_id: str | None, model: str, sinks: list[str]
+    ) -> dict[str, Any]:
+        """Store a start/update/end and queue it for every sink, atomically. Returns its JSON."""
+        event_id = event_id or uuid.uuid4().hex
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    "SELECT revision FROM events WHERE id = ?", (event_id,)
+                ).fetchone()
+                revision = 0 if row is None else int(row["revision"]) + 1
+                self._db.execute(
+                    "INSERT INTO events (id, camera, start, end, peak_score, peak_time, region,"
+                    " threshold, model, revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (id) DO UPDATE SET end = excluded.end,"
+                    " peak_score = excluded.peak_score, peak_time = excluded.peak_time,"
+                    " region = excluded.region, revision = excluded.revision",
+                    (
+                        event_id,
+                        event.camera,
+                        event.start,
+                        event.end,
+                        event.peak_score,
+                        event.peak_time,
+                        json.dumps(event.region),
+                        event.threshold,
+                        model,
+                        revision,
+                    ),
+                )
+                payload = {**self._get(event_id), "change": change.value}
+                for sink in sinks:
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO outbox (sink, key, payload, next_try)"
+                        " VALUES (?, ?, ?, ?)",
+                        (sink, f"{event_id}-{revision}", json.dumps(payload), time.time()),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return payload
+
+    def set_files(self, event_id: str, snapshot: str | None, clip: str | None) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE events SET snapshot = COALESCE(?, snapshot), clip = COALESCE(?, clip)"
+                " WHERE id = ?",
+                (snapshot, clip, event_id),
+            )
+
+    def get(self, event_id: str) -> dict[str, Any] | None:
+        if not EVENT_ID.match(event_id):
+            return None
+        with self._lock:
+            try:
+                return self._get(event_id)
+            except KeyError:
+                return None
+
+    def _get(self, event_id: str) -> dict[str, Any]:
+        row = self._db.execute("SELECT * FROM events WHERE id = ?", (event_id,)).fetchone()
+        if row is None:
+            raise KeyError(event_id)
+        return _event_json(row)
+
+    def events(
+        self,
+        camera: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Newest first, filtered by camera and start time."""
+        query, args = "SELECT * FROM events WHERE 1=1", list[Any]()
+        if camera is not None:
+            query, args = query + " AND camera = ?", [*args, camera]
+        if since is not None:
+            query, args = query + " AND start >= ?", [*args, since]
+        if until is not None:
+            query, args = query + " AND start < ?", [*args, until]
+        query += " ORDER BY start DESC, id LIMIT ? OFFSET ?"
+        with self._lock:
+            rows = self._db.execute(query, [*args, limit, offset]).fetchall()
+        return [_event_json(r) for r in rows]
+
+    def due(self, sink: str, now: float, limit: int = 20) -> list[Delivery]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM outbox WHERE sink = ? AND next_try <= ? ORDER BY id LIMIT ?",
+                (sink, now, limit),
+            ).fetchall()
+        return [
+            Delivery(r["id"], r["sink"], r["key"], json.loads(r["payload"]), r["attempts"])
+            for r in rows
+        ]
+
+    def delivered(self, delivery: Delivery) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM outbox WHERE id = ?", (delivery.id,))
+
+    def retry_later(self, delivery: Delivery, next_try: float, error: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_try = ?, last_error = ?"
+                " WHERE id = ?",
+                (next_try, error[:500], delivery.id),
+            )
+
+    def pending(self, sink: str | None = None) -> int:
+        with self._lock:
+            if sink is None:
+                row = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()
+            else:
+                row = self._db.execute(
+                    "SELECT COUNT(*) FROM outbox WHERE sink = ?", (sink,)
+                ).fetchone()
+        return int(row[0])
+
+
+def _event_json(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "camera": row["camera"],
+        "start": row["start"],
+        "end": row["end"],
+        "peak_score": row["peak_score"],
+        "peak_time": row["peak_time"],
+        "region": json.loads(row["region"]),
+        "threshold": row["threshold"],
+        "model": row["model"],
+        "revision": row["revision"],
+        "snapshot": row["snapshot"],
+        "clip": row["clip"],
+    }
