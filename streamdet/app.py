@@ -1,6 +1,6 @@
 """The composition root: build the stages from config, start them in order, stop in reverse.
 
-capture -> inference -> (alerting, later) -> HTTP server. ``run`` blocks until SIGINT/SIGTERM or
+capture -> inference -> alerting -> HTTP server. ``run`` blocks until SIGINT/SIGTERM or
 the optional duration, then stops everything it started, in reverse order.
 """
 
@@ -15,6 +15,7 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from streamdet.alert.stage import AlertStage
 from streamdet.capture.stage import CaptureStage
 from streamdet.config import Config
 from streamdet.frames import ScoredFrame
@@ -36,7 +37,8 @@ class App:
         self.inference = InferenceStage(
             self.capture, config.cameras, config.models, config.inference, self.metrics
         )
-        self.metrics.watch(self.capture, lambda: self.inference)
+        self.alerts = AlertStage(config.alerts, self.capture, self.inference)
+        self.metrics.watch(self.capture, lambda: self.inference, lambda: self.alerts)
         self.url: str | None = None
         self._runner: web.AppRunner | None = None
         self._stop: asyncio.Event | None = None
@@ -47,13 +49,14 @@ class App:
     async def start(self) -> None:
         self.capture.start()
         self.inference.start()
+        await self.alerts.start()
         if self.config.server.enabled:
             await self._start_server()
 
     async def _start_server(self) -> None:
         server = self.config.server
         self._runner = web.AppRunner(
-            build_app(self.capture, self.inference, self.registry), access_log=None
+            build_app(self.capture, self.inference, self.alerts, self.registry), access_log=None
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, server.host, server.port)
@@ -68,6 +71,7 @@ class App:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.alerts.stop()
         self.inference.stop()
         self.capture.stop()
 

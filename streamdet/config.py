@@ -243,6 +243,77 @@ class InferenceConfig(_Model):
     )
 
 
+class RulesConfig(_Model):
+    """When scores become events."""
+
+    min_duration_s: float = Field(0.6, ge=0, le=600, description="Above threshold this long.")
+    end_after_s: float = Field(2.0, ge=0, le=3600, description="Below the release level this long.")
+    release_ratio: float = Field(
+        0.8, gt=0, le=1, description="Hysteresis: an event ends below ratio x threshold."
+    )
+    cooldown_s: float = Field(10.0, ge=0, le=86400, description="Quiet time after an event.")
+    global_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="A change over this share of the image is lighting, not an event.",
+    )
+
+
+class JsonlSinkConfig(_Model):
+    """Append events to a JSON Lines file."""
+
+    kind: Literal["jsonl"] = "jsonl"
+    name: str = Field("jsonl", description="Used in metrics and logs.")
+    path: Path = Field(Path("events.jsonl"), description="Relative to alerts.dir.")
+
+
+class WebhookSinkConfig(_Model):
+    """POST events as JSON to a URL (with an Idempotency-Key header)."""
+
+    kind: Literal["webhook"] = "webhook"
+    name: str = Field("webhook", description="Used in metrics and logs.")
+    url: str = Field(description="http(s):// receiver; credentials may come from ${VAR}.")
+    timeout_s: float = Field(5.0, gt=0, le=120, description="Per request.")
+    max_backoff_s: float = Field(60.0, gt=0, le=3600, description="Longest wait between retries.")
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, url: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise ValueError(f"expected http(s)://host[:port]/path, got {redact(url)!r}")
+        return url
+
+
+SinkConfig = Annotated[JsonlSinkConfig | WebhookSinkConfig, Field(discriminator="kind")]
+
+
+def _default_sinks() -> list[JsonlSinkConfig | WebhookSinkConfig]:
+    return [JsonlSinkConfig(kind="jsonl")]
+
+
+class AlertsConfig(_Model):
+    """Events: rules, the durable store and the sinks."""
+
+    dir: Path = Field(
+        Path("events"), description="Store, snapshots and files; relative to the config's folder."
+    )
+    rules: RulesConfig = Field(default_factory=RulesConfig, description="When scores are events.")
+    sinks: list[SinkConfig] = Field(
+        default_factory=_default_sinks,
+        description="Where events are sent.",
+    )
+
+    @field_validator("sinks")
+    @classmethod
+    def _unique(cls, sinks: list[JsonlSinkConfig | WebhookSinkConfig]) -> list[Any]:
+        names = [s.name for s in sinks]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate sink name(s): {', '.join(duplicates)}")
+        return sinks
+
+
 class ServerConfig(_Model):
     """The HTTP server: /metrics, /healthz, /readyz, /api."""
 
@@ -264,6 +335,7 @@ class Config(_Model):
     inference: InferenceConfig = Field(
         default_factory=InferenceConfig, description="Batched scoring."
     )
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Events and sinks.")
     server: ServerConfig = Field(default_factory=ServerConfig, description="HTTP server.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Log output.")
 
@@ -288,11 +360,18 @@ def _path_str(loc: tuple[int | str, ...]) -> str:
     for i, item in enumerate(loc):
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif i > 0 and loc[i - 1] == "source" and item in SOURCE_KINDS:
+        elif _is_union_tag(loc, i):
             continue  # pydantic puts the union's tag into the path; users never wrote it
         else:
             parts.append(("." if parts else "") + str(item))
     return "".join(parts) or "(top level)"
+
+
+def _is_union_tag(loc: tuple[int | str, ...], i: int) -> bool:
+    item = loc[i]
+    if i > 0 and loc[i - 1] == "source" and item in SOURCE_KINDS:
+        return True
+    return i > 1 and loc[i - 2] == "sinks" and item in ("jsonl", "webhook")
 
 
 def _substitute(
@@ -358,6 +437,9 @@ def parse_config(
     if not config.models.dir.is_absolute():
         models = config.models.model_copy(update={"dir": base / config.models.dir})
         config = config.model_copy(update={"models": models})
+    if not config.alerts.dir.is_absolute():
+        alerts = config.alerts.model_copy(update={"dir": base / config.alerts.dir})
+        config = config.model_copy(update={"alerts": alerts})
     if check_paths:
         config, problems = _check_paths(config, base)
         if problems:

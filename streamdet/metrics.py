@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from streamdet.frames import ModelState, SourceState
 
 if TYPE_CHECKING:
+    from streamdet.alert.stage import AlertStage
     from streamdet.capture.stage import CaptureStage
     from streamdet.inference.stage import InferenceStage
 
@@ -59,23 +60,57 @@ class PipelineMetrics:
             registry=registry,
         )
 
-    def watch(self, capture: CaptureStage, inference: Callable[[], InferenceStage | None]) -> None:
+    def watch(
+        self,
+        capture: CaptureStage,
+        inference: Callable[[], InferenceStage | None],
+        alerts: Callable[[], AlertStage | None] = lambda: None,
+    ) -> None:
         """Expose the stages' own figures at scrape time."""
-        self.registry.register(_StageCollector(capture, inference))
+        self.registry.register(_StageCollector(capture, inference, alerts))
 
 
 class _StageCollector(Collector):
     def __init__(
-        self, capture: CaptureStage, inference: Callable[[], InferenceStage | None]
+        self,
+        capture: CaptureStage,
+        inference: Callable[[], InferenceStage | None],
+        alerts: Callable[[], AlertStage | None],
     ) -> None:
         self.capture = capture
         self.inference = inference
+        self.alerts = alerts
 
     def collect(self) -> Iterator[Metric]:
         yield from self._capture_metrics()
         stage = self.inference()
         if stage is not None:
             yield from self._inference_metrics(stage)
+        alerts = self.alerts()
+        if alerts is not None:
+            yield from self._alert_metrics(alerts)
+
+    def _alert_metrics(self, alerts: AlertStage) -> Iterator[Metric]:
+        events = CounterMetricFamily("streamdet_events", "Events started.", labels=["camera"])
+        for camera, count in alerts.events_started.items():
+            events.add_metric([camera], count)
+        delivered = CounterMetricFamily(
+            "streamdet_sink_deliveries", "Deliveries a sink completed.", labels=["sink"]
+        )
+        failures = CounterMetricFamily(
+            "streamdet_sink_failures", "Deliveries that failed (and are retried).", labels=["sink"]
+        )
+        outbox = GaugeMetricFamily(
+            "streamdet_outbox_depth", "Deliveries a sink still owes.", labels=["sink"]
+        )
+        store = alerts.store
+        for dispatcher in alerts.dispatchers:
+            name = dispatcher.sink.name
+            delivered.add_metric([name], dispatcher.delivered)
+            failures.add_metric([name], dispatcher.failures)
+            if store is not None:
+                outbox.add_metric([name], store.pending(name))
+        yield from (events, delivered, failures, outbox)
 
     def _capture_metrics(self) -> Iterator[Metric]:
         decoded = CounterMetricFamily(

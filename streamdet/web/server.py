@@ -7,11 +7,14 @@ which never carry credentials.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from streamdet.alert.stage import AlertStage
+from streamdet.alert.store import EventStore
 from streamdet.capture.stage import CameraStatus, CaptureStage
 from streamdet.frames import SourceState
 from streamdet.inference.detector import DetectorStatus
@@ -19,19 +22,79 @@ from streamdet.inference.stage import InferenceStage
 
 CAPTURE: web.AppKey[CaptureStage] = web.AppKey("capture", CaptureStage)
 INFERENCE: web.AppKey[InferenceStage] = web.AppKey("inference", InferenceStage)
+ALERTS: web.AppKey[AlertStage] = web.AppKey("alerts", AlertStage)
 REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry", CollectorRegistry)
 
 
 def build_app(
-    capture: CaptureStage, inference: InferenceStage, registry: CollectorRegistry
+    capture: CaptureStage,
+    inference: InferenceStage,
+    alerts: AlertStage,
+    registry: CollectorRegistry,
 ) -> web.Application:
     app = web.Application()
     app[CAPTURE], app[INFERENCE], app[REGISTRY] = capture, inference, registry
+    app[ALERTS] = alerts
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/cameras", cameras)
+    app.router.add_get("/api/events", events)
+    app.router.add_get("/api/events/{id}", event)
+    app.router.add_get("/api/events/{id}/snapshot.jpg", snapshot)
     return app
+
+
+def _store(request: web.Request) -> EventStore:
+    store = request.app[ALERTS].store
+    if store is None:
+        raise web.HTTPServiceUnavailable(text="the event store is not open")
+    return store
+
+
+def _number(request: web.Request, key: str, default: float | None) -> float | None:
+    raw = request.query.get(key)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"{key}: expected a number, got {raw!r}") from None
+
+
+async def events(request: web.Request) -> web.Response:
+    """``?camera=&since=&until=`` (unix seconds), ``&limit=`` (1..500, default 50), ``&offset=``."""
+    limit = int(_number(request, "limit", 50) or 50)
+    offset = int(_number(request, "offset", 0) or 0)
+    if not 1 <= limit <= 500 or offset < 0:
+        raise web.HTTPBadRequest(text="limit must be 1..500 and offset >= 0")
+    rows = _store(request).events(
+        camera=request.query.get("camera"),
+        since=_number(request, "since", None),
+        until=_number(request, "until", None),
+        limit=limit,
+        offset=offset,
+    )
+    return web.json_response({"events": rows, "limit": limit, "offset": offset})
+
+
+def _event_or_404(request: web.Request) -> dict[str, Any]:
+    found = _store(request).get(request.match_info["id"])  # ids are validated by the store
+    if found is None:
+        raise web.HTTPNotFound(text="no such event")
+    return found
+
+
+async def event(request: web.Request) -> web.Response:
+    return web.json_response(_event_or_404(request))
+
+
+async def snapshot(request: web.Request) -> web.FileResponse:
+    found = _event_or_404(request)
+    if not found["snapshot"]:
+        raise web.HTTPNotFound(text="this event has no snapshot (yet)")
+    # The path comes from our own store, never from the request.
+    return web.FileResponse(Path(found["snapshot"]), headers={"Content-Type": "image/jpeg"})
 
 
 async def metrics(request: web.Request) -> web.Response:

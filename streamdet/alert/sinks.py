@@ -1,0 +1,128 @@
+"""Where events go: a JSON Lines file and webhooks (MQTT follows). Each sink is isolated.
+
+A dispatcher task per sink takes the deliveries its sink still owes from the store's outbox,
+oldest first; a failure is retried later with capped exponential backoff plus jitter, and never
+holds up capture, scoring or the other sinks. Every delivery carries an idempotency key (event
+id + revision): a receiver that saw it before can drop the duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import time
+from pathlib import Path
+from typing import Protocol
+
+import aiohttp
+
+from streamdet.alert.store import Delivery, EventStore
+from streamdet.errors import StreamdetError
+from streamdet.log import redact
+
+logger = logging.getLogger(__name__)
+
+
+class SinkError(StreamdetError):
+    """A delivery failed; it will be retried."""
+
+
+class Sink(Protocol):
+    name: str
+
+    async def deliver(self, delivery: Delivery) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class JsonlSink:
+    """Appends one JSON object per line and syncs it to disk."""
+
+    def __init__(self, name: str, path: Path) -> None:
+        self.name, self.path = name, path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    async def deliver(self, delivery: Delivery) -> None:
+        line = json.dumps({"idempotency_key": delivery.key, **delivery.payload}) + "\n"
+        await asyncio.to_thread(self._append, line)
+
+    def _append(self, line: str) -> None:
+        try:
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise SinkError(f"{self.path}: {exc.strerror or exc}") from exc
+
+    async def close(self) -> None:
+        """Nothing stays open between deliveries."""
+
+
+class WebhookSink:
+    """POSTs each delivery as JSON with an ``Idempotency-Key`` header; 2xx means delivered."""
+
+    def __init__(self, name: str, url: str, timeout_s: float) -> None:
+        self.name, self.url, self.timeout_s = name, url, timeout_s
+        self._session: aiohttp.ClientSession | None = None
+
+    async def deliver(self, delivery: Delivery) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s)
+            )
+        try:
+            async with self._session.post(
+                self.url, json=delivery.payload, headers={"Idempotency-Key": delivery.key}
+            ) as response:
+                if not 200 <= response.status < 300:
+                    raise SinkError(f"{redact(self.url)}: HTTP {response.status}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise SinkError(
+                f"{redact(self.url)}: {redact(str(exc)) or type(exc).__name__}"
+            ) from exc
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class Dispatcher:
+    """Delivers one sink's outbox, forever, with backoff on failure."""
+
+    def __init__(
+        self, sink: Sink, store: EventStore, max_backoff_s: float = 60.0, poll_s: float = 0.2
+    ) -> None:
+        self.sink, self.store = sink, store
+        self.max_backoff_s, self.poll_s = max_backoff_s, poll_s
+        self.delivered = 0
+        self.failures = 0
+        self._random = random.Random()
+
+    async def run(self) -> None:
+        while True:
+            due = await asyncio.to_thread(self.store.due, self.sink.name, time.time())
+            if not due:
+                await asyncio.sleep(self.poll_s)
+                continue
+            for delivery in due:
+                if not await self._one(delivery):
+                    break  # keep order: retry the oldest first, after its backoff
+
+    async def _one(self, delivery: Delivery) -> bool:
+        try:
+            await self.sink.deliver(delivery)
+        except SinkError as exc:
+            self.failures += 1
+            delay = min(self.max_backoff_s, 0.5 * 2**delivery.attempts)
+            delay *= 1 - 0.3 * self._random.random()
+            logger.warning("sink %s: %s (retry in %.1f s)", self.sink.name, exc, delay)
+            await asyncio.to_thread(self.store.retry_later, delivery, time.time() + delay, str(exc))
+            return False
+        await asyncio.to_thread(self.store.delivered, delivery)
+        self.delivered += 1
+        return True

@@ -1,0 +1,45 @@
+"""Snapshots: the frame at an event's peak with its anomaly heatmap blended over it (JPEG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def render_snapshot(
+    frame: np.ndarray,
+    anomaly_map: np.ndarray,
+    threshold: float,
+    region: tuple[float, float, float, float],
+) -> np.ndarray:
+    """BGR image: the frame, a heatmap of the map cells near and above the threshold, the region."""
+    image = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame.copy()
+    height, width = image.shape[:2]
+    # 0 at half the threshold, full colour at the threshold and above.
+    level = np.clip((anomaly_map - threshold / 2) / max(threshold / 2, 1e-6), 0, 1)
+    heat = cv2.resize(level.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    colour = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    alpha = (heat * 0.6)[..., None]
+    blended = (image * (1 - alpha) + colour * alpha).astype(np.uint8)
+    x0, y0, x1, y1 = region
+    cv2.rectangle(
+        blended,
+        (int(x0 * width), int(y0 * height)),
+        (int(x1 * width) - 1, int(y1 * height) - 1),
+        (0, 0, 255),
+        2,
+    )
+    return blended
+
+
+def write_jpeg(path: Path, image: np.ndarray, quality: int = 90) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise OSError(f"could not encode {path}")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data.tobytes())
+    tmp.replace(path)
+    return path
