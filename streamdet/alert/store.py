@@ -45,6 +45,7 @@ class Delivery:
     key: str  # idempotency key: event id + revision
     payload: dict[str, Any]
     attempts: int
+    next_try: float
 
 
 class EventStore:
@@ -154,15 +155,26 @@ class EventStore:
         return [_event_json(r) for r in rows]
 
     def due(self, sink: str, now: float, limit: int = 20) -> list[Delivery]:
+        """The sink's oldest owed deliveries, in order, up to the first one not due yet."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT * FROM outbox WHERE sink = ? AND next_try <= ? ORDER BY id LIMIT ?",
-                (sink, now, limit),
+                "SELECT * FROM outbox WHERE sink = ? ORDER BY id LIMIT ?", (sink, limit)
             ).fetchall()
-        return [
-            Delivery(r["id"], r["sink"], r["key"], json.loads(r["payload"]), r["attempts"])
-            for r in rows
-        ]
+        due = []
+        for r in rows:
+            if r["next_try"] > now:
+                break  # keep order: nothing overtakes a delivery that waits for its retry
+            due.append(
+                Delivery(
+                    r["id"],
+                    r["sink"],
+                    r["key"],
+                    json.loads(r["payload"]),
+                    r["attempts"],
+                    r["next_try"],
+                )
+            )
+        return due
 
     def delivered(self, delivery: Delivery) -> None:
         with self._lock:

@@ -30,7 +30,9 @@ def test_record_updates_one_row_and_queues_each_revision_per_sink(tmp_path: Path
     assert [d.payload["change"] for d in due] == ["started", "updated", "ended"]
     store.delivered(due[0])
     store.retry_later(due[1], next_try=1e12 + 10, error="HTTP 500")
-    assert [d.key for d in store.due("webhook", now=1e12)] == [f"{eid}-2"]
+    # The failed one waits for its retry, and nothing overtakes it.
+    assert store.due("webhook", now=1e12) == []
+    assert [d.key for d in store.due("webhook", now=1e12 + 10)] == [f"{eid}-1", f"{eid}-2"]
     assert store.pending("webhook") == 2 and store.pending("jsonl") == 2
 
 

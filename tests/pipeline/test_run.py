@@ -63,7 +63,7 @@ class Running:
                 aiohttp.ClientSession(timeout=timeout) as session,
                 session.get(f"{self.app.url}{path}") as response,
             ):
-                return response.status, await response.text()
+                return response.status, (await response.read()).decode(errors="replace")
 
         return asyncio.run_coroutine_threadsafe(fetch(), self.loop).result(10)
 

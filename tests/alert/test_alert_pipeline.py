@@ -1,0 +1,146 @@
+"""Events end to end: a scheduled anomaly becomes exactly one event, stored before delivery,
+with a snapshot, delivered to a JSONL file and to a webhook that is down for a while."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from aiohttp import web
+
+from streamdet.config import parse_config
+from tests.pipeline.test_run import Running
+from tests.support.waiting import wait_for
+
+
+class Receiver:
+    """A real HTTP server on 127.0.0.1 that answers 503 until ``up`` is set."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, dict[str, object]]] = []
+        self.refused = 0
+        self.up = threading.Event()
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        if not self.up.is_set():
+            self.refused += 1
+            return web.Response(status=503)
+        self.received.append((request.headers["Idempotency-Key"], await request.json()))
+        return web.Response(status=204)
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_post("/hook", self._hook)
+        runner = web.AppRunner(app)
+        self._loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        self.port = runner.addresses[0][1]
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(runner.cleanup())
+
+    def __enter__(self) -> Receiver:
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as r:
+        yield r
+
+
+def test_an_anomaly_is_one_event_stored_snapshotted_and_delivered_once(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    config = parse_config(
+        {
+            "cameras": [
+                {
+                    "name": "path",
+                    "source": {
+                        "kind": "synthetic",
+                        "seed": 1,
+                        "anomalies": [{"kind": "fast", "start_s": 18, "duration_s": 5}],
+                    },
+                    "analysis_fps": 5,
+                }
+            ],
+            "models": {"dir": str(tmp_path / "models"), "kind": "motion", "learn_seconds": 8},
+            "alerts": {
+                "dir": str(tmp_path / "events"),
+                "rules": {"cooldown_s": 60},
+                "sinks": [
+                    {"kind": "jsonl"},
+                    {
+                        "kind": "webhook",
+                        "url": f"http://127.0.0.1:{receiver.port}/hook",
+                        "max_backoff_s": 1,
+                    },
+                ],
+            },
+            "server": {"port": 0},
+        }
+    )
+    with Running(config) as run:
+        store = run.app.alerts
+        wait_for(lambda: store.events_started["path"] >= 1, 40, "the event")
+        wait_for(lambda: receiver.refused >= 2, 10, "the webhook to be refused a few times")
+        receiver.up.set()  # the receiver comes back: everything owed is delivered now
+        assert store.store is not None
+        wait_for(
+            lambda: store.store is not None and store.store.events()[0]["end"] is not None,
+            20,
+            "the event to end",
+        )
+        wait_for(lambda: store.store is not None and store.store.pending() == 0, 20, "delivery")
+        events = store.store.events()
+        status, body = run.get("/api/events?camera=path")
+        listed = json.loads(body)["events"]
+        eid = events[0]["id"]
+        snap_status, _ = run.get(f"/api/events/{eid}/snapshot.jpg")
+        assert run.get("/api/events/..%2F..%2Fetc%2Fpasswd")[0] == 404
+        assert run.get(f"/api/events/{'0' * 32}")[0] == 404
+        metrics = run.get("/metrics")[1]
+    assert len(events) == 1, events  # one anomaly, one event: no duplicates, no storm
+    event = events[0]
+    assert status == 200 and [e["id"] for e in listed] == [eid]
+    assert snap_status == 200
+    image = cv2.imread(event["snapshot"])
+    assert image is not None and image.shape[0] > 0
+    # Webhook: every revision exactly once, in spite of the refusals.
+    keys = Counter(key for key, _ in receiver.received)
+    assert keys and max(keys.values()) == 1
+    changes = [payload["change"] for _, payload in receiver.received]
+    assert changes[0] == "started" and changes[-1] == "ended"
+    lines = [
+        json.loads(line) for line in (tmp_path / "events" / "events.jsonl").read_text().splitlines()
+    ]
+    assert [line["idempotency_key"] for line in lines] == sorted(
+        keys, key=lambda k: int(k.split("-")[1])
+    )
+    assert 'streamdet_events_total{camera="path"} 1.0' in metrics
+    assert 'streamdet_outbox_depth{sink="webhook"} 0.0' in metrics
+    failures = float(metrics.split('streamdet_sink_failures_total{sink="webhook"} ')[1].split()[0])
+    assert failures >= 2
+    assert np.isfinite(event["peak_score"]) and event["peak_score"] > event["threshold"]
+    assert time.time() > event["end"] > event["start"]
