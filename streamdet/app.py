@@ -75,19 +75,25 @@ class App:
         self.inference.stop()
         self.capture.stop()
 
-    async def run(self, duration_s: float | None = None) -> None:
-        """Start, wait for a signal or ``duration_s``, stop."""
+    async def wait(self, duration_s: float | None = None) -> None:
+        """Block until SIGINT/SIGTERM, ``request_stop()`` or ``duration_s``."""
         self._stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._stop.set)
         try:
-            await self.start()
             with contextlib.suppress(TimeoutError):  # the duration is over
                 await asyncio.wait_for(self._stop.wait(), timeout=duration_s)
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
+
+    async def run(self, duration_s: float | None = None) -> None:
+        """Start, wait for a signal or ``duration_s``, stop."""
+        try:
+            await self.start()
+            await self.wait(duration_s)
+        finally:
             await self.stop()
 
     def request_stop(self) -> None:

@@ -102,8 +102,15 @@ def _run_pipeline(config: Config, duration: float | None, title: str) -> int:
     setup_logging(config.logging.level)
     app = App(config)
     console = PipelineConsole(app, title)
-    app.on_score(console.on_score)
-    asyncio.run(console.run(duration))
+    try:
+        asyncio.run(console.run(duration))
+    except OSError as exc:  # e.g. the HTTP port is taken
+        server = config.server
+        print(
+            f"error: cannot serve on {server.host}:{server.port}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
     return console.exit_code()
 
 
@@ -126,10 +133,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return EXIT_USAGE
-    with tempfile.TemporaryDirectory(prefix="streamdet-demo-") as models_dir:
+    events = Path(args.events).resolve()
+    with tempfile.TemporaryDirectory(prefix="streamdet-demo-") as models:
         # Every demo run learns anew, in a folder that is removed afterwards.
-        config = demo_run_config(config, Path(models_dir), args.learn_seconds, args.port)
-        return _run_pipeline(config, args.duration, "streamdet demo (built-in synthetic cameras)")
+        config = demo_run_config(config, Path(models), events, args.learn_seconds, args.port)
+        code = _run_pipeline(config, args.duration, "streamdet demo (built-in synthetic cameras)")
+    print(f"events: {events / 'events.jsonl'} and snapshots in {events / 'snapshots'}")
+    return code
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -311,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=75.0, help="seconds to run (default 75)")
     p.add_argument("--learn-seconds", type=float, default=30.0, help="learning period (30)")
     p.add_argument("--port", type=int, default=8686, help="HTTP port (default 8686; 0: any)")
+    p.add_argument("--events", default="runs/demo/events", help="where events are written")
     p.set_defaults(func=cmd_demo)
     return parser
 

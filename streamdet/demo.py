@@ -33,12 +33,18 @@ def demo_config() -> Config:
     return Config(cameras=cameras)
 
 
-def demo_run_config(config: Config, models_dir: Path, learn_seconds: float, port: int) -> Config:
-    """The demo's run settings: learn in place into ``models_dir`` for ``learn_seconds``."""
+def demo_run_config(
+    config: Config, models_dir: Path, events_dir: Path, learn_seconds: float, port: int
+) -> Config:
+    """The demo's run settings: learn in place for ``learn_seconds`` into ``models_dir``;
+    events, snapshots and the JSONL file go to ``events_dir``."""
     models = config.models.model_copy(
         update={"dir": models_dir, "learn_seconds": learn_seconds, "learn_in_place": True}
     )
+    alerts = config.alerts.model_copy(update={"dir": events_dir})
     server = config.server.model_copy(update={"port": port})
     # The live table shows every state change; INFO lines would only break its redraw.
     logging = config.logging.model_copy(update={"level": "WARNING"})
-    return config.model_copy(update={"models": models, "server": server, "logging": logging})
+    return config.model_copy(
+        update={"models": models, "alerts": alerts, "server": server, "logging": logging}
+    )

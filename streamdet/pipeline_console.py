@@ -1,20 +1,28 @@
 """What ``streamdet run`` and the demo show on the terminal while the pipeline runs.
 
 A live table per camera (capture figures, model state, smoothed score and threshold) and the
-newest threshold crossings under it; a summary when the run ends.
+newest events under it, read from the event store; a summary when the run ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import threading
 import time
+from typing import Any
 
 from streamdet.app import App
 from streamdet.console import LiveTable, ModelColumns
-from streamdet.frames import ModelState, ScoredFrame
+from streamdet.frames import ModelState
+
+
+def _event_line(event: dict[str, Any]) -> str:
+    start = time.strftime("%H:%M:%S", time.localtime(event["start"]))
+    state = "open" if event["end"] is None else f"{event['end'] - event['start']:.1f} s"
+    return (
+        f"{start} EVENT {event['camera']}: peak {event['peak_score']:.2f} "
+        f"(threshold {event['threshold']:.2f}), {state}, id {event['id']}"
+    )
 
 
 class PipelineConsole:
@@ -22,26 +30,7 @@ class PipelineConsole:
         self.app = app
         self.title = title
         self.table = LiveTable(interval_s=interval_s)
-        self.crossings: dict[str, list[str]] = collections.defaultdict(list)
-        self._notes: collections.deque[str] = collections.deque(maxlen=6)
-        self._above: dict[str, bool] = {}
-        self._lock = threading.Lock()
         self._started = time.monotonic()
-
-    def on_score(self, frame: ScoredFrame) -> None:
-        """Called on the inference thread for every scored frame: note upward crossings."""
-        camera = frame.ref.camera
-        above = frame.above
-        if above and not self._above.get(camera, False):
-            stream_t = "" if frame.ref.pts_s is None else f" at stream time {frame.ref.pts_s:.1f} s"
-            note = (
-                f"{time.strftime('%H:%M:%S')} ANOMALY {camera}: score {frame.smoothed:.2f} > "
-                f"threshold {frame.threshold:.2f}{stream_t}"
-            )
-            with self._lock:
-                self._notes.append(note)
-                self.crossings[camera].append(note)
-        self._above[camera] = above
 
     def models(self) -> dict[str, ModelColumns]:
         columns = {}
@@ -55,14 +44,18 @@ class PipelineConsole:
             )
         return columns
 
+    def events(self, limit: int = 6) -> list[dict[str, Any]]:
+        store = self.app.alerts.store
+        return [] if store is None else store.events(limit=limit)
+
     async def _refresh(self, duration_s: float | None) -> None:
         while True:
             await asyncio.sleep(self.table.interval_s)
             elapsed = time.monotonic() - self._started
             total = f"/{duration_s:.0f}" if duration_s is not None else ""
-            where = f"  {self.app.url}/api/cameras  {self.app.url}/metrics" if self.app.url else ""
-            with self._lock:
-                footer = ["", *self._notes] if self._notes else []
+            where = f"  {self.app.url}/api/events  {self.app.url}/metrics" if self.app.url else ""
+            events = await asyncio.to_thread(self.events)
+            footer = ["", *(_event_line(e) for e in reversed(events))] if events else []
             self.table.show(
                 self.app.capture.status(),
                 f"{self.title} — {elapsed:.0f}{total} s{where}",
@@ -74,24 +67,27 @@ class PipelineConsole:
         print(f"{self.title}: {len(self.app.config.cameras)} camera(s); Ctrl-C stops", flush=True)
         task = asyncio.create_task(self._refresh(duration_s))
         try:
-            await self.app.run(duration_s)
+            await self.app.start()
+            await self.app.wait(duration_s)
+            self.summary()  # while the store is still open
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self.summary()
+            await self.app.stop()
 
     def summary(self) -> None:
         print("\nsummary:")
         analysed = self.app.inference.analysed
+        events = self.events(limit=500)
         for s in self.app.capture.status():
-            crossings = self.crossings.get(s.name, [])
+            mine = [e for e in events if e["camera"] == s.name]
             print(
                 f"  {s.name}: {s.frames} frames decoded, {analysed.get(s.name, 0)} scored, "
-                f"{len(crossings)} anomaly crossing(s)"
+                f"{len(mine)} event(s)"
             )
-            for note in crossings:
-                print(f"    {note}")
+            for event in reversed(mine):
+                print(f"    {_event_line(event)}")
 
     def exit_code(self) -> int:
         return 0 if all(s.frames for s in self.app.capture.status()) else 1

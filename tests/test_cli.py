@@ -104,13 +104,24 @@ def test_probe_unreachable_is_a_clear_error() -> None:
     assert "Traceback" not in result.stderr and ":pw@" not in result.stderr
 
 
-def test_demo_learns_then_detects_and_finishes_by_itself() -> None:
-    result = run("demo", "--duration", "14", "--learn-seconds", "6", "--port", "0", timeout=90)
+def test_demo_learns_then_detects_and_finishes_by_itself(tmp_path: Path) -> None:
+    result = run(
+        "demo",
+        "--duration",
+        "14",
+        "--learn-seconds",
+        "6",
+        "--port",
+        "0",
+        "--events",
+        str(tmp_path / "events"),
+        timeout=90,
+    )
     assert result.returncode == 0, result.stderr
     for name in ("walkway-north", "walkway-south", "walkway-east"):
         assert name in result.stdout
     assert "learning" in result.stdout and "detecting" in result.stdout
-    assert "/api/cameras" in result.stdout
+    assert "/api/events" in result.stdout and "/metrics" in result.stdout
     summary = result.stdout.split("summary:")[1]
     assert summary.count(" scored, ") == 3
 

@@ -130,7 +130,7 @@ class AlertStage:
         state.event_id = payload["id"]
         if update.change is Change.STARTED:
             self.events_started[camera] += 1
-            logger.warning(
+            logger.info(
                 "[%s] event %s started (score %.2f > %.2f)",
                 camera,
                 payload["id"],

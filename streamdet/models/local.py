@@ -8,7 +8,9 @@ the frame to one feature per 8x8 pixels (receptive field ~40 px, about one walke
 The score of a location is its distance to the nearest normal feature in a memory bank (a greedy
 k-centre coreset of training features), or optionally the autoencoder's reconstruction error.
 Scoring regions against normal regions, not the whole frame, keeps the score independent of how
-many people are in view. Cells are the max over the 2x2 feature locations they contain.
+many people are in view. Cells are the max over the 2x2 feature locations they contain. Only
+locations where something moves are scored (``gate``): the model is about moving things, and
+still background would only add codec noise to the max over the frame.
 
 The bank and the autoencoder see only the first clips of the training data; the last
 ``holdout`` fraction of clips sets the normalisation, because nearest-neighbour distances on the
@@ -25,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from streamdet.errors import ModelError
 from streamdet.models.base import (
     AnomalyModel,
     ModelSpec,
@@ -43,16 +46,18 @@ PATCHAE_DEFAULTS: dict[str, Any] = {
     "bank_size": 1024,  # memory-bank features kept by the coreset
     "score": "knn",  # "knn" (distance to the bank) or "recon" (reconstruction error)
     "holdout": 0.2,  # fraction of training clips kept back for normalisation
-    "gate": 0.0,  # score only 8x8 cells with at least this share of moving pixels (0 = all)
+    "gate": 0.05,  # score only 8x8 cells with at least this share of moving pixels (0 = all)
     "level": 12.0,  # grey levels: what counts as a moving pixel for the gate
 }
 
 
 def conv(cin: int, cout: int) -> nn.Sequential:
+    """A stride-2 3x3 convolution: halves the size."""
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.LeakyReLU(0.1))
 
 
 def deconv(cin: int, cout: int) -> nn.Sequential:
+    """A stride-2 transposed convolution: doubles the size."""
     return nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1), nn.LeakyReLU(0.1))
 
 
@@ -155,7 +160,7 @@ def train_patchae(
 ) -> None:
     """Fit the autoencoder on normal crops, build the memory bank, normalise on held-out clips."""
     if not isinstance(model, PatchAEModel):
-        raise TypeError(f"train_patchae needs a PatchAEModel, got {type(model).__name__}")
+        raise ModelError(f"train_patchae needs a PatchAEModel, got {type(model).__name__}")
     torch.manual_seed(settings.seed)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
@@ -197,6 +202,7 @@ def fit_scale(model: PatchAEModel, data: TrainingData, seed: int) -> None:
 def fit_autoencoder(
     model: PatchAEModel, data: TrainingData, settings: TrainSettings, progress: Progress
 ) -> None:
+    """Adam with a one-cycle schedule on mirrored motion crops; stops early at ``max_seconds``."""
     steps, batch = int(model.params["steps"]), max(settings.batch_size, 32)
     if steps <= 0:  # random features only (an ablation): nothing to fit
         return
@@ -226,6 +232,7 @@ def fit_autoencoder(
 
 
 def fit_bank(model: PatchAEModel, data: TrainingData, seed: int, progress: Progress) -> None:
+    """Encoder features of sampled training frames, thinned to ``bank_size`` by the coreset."""
     progress("bank", 0.0, {})
     with torch.no_grad():
         batches = sample_windows(data, model.context, 600, seed)
@@ -244,7 +251,7 @@ def build(spec: ModelSpec) -> AnomalyModel:
     """Factory for the local-region CNN kind."""
     if spec.kind == PatchAEModel.kind:
         return PatchAEModel(spec)
-    raise ValueError(f"local.build: unknown kind {spec.kind!r}")
+    raise ModelError(f"local.build: unknown kind {spec.kind!r}")
 
 
 TRAINERS = {PatchAEModel.kind: train_patchae}

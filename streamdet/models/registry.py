@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from streamdet.errors import ModelError
-from streamdet.models import autoencoder, motion, predictor
+from streamdet.models import autoencoder, fusion, local, motion, predictor
 from streamdet.models.base import (
     AnomalyModel,
     ModelSpec,
@@ -40,7 +40,22 @@ MODELS: dict[str, ModelEntry] = {
         motion.train_motion,
         ModelSpec("motion"),
         0.5,
-        "local motion cues (moving share, normal-flow speed) per patch",
+        "local motion cues per patch: share of moving pixels and speed (normal flow by "
+        "default; params flow=block for block matching)",
+    ),
+    "patchae": ModelEntry(
+        local.build,
+        local.train_patchae,
+        ModelSpec("patchae"),
+        0.5,
+        "local-region CNN: autoencoder features of moving patches vs a bank of normal ones",
+    ),
+    "fusion": ModelEntry(
+        fusion.build,
+        fusion.train_fusion,
+        fusion.default_spec(),
+        0.5,
+        "motion (block matching) + patchae, each on its normal-footage tail scale",
     ),
     "ae": ModelEntry(
         autoencoder.build,

@@ -33,6 +33,7 @@ def pipeline_config(models_dir: Path, **models: Any) -> Config:
         {
             "cameras": cameras,
             "models": {"dir": str(models_dir), "kind": "motion", "learn_seconds": 6, **models},
+            "alerts": {"dir": str(models_dir.parent / "events")},
             "server": {"port": 0},
         }
     )
