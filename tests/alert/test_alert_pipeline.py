@@ -3,7 +3,6 @@ with a snapshot, delivered to a JSONL file and to a webhook that is down for a w
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -18,20 +17,19 @@ from aiohttp import web
 
 from streamdet.config import parse_config
 from tests.pipeline.test_run import Running
+from tests.support.http import ThreadedApp
 from tests.support.waiting import wait_for
 
 
 class Receiver:
-    """A real HTTP server on 127.0.0.1 that answers 503 until ``up`` is set."""
+    """A webhook receiver that answers 503 until ``up`` is set, then records each delivery."""
 
     def __init__(self) -> None:
         self.received: list[tuple[str, dict[str, object]]] = []
         self.refused = 0
         self.up = threading.Event()
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self.app = web.Application()
+        self.app.router.add_post("/hook", self._hook)
 
     async def _hook(self, request: web.Request) -> web.Response:
         if not self.up.is_set():
@@ -40,38 +38,18 @@ class Receiver:
         self.received.append((request.headers["Idempotency-Key"], await request.json()))
         return web.Response(status=204)
 
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
-        app.router.add_post("/hook", self._hook)
-        runner = web.AppRunner(app)
-        self._loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.port = runner.addresses[0][1]
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(runner.cleanup())
-
-    def __enter__(self) -> Receiver:
-        self._thread.start()
-        assert self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with Receiver() as r:
-        yield r
+def receiver() -> Iterator[tuple[Receiver, ThreadedApp]]:
+    hook = Receiver()
+    with ThreadedApp(hook.app) as server:
+        yield hook, server
 
 
 def test_an_anomaly_is_one_event_stored_snapshotted_and_delivered_once(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, receiver: tuple[Receiver, ThreadedApp]
 ) -> None:
+    hook, server = receiver
     config = parse_config(
         {
             "cameras": [
@@ -93,7 +71,7 @@ def test_an_anomaly_is_one_event_stored_snapshotted_and_delivered_once(
                     {"kind": "jsonl"},
                     {
                         "kind": "webhook",
-                        "url": f"http://127.0.0.1:{receiver.port}/hook",
+                        "url": f"http://127.0.0.1:{server.port}/hook",
                         "max_backoff_s": 1,
                     },
                 ],
@@ -104,8 +82,8 @@ def test_an_anomaly_is_one_event_stored_snapshotted_and_delivered_once(
     with Running(config) as run:
         store = run.app.alerts
         wait_for(lambda: store.events_started["path"] >= 1, 40, "the event")
-        wait_for(lambda: receiver.refused >= 2, 10, "the webhook to be refused a few times")
-        receiver.up.set()  # the receiver comes back: everything owed is delivered now
+        wait_for(lambda: hook.refused >= 2, 10, "the webhook to be refused a few times")
+        hook.up.set()  # the receiver comes back: everything owed is delivered now
         assert store.store is not None
         wait_for(
             lambda: store.store is not None and store.store.events()[0]["end"] is not None,
@@ -128,9 +106,9 @@ def test_an_anomaly_is_one_event_stored_snapshotted_and_delivered_once(
     image = cv2.imread(event["snapshot"])
     assert image is not None and image.shape[0] > 0
     # Webhook: every revision exactly once, in spite of the refusals.
-    keys = Counter(key for key, _ in receiver.received)
+    keys = Counter(key for key, _ in hook.received)
     assert keys and max(keys.values()) == 1
-    changes = [payload["change"] for _, payload in receiver.received]
+    changes = [payload["change"] for _, payload in hook.received]
     assert changes[0] == "started" and changes[-1] == "ended"
     lines = [
         json.loads(line) for line in (tmp_path / "events" / "events.jsonl").read_text().splitlines()

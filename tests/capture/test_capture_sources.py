@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from streamdet.capture.synthetic import SyntheticScene
 from streamdet.config import CameraConfig, SyntheticSource
 from streamdet.frames import SourceState
 from tests.capture.helpers import indices_in_ring, make_config, stage_for, steps
+from tests.support.http import ThreadedApp
 from tests.support.media import make_clip
 from tests.support.servers import jpeg_frames
 from tests.support.waiting import wait_for
@@ -145,63 +145,33 @@ def test_synthetic_grey_conversion_is_luma() -> None:
 
 
 # ------------------------------------------------------------------------- MJPEG over HTTP
-class MjpegServer:
-    """aiohttp on 127.0.0.1 serving multipart/x-mixed-replace JPEGs at ``fps``, in a thread."""
+def mjpeg_app(jpegs: list[bytes], fps: float = 25.0) -> web.Application:
+    """multipart/x-mixed-replace JPEGs at ``fps``, looping, at /video.mjpg."""
 
-    def __init__(self, jpegs: list[bytes], fps: float = 25.0) -> None:
-        self.jpegs, self.fps, self.port = jpegs, fps, 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    async def _stream(self, request: web.Request) -> web.StreamResponse:
+    async def stream(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(
             headers={"Content-Type": "multipart/x-mixed-replace; boundary=frame"}
         )
         await response.prepare(request)
         index = 0
         while True:
-            jpeg = self.jpegs[index % len(self.jpegs)]
-            part = (
-                b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                + str(len(jpeg)).encode()
-                + b"\r\n\r\n"
-                + jpeg
-                + b"\r\n"
-            )
+            jpeg = jpegs[index % len(jpegs)]
+            head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
             try:
-                await response.write(part)
+                await response.write(head.encode() + jpeg + b"\r\n")
             except (ConnectionResetError, RuntimeError):
                 break
             index += 1
-            await asyncio.sleep(1 / self.fps)
+            await asyncio.sleep(1 / fps)
         return response
 
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
-        app.router.add_get("/video.mjpg", self._stream)
-        self._runner = web.AppRunner(app)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(self._runner.cleanup())
-
-    def __enter__(self) -> MjpegServer:
-        self._thread.start()
-        assert self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+    app = web.Application()
+    app.router.add_get("/video.mjpg", stream)
+    return app
 
 
 @pytest.fixture
-def mjpeg_server() -> Iterator[MjpegServer]:
+def mjpeg_server() -> Iterator[ThreadedApp]:
     scene = SyntheticScene(width=320, height=192)
     frames = []
     for n in range(50):
@@ -211,11 +181,11 @@ def mjpeg_server() -> Iterator[MjpegServer]:
             value = 235 if (n >> (15 - bit)) & 1 else 16
             frame[:24, bit * 20 : (bit + 1) * 20] = value
         frames.append(frame)
-    with MjpegServer(jpeg_frames(frames)) as server:
+    with ThreadedApp(mjpeg_app(jpeg_frames(frames))) as server:
         yield server
 
 
-def test_mjpeg_http_frames_arrive_in_order(mjpeg_server: MjpegServer) -> None:
+def test_mjpeg_http_frames_arrive_in_order(mjpeg_server: ThreadedApp) -> None:
     url = f"http://user:pw@127.0.0.1:{mjpeg_server.port}/video.mjpg"
     cameras = [{"name": "mjpeg", "source": {"kind": "mjpeg", "url": url}, "frame": SMALL}]
     stage = stage_for(cameras, ring_size=64)
