@@ -60,7 +60,7 @@ class Detector:
             try:
                 model, meta = load_checkpoint(self.folder, self._device)
             except ModelError as exc:
-                self._fail(str(exc))
+                self.fail(str(exc))
                 return
             self._install(
                 model,
@@ -115,11 +115,11 @@ class Detector:
             }
             save_checkpoint(trained.model, self.folder, extra)
         except StreamdetError as exc:
-            self._fail(f"learning failed: {exc}")
+            self.fail(f"learning failed: {exc}")
             return
         except Exception as exc:  # a training bug must not take the pipeline down
             self._log.exception("learning crashed")
-            self._fail(f"learning crashed: {exc!r}")
+            self.fail(f"learning crashed: {exc!r}")
             return
         cal = trained.calibration
         self._install(trained.model, cal.threshold, cal.smoothing_alpha)
@@ -135,7 +135,8 @@ class Detector:
         self.ema = Ema(alpha)
         self.state = ModelState.DETECTING
 
-    def _fail(self, message: str) -> None:
+    def fail(self, message: str) -> None:
+        """Give up on this camera's model, with a reason for the API and metrics."""
         self.error = message
         self.state = ModelState.FAILED
         self._log.error("%s", message)

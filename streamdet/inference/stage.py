@@ -24,7 +24,7 @@ from streamdet.config import CameraConfig, InferenceConfig, ModelsConfig
 from streamdet.frames import FrameRef, ModelState, ScoredFrame
 from streamdet.inference.batcher import Batcher
 from streamdet.inference.detector import Detector, DetectorStatus
-from streamdet.inference.runner import ModelRunner
+from streamdet.inference.runner import ModelRunner, Scores
 from streamdet.metrics import PipelineMetrics
 
 logger = logging.getLogger(__name__)
@@ -83,13 +83,6 @@ class InferenceStage:
 
     def status(self) -> list[DetectorStatus]:
         return [d.status() for d in self.detectors.values()]
-
-    def ready(self) -> bool:
-        """Every camera has a model loaded or is learning one (nothing failed)."""
-        return all(
-            d.state in (ModelState.DETECTING, ModelState.LEARNING, ModelState.TRAINING)
-            for d in self.detectors.values()
-        )
 
     DROP_REASONS = ("window_unavailable", "output_full", "behind")
 
@@ -157,7 +150,7 @@ class InferenceStage:
         if not windows:
             return
         started = time.monotonic()
-        results = self.runner.run(windows)
+        results = self._run_batch(windows)
         self.metrics.inference_seconds.observe(time.monotonic() - started)
         self.metrics.batch_size.observe(len(windows))
         scored_at = time.time()
@@ -173,6 +166,22 @@ class InferenceStage:
                 scored_at=scored_at,
             )
             self._publish(frame)
+
+    def _run_batch(self, windows: dict[str, np.ndarray]) -> dict[str, Scores]:
+        """Score the batch; if it fails, find the camera whose model fails and take it out."""
+        try:
+            return self.runner.run(windows)
+        except Exception:
+            logger.exception("batch of %d camera(s) failed: scoring them one by one", len(windows))
+        results: dict[str, Scores] = {}
+        for camera, window in windows.items():
+            try:
+                results.update(self.runner.run({camera: window}))
+            except Exception as exc:  # this camera's model is broken; the others go on
+                logger.exception("[%s] model failed: camera taken out of scoring", camera)
+                self.runner.remove(camera)
+                self.detectors[camera].fail(f"model failed while scoring: {exc!r}")
+        return results
 
     def _as_grey(self, camera: str, window: np.ndarray) -> np.ndarray:
         grey = self._grey.get(camera)
