@@ -28,6 +28,9 @@ have_rtsp_server || packages+=(
 )
 new_prometheus=false
 have_prometheus || { packages+=(prometheus); new_prometheus=true; }
+have_mosquitto() { [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1; }
+new_mosquitto=false
+have_mosquitto || { packages+=(mosquitto); new_mosquitto=true; }
 
 if [ ${#packages[@]} -eq 0 ]; then
     exit 0
@@ -47,6 +50,11 @@ export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get install -y -q --no-install-recommends "${packages[@]}"
 have_rtsp_server || { echo "error: GStreamer RTSP server still unusable after install" >&2; exit 1; }
 have_prometheus || { echo "error: prometheus/promtool still missing after install" >&2; exit 1; }
+have_mosquitto || { echo "error: mosquitto still missing after install" >&2; exit 1; }
+if $new_mosquitto && command -v systemctl >/dev/null 2>&1; then
+    # Likewise: the tests start their own broker on a free port.
+    "${sudo[@]}" systemctl disable --now mosquitto.service >/dev/null 2>&1 || true
+fi
 if $new_prometheus && command -v systemctl >/dev/null 2>&1; then
     # The package enables a system-wide service on :9090; the tests start their own on a free
     # port, so switch off the one we just installed. (Fails harmlessly without a running systemd.)

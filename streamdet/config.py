@@ -285,10 +285,28 @@ class WebhookSinkConfig(_Model):
         return url
 
 
-SinkConfig = Annotated[JsonlSinkConfig | WebhookSinkConfig, Field(discriminator="kind")]
+class MqttSinkConfig(_Model):
+    """Publish events to an MQTT broker (QoS 1)."""
+
+    kind: Literal["mqtt"] = "mqtt"
+    name: str = Field("mqtt", description="Used in metrics and logs.")
+    host: str = Field("127.0.0.1", description="Broker host.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port.")
+    topic: str = Field(
+        "streamdet/events/{camera}", description="Topic; {camera} is the camera's name."
+    )
+    username: str | None = Field(None, description="Broker user, if it wants one.")
+    password: str | None = Field(None, description="Broker password; use ${VAR}.")
+    timeout_s: float = Field(5.0, gt=0, le=120, description="Connect and publish timeout.")
+    max_backoff_s: float = Field(60.0, gt=0, le=3600, description="Longest wait between retries.")
 
 
-def _default_sinks() -> list[JsonlSinkConfig | WebhookSinkConfig]:
+SinkConfig = Annotated[
+    JsonlSinkConfig | WebhookSinkConfig | MqttSinkConfig, Field(discriminator="kind")
+]
+
+
+def _default_sinks() -> list[JsonlSinkConfig | WebhookSinkConfig | MqttSinkConfig]:
     return [JsonlSinkConfig(kind="jsonl")]
 
 
@@ -306,7 +324,9 @@ class AlertsConfig(_Model):
 
     @field_validator("sinks")
     @classmethod
-    def _unique(cls, sinks: list[JsonlSinkConfig | WebhookSinkConfig]) -> list[Any]:
+    def _unique(
+        cls, sinks: list[JsonlSinkConfig | WebhookSinkConfig | MqttSinkConfig]
+    ) -> list[Any]:
         names = [s.name for s in sinks]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -371,7 +391,7 @@ def _is_union_tag(loc: tuple[int | str, ...], i: int) -> bool:
     item = loc[i]
     if i > 0 and loc[i - 1] == "source" and item in SOURCE_KINDS:
         return True
-    return i > 1 and loc[i - 2] == "sinks" and item in ("jsonl", "webhook")
+    return i > 1 and loc[i - 2] == "sinks" and item in ("jsonl", "webhook", "mqtt")
 
 
 def _substitute(

@@ -1,4 +1,4 @@
-"""Where events go: a JSON Lines file and webhooks (MQTT follows). Each sink is isolated.
+"""Where events go: a JSON Lines file, webhooks and MQTT. Each sink is isolated.
 
 A dispatcher task per sink takes the deliveries its sink still owes from the store's outbox,
 oldest first; a failure is retried later with capped exponential backoff plus jitter, and never
@@ -9,6 +9,7 @@ id + revision): a receiver that saw it before can drop the duplicate.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -18,8 +19,10 @@ from pathlib import Path
 from typing import Protocol
 
 import aiohttp
+import aiomqtt
 
 from streamdet.alert.store import Delivery, EventStore
+from streamdet.config import MqttSinkConfig
 from streamdet.errors import StreamdetError
 from streamdet.log import redact
 
@@ -89,6 +92,45 @@ class WebhookSink:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class MqttSink:
+    """Publishes each delivery as JSON (with its idempotency key) at QoS 1."""
+
+    def __init__(self, config: MqttSinkConfig) -> None:
+        self.name = config.name
+        self.config = config
+        self._client: aiomqtt.Client | None = None
+
+    async def deliver(self, delivery: Delivery) -> None:
+        topic = self.config.topic.format(camera=delivery.payload.get("camera", "unknown"))
+        body = json.dumps({"idempotency_key": delivery.key, **delivery.payload})
+        where = f"mqtt://{self.config.host}:{self.config.port}"
+        try:
+            client = await self._connected()
+            await client.publish(topic, body, qos=1, timeout=self.config.timeout_s)
+        except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
+            await self.close()  # reconnect on the next try
+            raise SinkError(f"{where}: {exc or type(exc).__name__}") from exc
+
+    async def _connected(self) -> aiomqtt.Client:
+        if self._client is None:
+            client = aiomqtt.Client(
+                self.config.host,
+                self.config.port,
+                username=self.config.username,
+                password=self.config.password,
+                timeout=self.config.timeout_s,
+            )
+            await client.__aenter__()
+            self._client = client
+        return self._client
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(aiomqtt.MqttError, OSError):
+                await client.__aexit__(None, None, None)
 
 
 class Dispatcher:

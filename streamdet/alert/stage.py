@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamdet.alert.rules import Change, EventTracker, Observation, RuleSettings, Update
-from streamdet.alert.sinks import Dispatcher, JsonlSink, Sink, WebhookSink
+from streamdet.alert.sinks import Dispatcher, JsonlSink, MqttSink, Sink, WebhookSink
 from streamdet.alert.snapshot import render_snapshot, write_jpeg
 from streamdet.alert.store import EventStore
 from streamdet.capture.stage import CaptureStage
-from streamdet.config import AlertsConfig, JsonlSinkConfig, WebhookSinkConfig
+from streamdet.config import AlertsConfig, JsonlSinkConfig, MqttSinkConfig, WebhookSinkConfig
 from streamdet.frames import ScoredFrame
 from streamdet.inference.stage import InferenceStage
 
@@ -57,10 +57,12 @@ class AlertStage:
         self._open: dict[str, _Open] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
-    def _sink(self, sink: JsonlSinkConfig | WebhookSinkConfig) -> Sink:
+    def _sink(self, sink: JsonlSinkConfig | WebhookSinkConfig | MqttSinkConfig) -> Sink:
         if isinstance(sink, JsonlSinkConfig):
             path = sink.path if sink.path.is_absolute() else self.config.dir / sink.path
             return JsonlSink(sink.name, path)
+        if isinstance(sink, MqttSinkConfig):
+            return MqttSink(sink)
         return WebhookSink(sink.name, sink.url, sink.timeout_s)
 
     async def start(self) -> None:
