@@ -2,6 +2,7 @@
 # Installs the Debian packages the tests need, only when they are missing.
 # - GStreamer's RTSP server (run by the tests with Debian's /usr/bin/python3, which has `gi`)
 # - Prometheus: `prometheus` and `promtool` (the tests run a real one against the dashboard)
+# - mosquitto, a real MQTT broker for the MQTT sink tests
 set -euo pipefail
 
 have_rtsp_server() {
