@@ -4,7 +4,6 @@ with a snapshot, delivered to a JSONL file and to a webhook that is down for a w
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -13,30 +12,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from aiohttp import web
 
 from streamdet.config import parse_config
 from tests.pipeline.test_run import Running
-from tests.support.http import ThreadedApp
+from tests.support.http import Receiver, ThreadedApp
 from tests.support.waiting import wait_for
-
-
-class Receiver:
-    """A webhook receiver that answers 503 until ``up`` is set, then records each delivery."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[str, dict[str, object]]] = []
-        self.refused = 0
-        self.up = threading.Event()
-        self.app = web.Application()
-        self.app.router.add_post("/hook", self._hook)
-
-    async def _hook(self, request: web.Request) -> web.Response:
-        if not self.up.is_set():
-            self.refused += 1
-            return web.Response(status=503)
-        self.received.append((request.headers["Idempotency-Key"], await request.json()))
-        return web.Response(status=204)
 
 
 @pytest.fixture

@@ -38,3 +38,21 @@ class ThreadedApp:
     def __exit__(self, *exc: object) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+
+class Receiver:
+    """A webhook receiver that answers 503 until ``up`` is set, then records each delivery."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, dict[str, object]]] = []
+        self.refused = 0
+        self.up = threading.Event()
+        self.app = web.Application()
+        self.app.router.add_post("/hook", self._hook)
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        if not self.up.is_set():
+            self.refused += 1
+            return web.Response(status=503)
+        self.received.append((request.headers["Idempotency-Key"], await request.json()))
+        return web.Response(status=204)
