@@ -184,7 +184,11 @@ def build_config(setup: Setup, count: int) -> Config:
             source = {"kind": "file", "path": str(setup.clip), "loop": True, "realtime": True}
         cameras.append({"name": name, "source": source, "analysis_fps": ANALYSIS_FPS})
     models = {"dir": str(setup.models_dir), "kind": DEFAULT_KIND, "learn_in_place": False}
-    return parse_config({"cameras": cameras, "models": models, "server": {"enabled": False}})
+    # Events go next to the models, in the benchmark's own temporary folder.
+    alerts = {"dir": str(setup.models_dir.parent / "events")}
+    return parse_config(
+        {"cameras": cameras, "models": models, "alerts": alerts, "server": {"enabled": False}}
+    )
 
 
 def stage_threads(config: Config) -> int:
