@@ -147,6 +147,26 @@ class CameraConfig(_Model):
     )
     enabled: bool = Field(True, description="false keeps the camera configured but off.")
     model: str | None = Field(None, description="Model kind for this camera; default: models.kind.")
+    zones: list[list[tuple[float, float]]] = Field(
+        default_factory=list,
+        description="Polygons (x, y in 0..1 of the frame) where anomalies count; none: everywhere.",
+    )
+    masks: list[list[tuple[float, float]]] = Field(
+        default_factory=list,
+        description="Polygons (x, y in 0..1) where anomalies never count (a busy road, a tree).",
+    )
+
+    @field_validator("zones", "masks")
+    @classmethod
+    def _polygons(
+        cls, polygons: list[list[tuple[float, float]]]
+    ) -> list[list[tuple[float, float]]]:
+        for i, polygon in enumerate(polygons):
+            if len(polygon) < 3:
+                raise ValueError(f"polygon {i} needs at least 3 points, got {len(polygon)}")
+            if not all(0 <= x <= 1 and 0 <= y <= 1 for x, y in polygon):
+                raise ValueError(f"polygon {i}: coordinates are fractions of the frame (0..1)")
+        return polygons
 
     @field_validator("model")
     @classmethod

@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from streamdet.capture.ring import FrameRing
 from streamdet.config import CameraConfig, ModelsConfig
 from streamdet.errors import ModelError, StreamdetError
@@ -17,6 +19,7 @@ from streamdet.models.base import AnomalyModel, TrainSettings, no_progress
 from streamdet.models.checkpoint import load_checkpoint, save_checkpoint
 from streamdet.models.registry import default_spec, entry
 from streamdet.models.training import Budget, FootageCollector, fit_and_calibrate
+from streamdet.scoring import zones
 from streamdet.scoring.smoothing import Ema
 
 logger = logging.getLogger(__name__)
@@ -49,6 +52,7 @@ class Detector:
         self._collector: FootageCollector | None = None
         self._learn_started = 0.0
         self._trainer: threading.Thread | None = None
+        self._zone_mask: np.ndarray | None = None
 
     @property
     def folder(self) -> Path:
@@ -140,6 +144,16 @@ class Detector:
         self.error = message
         self.state = ModelState.FAILED
         self._log.error("%s", message)
+
+    def restrict(self, score: float, anomaly_map: np.ndarray) -> tuple[float, np.ndarray]:
+        """Apply the camera's zones and masks: only counted cells make the frame score."""
+        if not self.camera.zones and not self.camera.masks:
+            return score, anomaly_map
+        if self._zone_mask is None or self._zone_mask.shape != anomaly_map.shape:
+            self._zone_mask = zones.cell_mask(
+                anomaly_map.shape, self.camera.zones, self.camera.masks
+            )
+        return zones.apply(anomaly_map, self._zone_mask)
 
     def status(self) -> DetectorStatus:
         progress = 0.0

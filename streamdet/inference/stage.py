@@ -156,13 +156,13 @@ class InferenceStage:
         scored_at = time.time()
         for camera, result in results.items():
             detector = self.detectors[camera]
-            smoothed = detector.ema.update(result.score)
+            score, anomaly_map = detector.restrict(result.score, result.anomaly_map)
             frame = ScoredFrame(
                 ref=kept[camera],
-                score=result.score,
-                smoothed=smoothed,
+                score=score,
+                smoothed=detector.ema.update(score),
                 threshold=detector.threshold if detector.threshold is not None else float("inf"),
-                anomaly_map=result.anomaly_map,
+                anomaly_map=anomaly_map,
                 scored_at=scored_at,
             )
             self._publish(frame)

@@ -102,3 +102,40 @@ def test_an_anomaly_is_one_event_stored_snapshotted_and_delivered_once(
     assert failures >= 2
     assert np.isfinite(event["peak_score"]) and event["peak_score"] > event["threshold"]
     assert time.time() > event["end"] > event["start"]
+
+
+def test_a_masked_anomaly_raises_no_event(tmp_path: Path) -> None:
+    whole_frame = [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)]
+    config = parse_config(
+        {
+            "cameras": [
+                {
+                    "name": "path",
+                    "source": {
+                        "kind": "synthetic",
+                        "seed": 1,
+                        "anomalies": [{"kind": "fast", "start_s": 10, "duration_s": 6}],
+                    },
+                    "masks": [whole_frame],  # e.g. a road the operator does not care about
+                }
+            ],
+            "models": {"dir": str(tmp_path / "models"), "kind": "motion", "learn_seconds": 6},
+            "alerts": {"dir": str(tmp_path / "events")},
+            "server": {"port": 0},
+        }
+    )
+    with Running(config) as run:
+        inference = run.app.inference
+        wait_for(lambda: inference.latest.get("path") is not None, 40, "scores")
+        wait_for(
+            lambda: (
+                (f := inference.latest.get("path")) is not None
+                and f.ref.pts_s is not None
+                and f.ref.pts_s > 17
+            ),
+            30,
+            "the anomaly to pass",
+        )
+        assert run.app.alerts.events_started["path"] == 0
+        frame = inference.latest["path"]
+        assert frame.score == float(frame.anomaly_map.min())  # only the floor is left
