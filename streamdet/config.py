@@ -330,6 +330,15 @@ def _default_sinks() -> list[JsonlSinkConfig | WebhookSinkConfig | MqttSinkConfi
     return [JsonlSinkConfig(kind="jsonl")]
 
 
+class RetentionConfig(_Model):
+    """How much event media (snapshots) is kept."""
+
+    max_age_days: float = Field(30, gt=0, le=3650, description="Older files are deleted.")
+    max_megabytes: float = Field(
+        2000, gt=0, le=10_000_000, description="Past this total, the oldest files are deleted."
+    )
+
+
 class AlertsConfig(_Model):
     """Events: rules, the durable store and the sinks."""
 
@@ -337,6 +346,9 @@ class AlertsConfig(_Model):
         Path("events"), description="Store, snapshots and files; relative to the config's folder."
     )
     rules: RulesConfig = Field(default_factory=RulesConfig, description="When scores are events.")
+    retention: RetentionConfig = Field(
+        default_factory=RetentionConfig, description="Disk use of snapshots."
+    )
     sinks: list[SinkConfig] = Field(
         default_factory=_default_sinks,
         description="Where events are sent.",

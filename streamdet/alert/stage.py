@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from streamdet.alert.retention import prune
 from streamdet.alert.rules import Change, EventTracker, Observation, RuleSettings, Update
 from streamdet.alert.sinks import Dispatcher, JsonlSink, MqttSink, Sink, WebhookSink
 from streamdet.alert.snapshot import render_snapshot, write_jpeg
@@ -73,6 +74,7 @@ class AlertStage:
         backoff = {s.name: getattr(s, "max_backoff_s", 60.0) for s in self.config.sinks}
         self.dispatchers = [Dispatcher(s, self.store, backoff[s.name]) for s in self.sinks]
         self._tasks = [asyncio.create_task(self._consume(), name="alert:rules")]
+        self._tasks.append(asyncio.create_task(self._retain(), name="alert:retention"))
         self._tasks += [
             asyncio.create_task(d.run(), name=f"alert:sink:{d.sink.name}") for d in self.dispatchers
         ]
@@ -100,6 +102,19 @@ class AlertStage:
                 except Exception:  # the stage boundary: one bad frame must not end alerting
                     logger.exception("[%s] alert rules failed", frame.ref.camera)
             await asyncio.sleep(self.poll_s)
+
+    async def _retain(self, every_s: float = 60.0) -> None:
+        retention = self.config.retention
+        while True:
+            removed = await asyncio.to_thread(
+                prune,
+                self.config.dir / "snapshots",
+                retention.max_age_days * 86400,
+                int(retention.max_megabytes * 1e6),
+            )
+            if removed:
+                logger.info("retention: removed %d old snapshot(s)", len(removed))
+            await asyncio.sleep(every_s)
 
     async def _feed(self, frame: ScoredFrame) -> None:
         camera = frame.ref.camera
