@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from tests.support.servers import RtspServer
+from tests.support.waiting import wait_for
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 STREAMDET = str(Path(sys.executable).with_name("streamdet"))
@@ -133,22 +134,30 @@ def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         f"models: {{dir: {tmp_path / 'models'}, learn_seconds: 600}}\n"
         "server: {port: 0}\n"
     )
-    proc = subprocess.Popen(
-        [STREAMDET, "run", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        time.sleep(4)
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    log = tmp_path / "out.txt"
+    with log.open("w") as out_file:
+        proc = subprocess.Popen(
+            [STREAMDET, "run", "--config", str(config)],
+            stdout=out_file,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            # Running for real: the live table shows the camera learning in place.
+            wait_for(
+                lambda: "learning" in log.read_text() or proc.poll() is not None,
+                60,
+                "the live table",
+            )
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    out = log.read_text()
     assert proc.returncode == 0, err
-    assert "learning" in out and "summary:" in out
+    assert "summary:" in out.split("learning")[-1]  # it summarised after the signal
     assert "Traceback" not in err
 
 
