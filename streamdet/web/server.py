@@ -19,11 +19,8 @@ from streamdet.capture.stage import CameraStatus, CaptureStage
 from streamdet.frames import SourceState
 from streamdet.inference.detector import DetectorStatus
 from streamdet.inference.stage import InferenceStage
-
-CAPTURE: web.AppKey[CaptureStage] = web.AppKey("capture", CaptureStage)
-INFERENCE: web.AppKey[InferenceStage] = web.AppKey("inference", InferenceStage)
-ALERTS: web.AppKey[AlertStage] = web.AppKey("alerts", AlertStage)
-REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry", CollectorRegistry)
+from streamdet.web import liveview
+from streamdet.web.keys import ALERTS, CAPTURE, INFERENCE, REGISTRY
 
 
 def build_app(
@@ -42,6 +39,8 @@ def build_app(
     app.router.add_get("/api/events", events)
     app.router.add_get("/api/events/{id}", event)
     app.router.add_get("/api/events/{id}/snapshot.jpg", snapshot)
+    app.router.add_get("/api/cameras/{name}/mjpeg", liveview.mjpeg)
+    app.router.add_get("/", liveview.page)
     return app
 
 

@@ -1,0 +1,15 @@
+"""Typed keys for what the aiohttp application carries (the stages it reports on)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from streamdet.alert.stage import AlertStage
+from streamdet.capture.stage import CaptureStage
+from streamdet.inference.stage import InferenceStage
+
+CAPTURE: web.AppKey[CaptureStage] = web.AppKey("capture", CaptureStage)
+INFERENCE: web.AppKey[InferenceStage] = web.AppKey("inference", InferenceStage)
+ALERTS: web.AppKey[AlertStage] = web.AppKey("alerts", AlertStage)
+REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry", CollectorRegistry)

@@ -1,0 +1,79 @@
+"""Live view without WebRTC: an MJPEG stream per camera, and a small page.
+
+``/api/cameras/{name}/mjpeg?fps=5&overlay=1`` sends the camera's newest frame, with the newest
+anomaly heatmap and score drawn on it, as ``multipart/x-mixed-replace`` JPEGs at the viewer's
+frame rate. Each viewer gets the newest frame only — nothing is queued for a slow viewer, so it
+cannot grow memory or latency — and its loop ends when the viewer goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from importlib import resources
+
+import cv2
+import numpy as np
+from aiohttp import web
+
+from streamdet.alert.snapshot import render_snapshot
+from streamdet.errors import StreamdetError
+from streamdet.inference.stage import InferenceStage
+from streamdet.web.keys import CAPTURE, INFERENCE
+
+BOUNDARY = "frame"
+
+
+def overlay(frame: np.ndarray, inference: InferenceStage, camera: str) -> np.ndarray:
+    """The frame with the newest heatmap, region-free, and the score against the threshold."""
+    scored = inference.latest.get(camera)
+    if scored is None or not np.isfinite(scored.threshold):
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame
+    image = render_snapshot(frame, scored.anomaly_map, scored.threshold, (0.0, 0.0, 0.0, 0.0))
+    colour = (0, 0, 255) if scored.above else (255, 255, 255)
+    text = f"{scored.smoothed:.2f} / {scored.threshold:.2f}"
+    cv2.putText(image, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
+    return image
+
+
+async def mjpeg(request: web.Request) -> web.StreamResponse:
+    capture, inference = request.app[CAPTURE], request.app[INFERENCE]
+    name = request.match_info["name"]
+    try:
+        ring = capture.ring(name)
+    except StreamdetError:
+        raise web.HTTPNotFound(text=f"no camera named {name!r}") from None
+    try:
+        fps = min(30.0, max(0.5, float(request.query.get("fps", "5"))))
+    except ValueError:
+        raise web.HTTPBadRequest(text="fps: expected a number") from None
+    show_overlay = request.query.get("overlay", "1") != "0"
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+            "Cache-Control": "no-store",
+        }
+    )
+    await response.prepare(request)
+    last_seq = -1
+    while True:
+        ref = ring.latest()
+        if ref is not None and ref.seq != last_seq and (pixels := ring.read(ref)) is not None:
+            last_seq = ref.seq
+            image = overlay(pixels, inference, name) if show_overlay else pixels
+            ok, data = await asyncio.to_thread(cv2.imencode, ".jpg", image)
+            if ok:
+                part = (
+                    f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                    f"Content-Length: {len(data)}\r\n\r\n"
+                ).encode()
+                try:
+                    await response.write(part + data.tobytes() + b"\r\n")
+                except (ConnectionResetError, RuntimeError):
+                    break  # the viewer left
+        await asyncio.sleep(1.0 / fps)
+    return response
+
+
+async def page(request: web.Request) -> web.Response:
+    html = resources.files("streamdet.web").joinpath("index.html").read_text(encoding="utf-8")
+    return web.Response(text=html, content_type="text/html")
