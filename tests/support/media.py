@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -50,17 +51,8 @@ def make_clip(
     path.parent.mkdir(parents=True, exist_ok=True)
     background = _background(width, height)
     with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.time_base = Fraction(1, fps)
-        stream.codec_context.gop_size = gop
-        # No B-frames and a fixed GOP: RTSP clients can start decoding at the next keyframe
-        # and frames come out in presentation order with no reordering delay.
-        stream.options = {
-            "preset": "ultrafast",
-            "tune": "zerolatency",
-            "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0",
-        }
+        stream = _h264_stream(container, width, height, fps, gop)
+        stream.options = {**stream.options, "preset": "ultrafast", "tune": "zerolatency"}
         for index in range(frames):
             luma = _draw_frame(background, index, moving=pattern == "moving")
             frame = av.VideoFrame.from_ndarray(_to_yuv420p(luma), format="yuv420p")
@@ -148,15 +140,8 @@ def make_scene_clip(
     canvas = np.empty((height, width, 3), np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.time_base = Fraction(1, fps)
-        stream.codec_context.gop_size = gop
-        stream.options = {
-            "preset": "veryfast",
-            "crf": str(crf),
-            "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0",
-        }
+        stream = _h264_stream(container, width, height, fps, gop)
+        stream.options = {**stream.options, "preset": "veryfast", "crf": str(crf)}
         for index in range(frames):
             scene.render(index, canvas)
             frame = av.VideoFrame.from_ndarray(canvas, format="bgr24").reformat(format="yuv420p")
@@ -164,3 +149,14 @@ def make_scene_clip(
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return path
+
+
+def _h264_stream(container: Any, width: int, height: int, fps: int, gop: int) -> Any:
+    """An H.264 stream with a fixed GOP and no B-frames: RTSP clients can start decoding at the
+    next keyframe, and frames come out in presentation order with no reordering delay."""
+    stream = container.add_stream("libx264", rate=fps)
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    stream.time_base = Fraction(1, fps)
+    stream.codec_context.gop_size = gop
+    stream.options = {"x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0"}
+    return stream

@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.support.servers import free_port
+from tests.support.servers import end_process, free_port
 
 
 class Mosquitto:
@@ -47,15 +47,9 @@ class Mosquitto:
         raise RuntimeError(f"mosquitto did not start: {err[-1000:]}")
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.proc = None
+        if self.proc is not None:
+            end_process(self.proc)
+            self.proc = None
 
     def __enter__(self) -> Mosquitto:
         self.start()
