@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
 def _rounded(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _rounded(v) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [_rounded(v) for v in value]
     return _round(value)
 

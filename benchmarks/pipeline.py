@@ -85,7 +85,7 @@ import av
 import numpy as np
 import torch
 
-from benchmarks.capture import OUT_SHAPE, bare_readers, machine_info, prepare_clip
+from benchmarks.capture import OUT_SHAPE, _rounded, bare_readers, machine_info, prepare_clip
 from benchmarks.capture import measure as measure_counts
 from streamdet.app import App
 from streamdet.capture.convert import av_frame_into
@@ -844,16 +844,6 @@ def main(argv: list[str] | None = None) -> int:
     result["elapsed_s"] = time.monotonic() - started
     print(json.dumps(_rounded(result)), flush=True)
     return 0
-
-
-def _rounded(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_rounded(v) for v in value]
-    if isinstance(value, float):
-        return round(value, 4)
-    return value
 
 
 if __name__ == "__main__":

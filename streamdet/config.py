@@ -26,6 +26,13 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _url(url: str, schemes: str, expected: str) -> str:
+    """``url`` if its scheme matches ``schemes`` (a regex) and it names a host."""
+    if not re.match(rf"^(?:{schemes})://[^/\s]+", url):
+        raise ValueError(f"expected {expected}, got {redact(url)!r}")
+    return url
+
+
 class _NetworkSource(_Model):
     url: str = Field(description="Stream URL; credentials may come from ${VAR}.")
     open_timeout_s: float = Field(5.0, gt=0, le=120, description="Give up opening after this.")
@@ -43,9 +50,7 @@ class RtspSource(_NetworkSource):
     @field_validator("url")
     @classmethod
     def _rtsp_url(cls, url: str) -> str:
-        if not re.match(r"^rtsps?://[^/\s]+", url):
-            raise ValueError(f"expected rtsp://host[:port]/path, got {redact(url)!r}")
-        return url
+        return _url(url, "rtsps?", "rtsp://host[:port]/path")
 
 
 class MjpegSource(_NetworkSource):
@@ -56,9 +61,7 @@ class MjpegSource(_NetworkSource):
     @field_validator("url")
     @classmethod
     def _http_url(cls, url: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", url):
-            raise ValueError(f"expected http(s)://host[:port]/path, got {redact(url)!r}")
-        return url
+        return _url(url, "https?", "http(s)://host[:port]/path")
 
 
 class FileSource(_Model):
@@ -300,9 +303,7 @@ class WebhookSinkConfig(_Model):
     @field_validator("url")
     @classmethod
     def _http(cls, url: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", url):
-            raise ValueError(f"expected http(s)://host[:port]/path, got {redact(url)!r}")
-        return url
+        return _url(url, "https?", "http(s)://host[:port]/path")
 
 
 class MqttSinkConfig(_Model):
