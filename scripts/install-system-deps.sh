@@ -3,6 +3,7 @@
 # - GStreamer's RTSP server (run by the tests with Debian's /usr/bin/python3, which has `gi`)
 # - Prometheus: `prometheus` and `promtool` (the tests run a real one against the dashboard)
 # - mosquitto, a real MQTT broker for the MQTT sink tests
+# - chromium and its chromedriver, the real headless browser for the live view page tests
 set -euo pipefail
 
 have_rtsp_server() {
@@ -32,6 +33,8 @@ have_prometheus || { packages+=(prometheus); new_prometheus=true; }
 have_mosquitto() { [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1; }
 new_mosquitto=false
 have_mosquitto || { packages+=(mosquitto); new_mosquitto=true; }
+have_chromium() { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; }
+have_chromium || packages+=(chromium chromium-driver)
 
 if [ ${#packages[@]} -eq 0 ]; then
     exit 0
@@ -52,6 +55,7 @@ export DEBIAN_FRONTEND=noninteractive
 have_rtsp_server || { echo "error: GStreamer RTSP server still unusable after install" >&2; exit 1; }
 have_prometheus || { echo "error: prometheus/promtool still missing after install" >&2; exit 1; }
 have_mosquitto || { echo "error: mosquitto still missing after install" >&2; exit 1; }
+have_chromium || { echo "error: chromium/chromedriver still missing after install" >&2; exit 1; }
 if $new_mosquitto && command -v systemctl >/dev/null 2>&1; then
     # Likewise: the tests start their own broker on a free port.
     "${sudo[@]}" systemctl disable --now mosquitto.service >/dev/null 2>&1 || true
