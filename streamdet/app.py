@@ -40,6 +40,7 @@ class App:
         self.alerts = AlertStage(config.alerts, self.capture, self.inference)
         self.metrics.watch(self.capture, lambda: self.inference, lambda: self.alerts)
         self.url: str | None = None
+        self.http: web.Application | None = None
         self._runner: web.AppRunner | None = None
         self._stop: asyncio.Event | None = None
 
@@ -55,16 +56,16 @@ class App:
 
     async def _start_server(self) -> None:
         server = self.config.server
-        self._runner = web.AppRunner(
-            build_app(self.capture, self.inference, self.alerts, self.registry), access_log=None
-        )
+        self.http = build_app(self.capture, self.inference, self.alerts, self.registry, server)
+        # No access log: the page's URLs may carry ?token=.
+        self._runner = web.AppRunner(self.http, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, server.host, server.port)
         await site.start()
         port = self._runner.addresses[0][1]
         host = f"[{server.host}]" if ":" in server.host else server.host
         self.url = f"http://{host}:{port}"
-        logger.info("serving %s (/metrics, /healthz, /readyz, /api/cameras)", self.url)
+        logger.info("serving %s (the live view page, /metrics, /healthz, /readyz, /api)", self.url)
 
     async def stop(self) -> None:
         """Stop in reverse order of starting (idempotent)."""

@@ -16,6 +16,7 @@ import numpy as np
 from aiohttp import web
 
 from streamdet.alert.snapshot import render_snapshot
+from streamdet.capture.ring import FrameRing
 from streamdet.errors import StreamdetError
 from streamdet.inference.stage import InferenceStage
 from streamdet.web.keys import CAPTURE, INFERENCE
@@ -35,13 +36,27 @@ def overlay(frame: np.ndarray, inference: InferenceStage, camera: str) -> np.nda
     return image
 
 
-async def mjpeg(request: web.Request) -> web.StreamResponse:
-    capture, inference = request.app[CAPTURE], request.app[INFERENCE]
+def camera_ring(request: web.Request) -> FrameRing:
+    """The ring of the camera named in the URL, or 404."""
     name = request.match_info["name"]
     try:
-        ring = capture.ring(name)
+        return request.app[CAPTURE].ring(name)
     except StreamdetError:
         raise web.HTTPNotFound(text=f"no camera named {name!r}") from None
+
+
+def newest_image(
+    ring: FrameRing, inference: InferenceStage, show_overlay: bool, after_seq: int
+) -> tuple[int, np.ndarray] | None:
+    """The newest frame if it is newer than ``after_seq``: its seq and pixels (overlaid)."""
+    ref = ring.latest()
+    if ref is None or ref.seq == after_seq or (pixels := ring.read(ref)) is None:
+        return None
+    return ref.seq, overlay(pixels, inference, ring.camera) if show_overlay else pixels
+
+
+async def mjpeg(request: web.Request) -> web.StreamResponse:
+    ring, inference = camera_ring(request), request.app[INFERENCE]
     try:
         fps = min(30.0, max(0.5, float(request.query.get("fps", "5"))))
     except ValueError:
@@ -56,10 +71,8 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     last_seq = -1
     while True:
-        ref = ring.latest()
-        if ref is not None and ref.seq != last_seq and (pixels := ring.read(ref)) is not None:
-            last_seq = ref.seq
-            image = overlay(pixels, inference, name) if show_overlay else pixels
+        if (newest := newest_image(ring, inference, show_overlay, last_seq)) is not None:
+            last_seq, image = newest
             ok, data = await asyncio.to_thread(cv2.imencode, ".jpg", image)
             if ok:
                 part = (

@@ -1,7 +1,8 @@
-"""The aiohttp server: Prometheus ``/metrics``, ``/healthz``, ``/readyz`` and ``/api/cameras``.
+"""The aiohttp server: Prometheus ``/metrics``, ``/healthz``, ``/readyz``, the JSON API and the
+live view (the page, MJPEG and WebRTC).
 
-Bound to 127.0.0.1 by default. Everything it returns is built from the stages' status snapshots,
-which never carry credentials.
+Bound to 127.0.0.1 by default; with ``server.token`` every route but ``/healthz`` wants it.
+Everything it returns is built from the stages' status snapshots, which never carry credentials.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from streamdet.alert.stage import AlertStage
 from streamdet.alert.store import EventStore
 from streamdet.capture.stage import CameraStatus, CaptureStage
+from streamdet.config import ServerConfig
 from streamdet.frames import SourceState
 from streamdet.inference.detector import DetectorStatus
 from streamdet.inference.stage import InferenceStage
-from streamdet.web import liveview
+from streamdet.web import liveview, webrtc
+from streamdet.web.auth import bearer_token
 from streamdet.web.keys import ALERTS, CAPTURE, INFERENCE, REGISTRY
 
 
@@ -28,8 +31,10 @@ def build_app(
     inference: InferenceStage,
     alerts: AlertStage,
     registry: CollectorRegistry,
+    config: ServerConfig,
 ) -> web.Application:
-    app = web.Application()
+    middlewares = [] if config.token is None else [bearer_token(config.token)]
+    app = web.Application(middlewares=middlewares)
     app[CAPTURE], app[INFERENCE], app[REGISTRY] = capture, inference, registry
     app[ALERTS] = alerts
     app.router.add_get("/metrics", metrics)
@@ -40,6 +45,8 @@ def build_app(
     app.router.add_get("/api/events/{id}", event)
     app.router.add_get("/api/events/{id}/snapshot.jpg", snapshot)
     app.router.add_get("/api/cameras/{name}/mjpeg", liveview.mjpeg)
+    if config.webrtc.enabled:
+        webrtc.add_routes(app, config.webrtc)
     app.router.add_get("/", liveview.page)
     return app
 

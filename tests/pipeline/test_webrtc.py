@@ -1,0 +1,163 @@
+"""The WebRTC live view: real aiortc peers against a running pipeline on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+from typing import cast
+
+import aiohttp
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from av import VideoFrame
+
+from streamdet.capture.ring import FrameRing
+from streamdet.inference.stage import InferenceStage
+from streamdet.web.liveview import newest_image
+from streamdet.web.webrtc import VIEWERS, NewestFrameTrack, WebRtcViewers
+from tests.pipeline.test_run import Running, pipeline_config
+from tests.support.waiting import wait_for
+
+NO_SCORES = cast(InferenceStage, None)  # the raw view (overlay off) never asks for scores
+
+
+class Viewer:
+    """A WebRTC client peer, as a browser would be: receive-only video, no STUN."""
+
+    def __init__(self) -> None:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc.addTransceiver("video", direction="recvonly")
+        self.track: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
+        self.pc.on("track", self.track.set_result)
+
+    async def connect(self, url: str, overlay: bool = True) -> MediaStreamTrack:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        offer = {"sdp": self.pc.localDescription.sdp, "type": "offer", "overlay": overlay}
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.post(url, json=offer) as response,
+        ):
+            assert response.status == 200, await response.text()
+            answer = await response.json()
+        await self.pc.setRemoteDescription(RTCSessionDescription(**answer))
+        return await asyncio.wait_for(self.track, 10)
+
+    async def frames(self, count: int) -> list[VideoFrame]:
+        track = await self.track
+        return [await asyncio.wait_for(track.recv(), 10) for _ in range(count)]  # type: ignore[misc]
+
+
+def viewers_of(run: Running) -> WebRtcViewers:
+    assert run.app.http is not None
+    return run.app.http[VIEWERS]
+
+
+def test_webrtc_two_viewers_at_once_one_leaves_and_is_freed(tmp_path: Path) -> None:
+    with Running(pipeline_config(tmp_path / "models")) as run:
+        url = f"{run.app.url}/api/cameras/cam-0/webrtc"
+        server = viewers_of(run)
+
+        async def scenario() -> None:
+            first, second = Viewer(), Viewer()
+            await asyncio.gather(first.connect(url), second.connect(url, overlay=False))
+            for frames in await asyncio.gather(first.frames(5), second.frames(5)):
+                assert (frames[-1].width, frames[-1].height) == (160, 120)
+            both = set(server.peers)
+            assert len(both) == 2
+            await first.pc.close()  # the viewer leaves: its server-side peer is closed and freed
+            await asyncio.to_thread(wait_for, lambda: len(server.peers) == 1, 10, "one left")
+            (gone,) = both - set(server.peers)
+            assert gone.connectionState == "closed"
+            (track,) = server.peers.values()
+            sent, started = track.frames_sent, time.monotonic()
+            await asyncio.sleep(2)  # the viewer reads nothing: the server still sends at its pace
+            paced = server.config.fps * (time.monotonic() - started)
+            assert track.frames_sent - sent <= paced + 2, (track.frames_sent - sent, paced)
+            assert track.camera_frames_skipped > 0  # camera 25 fps, viewer 10 fps: newest only
+            started = time.monotonic()
+            frames = await second.frames(10)  # the other viewer carries on
+            assert frames[-1].width == 160
+            assert time.monotonic() - started < 5
+            await second.pc.close()
+
+        asyncio.run(scenario())
+        wait_for(lambda: not server.peers, 10, "every peer freed")
+
+
+def test_webrtc_peers_are_closed_when_the_server_stops(tmp_path: Path) -> None:
+    async def scenario(url: str, stop: threading.Event) -> str:
+        viewer = Viewer()
+        await viewer.connect(url)
+        await viewer.frames(2)
+        stop.set()
+        while viewer.pc.connectionState not in ("closed", "failed"):
+            await asyncio.sleep(0.05)
+        return viewer.pc.connectionState
+
+    stop = threading.Event()
+    with Running(pipeline_config(tmp_path / "models")) as run:
+        server = viewers_of(run)
+        url = f"{run.app.url}/api/cameras/cam-1/webrtc"
+        result: list[str] = []
+        client = threading.Thread(target=lambda: result.append(asyncio.run(scenario(url, stop))))
+        client.start()
+        assert stop.wait(20), "no frames"
+        peers = list(server.peers)
+        assert len(peers) == 1
+    assert not server.peers and peers[0].connectionState == "closed"
+    client.join(15)
+    assert result == ["closed"]  # the server said goodbye (DTLS close), no 30 s ICE timeout
+
+
+def test_webrtc_slow_viewer_gets_the_newest_frame_and_nothing_piles_up() -> None:
+    ring = FrameRing("cam", 8, (120, 160))
+    stop = threading.Event()
+
+    def camera() -> None:  # 200 frames/s, far faster than the viewer takes them
+        value = 0
+        while not stop.is_set():
+            ring.writable()[:] = value % 256
+            ring.commit(time.time(), None, False)
+            value += 1
+            time.sleep(0.005)
+
+    async def slow_viewer() -> tuple[list[int], list[int], int]:
+        track = NewestFrameTrack(
+            lambda after: newest_image(ring, NO_SCORES, False, after), 20, ring.shape
+        )
+        sent, newest = [], []
+        tracemalloc.start()
+        baseline = tracemalloc.get_traced_memory()[0]
+        for _ in range(30):
+            frame = await track.recv()
+            sent.append(track.seq)
+            latest = ring.latest()
+            newest.append(-1 if latest is None else latest.seq)
+            assert frame.width == 160
+            await asyncio.sleep(0.1)  # a slow viewer: takes a frame every 0.1 s + the tick
+        grown = tracemalloc.get_traced_memory()[0] - baseline
+        tracemalloc.stop()
+        return sent, newest, grown
+
+    writer = threading.Thread(target=camera, daemon=True)
+    writer.start()
+    try:
+        wait_for(lambda: ring.latest() is not None, 5, "a frame")
+        sent, newest, grown = asyncio.run(slow_viewer())
+    finally:
+        stop.set()
+        writer.join(5)
+    # Each frame sent was the newest in the ring (within the few ms the viewer took to look).
+    lag = [n - s for s, n in zip(sent, newest, strict=True)]
+    assert max(lag) <= 3, lag
+    assert all(b - a > 5 for a, b in itertools.pairwise(sent)), sent  # frames skipped, not queued
+    assert grown < 1_000_000, grown  # one frame is 57 kB as BGR; 30 queued would be 1.7 MB
