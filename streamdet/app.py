@@ -33,7 +33,7 @@ class App:
         self.config = config
         self.registry = registry or CollectorRegistry()
         self.metrics = PipelineMetrics(self.registry)
-        self.capture = CaptureStage(config.cameras, config.capture)
+        self.capture = CaptureStage(config.cameras, config.capture, clips=config.alerts.clips)
         self.inference = InferenceStage(
             self.capture, config.cameras, config.models, config.inference, self.metrics
         )

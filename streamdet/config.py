@@ -341,11 +341,32 @@ def _default_sinks() -> list[JsonlSinkConfig | WebhookSinkConfig | MqttSinkConfi
 
 
 class RetentionConfig(_Model):
-    """How much event media (snapshots) is kept."""
+    """How much event media (snapshots and clips) is kept."""
 
     max_age_days: float = Field(30, gt=0, le=3650, description="Older files are deleted.")
     max_megabytes: float = Field(
         2000, gt=0, le=10_000_000, description="Past this total, the oldest files are deleted."
+    )
+
+
+class ClipsConfig(_Model):
+    """Event clips (MP4) at the camera's resolution, from footage kept before and after."""
+
+    enabled: bool = Field(True, description="Keep recent footage and write a clip per event.")
+    pre_roll_s: float = Field(5.0, ge=0, le=120, description="Footage before the event's start.")
+    post_roll_s: float = Field(5.0, ge=0, le=120, description="Footage after the event's end.")
+    max_s: float = Field(
+        120.0, gt=0, le=3600, description="Longest clip; a longer event's clip stops here."
+    )
+    fps: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="Frame rate of clips re-encoded from JPEG frames (synthetic, MJPEG, raw"
+        " webcams); H.264/H.265 cameras' packets are copied at their own rate.",
+    )
+    buffer_megabytes: float = Field(
+        64, gt=0, le=100_000, description="Most footage kept per camera; the oldest goes first."
     )
 
 
@@ -357,8 +378,9 @@ class AlertsConfig(_Model):
     )
     rules: RulesConfig = Field(default_factory=RulesConfig, description="When scores are events.")
     retention: RetentionConfig = Field(
-        default_factory=RetentionConfig, description="Disk use of snapshots."
+        default_factory=RetentionConfig, description="Disk use of snapshots and clips."
     )
+    clips: ClipsConfig = Field(default_factory=ClipsConfig, description="Event clips (MP4).")
     sinks: list[SinkConfig] = Field(
         default_factory=_default_sinks,
         description="Where events are sent.",

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import logging
+import stat
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
 
-def prune(folder: Path, max_age_s: float, max_bytes: int, now: float | None = None) -> list[Path]:
-    """Remove files in ``folder`` older than ``max_age_s``, then the oldest until the rest fit
-    in ``max_bytes``. Returns what was removed (oldest first)."""
-    if not folder.is_dir():
-        return []
+def prune(
+    folders: Path | Iterable[Path], max_age_s: float, max_bytes: int, now: float | None = None
+) -> list[Path]:
+    """Remove files in ``folders`` older than ``max_age_s``, then the oldest until the rest fit
+    in ``max_bytes`` (one budget for all folders). Returns what was removed (oldest first)."""
+    folders = [folders] if isinstance(folders, Path) else list(folders)
     now = time.time() if now is None else now
-    files = sorted(
-        ((p.stat().st_mtime, p.stat().st_size, p) for p in folder.iterdir() if p.is_file()),
-        key=lambda item: item[0],
-    )
+    files = sorted(_files(folders), key=lambda item: item[0])
     total = sum(size for _, size, _ in files)
     removed: list[Path] = []
     for mtime, size, path in files:
@@ -32,3 +32,16 @@ def prune(folder: Path, max_age_s: float, max_bytes: int, now: float | None = No
         total -= size
         removed.append(path)
     return removed
+
+
+def _files(folders: list[Path]) -> Iterator[tuple[float, int, Path]]:
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            try:
+                info = path.stat()
+            except OSError:  # removed meanwhile (a clip being finished renames its part file)
+                continue
+            if stat.S_ISREG(info.st_mode):
+                yield info.st_mtime, info.st_size, path

@@ -3,8 +3,10 @@
 Runs on the asyncio loop. Every ``poll_s`` it drains the inference stage's bounded hand-off,
 feeds each camera's rules, and records every start/update/end in the store — before any sink
 sees it. The peak frame of an open event is copied out of the ring at once (rings are short)
-and its snapshot written with the heatmap. One dispatcher task per sink delivers from the
-store's outbox, so a failing sink delays only itself.
+and its snapshot written with the heatmap before the end is recorded. While an event is open the
+camera's clip buffer holds its footage; after the end plus the post-roll a clip task cuts it and
+writes the MP4. One dispatcher task per sink delivers from the store's outbox, so a failing sink
+delays only itself.
 """
 
 from __future__ import annotations
@@ -12,12 +14,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
+from streamdet.alert.clip import write_clip
 from streamdet.alert.retention import prune
-from streamdet.alert.rules import Change, EventTracker, Observation, RuleSettings, Update
+from streamdet.alert.rules import (
+    Change,
+    EventState,
+    EventTracker,
+    Observation,
+    RuleSettings,
+    Update,
+)
 from streamdet.alert.sinks import Dispatcher, JsonlSink, MqttSink, Sink, WebhookSink
 from streamdet.alert.snapshot import render_snapshot, write_jpeg
 from streamdet.alert.store import EventStore
@@ -36,6 +47,7 @@ class _Open:
     event_id: str
     peak_frame: np.ndarray | None = None
     peak_map: np.ndarray | None = None
+    hold: int | None = None  # keeps the event's footage in the camera's clip buffer
 
 
 class AlertStage:
@@ -55,8 +67,12 @@ class AlertStage:
         self.sinks: list[Sink] = [self._sink(s) for s in config.sinks]
         self.dispatchers: list[Dispatcher] = []
         self.events_started: dict[str, int] = dict.fromkeys(self.trackers, 0)
+        self.clips_written = 0
+        self.clip_failures = 0
         self._open: dict[str, _Open] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._clip_tasks: set[asyncio.Task[None]] = set()
+        self._closing = asyncio.Event()
 
     def _sink(self, sink: JsonlSinkConfig | WebhookSinkConfig | MqttSinkConfig) -> Sink:
         if isinstance(sink, JsonlSinkConfig):
@@ -80,13 +96,18 @@ class AlertStage:
         ]
 
     async def stop(self) -> None:
-        """Stop the tasks (pending deliveries stay in the outbox for the next start)."""
+        """Stop the tasks (pending deliveries stay in the outbox for the next start). Clips
+        waiting for their post-roll are written at once with the footage there is."""
         for task in reversed(self._tasks):
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        self._closing.set()
+        if self._clip_tasks:
+            await asyncio.wait(self._clip_tasks, timeout=60)
+        self._closing = asyncio.Event()
         for sink in self.sinks:
             await sink.close()
         if self.store is not None:
@@ -108,12 +129,12 @@ class AlertStage:
         while True:
             removed = await asyncio.to_thread(
                 prune,
-                self.config.dir / "snapshots",
+                [self.config.dir / "snapshots", self.config.dir / "clips"],
                 retention.max_age_days * 86400,
                 int(retention.max_megabytes * 1e6),
             )
             if removed:
-                logger.info("retention: removed %d old snapshot(s)", len(removed))
+                logger.info("retention: removed %d old snapshot(s) and clip(s)", len(removed))
             await asyncio.sleep(every_s)
 
     async def _feed(self, frame: ScoredFrame) -> None:
@@ -124,7 +145,15 @@ class AlertStage:
         for update in self.trackers[camera].feed(obs):
             if update.change is not Change.ENDED and update.event.peak_seq == frame.ref.seq:
                 self._keep_peak(camera, frame)
+            if update.change is Change.STARTED:
+                self._hold_footage(camera, update)
             await self._record(update)
+
+    def _hold_footage(self, camera: str, update: Update) -> None:
+        buffer = self.capture.clips(camera)
+        if buffer is not None:
+            state = self._open.setdefault(camera, _Open(""))
+            state.hold = buffer.hold(update.event.start - self.config.clips.pre_roll_s)
 
     def _keep_peak(self, camera: str, frame: ScoredFrame) -> None:
         state = self._open.setdefault(camera, _Open(""))
@@ -141,6 +170,8 @@ class AlertStage:
         store = self.store
         if store is None:
             return
+        if update.change is Change.ENDED:  # the end's deliveries name the snapshot
+            await self._snapshot(state, update)
         payload = await asyncio.to_thread(
             store.record, update.change, update.event, state.event_id or None, model, names
         )
@@ -155,10 +186,48 @@ class AlertStage:
                 update.event.threshold,
             )
         if update.change is Change.ENDED:
-            await self._snapshot(camera, state, update)
             self._open.pop(camera, None)
+            if state.hold is not None:
+                task = asyncio.create_task(
+                    self._clip(camera, state.event_id, update.event, state.hold),
+                    name=f"alert:clip:{state.event_id}",
+                )
+                self._clip_tasks.add(task)
+                task.add_done_callback(self._clip_tasks.discard)
 
-    async def _snapshot(self, camera: str, state: _Open, update: Update) -> None:
+    async def _clip(self, camera: str, event_id: str, event: EventState, hold: int) -> None:
+        """After the post-roll, cut the event's footage and write its MP4."""
+        clips = self.config.clips
+        buffer = self.capture.clips(camera)
+        if buffer is None:
+            return
+        start = event.start - clips.pre_roll_s
+        until = min((event.end or event.start) + clips.post_roll_s, start + clips.max_s)
+        give_up = until + 10.0  # a camera that went away: write what there is
+        try:
+            while (buffer.newest() or 0.0) < until and time.time() < give_up:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), 0.25)
+                if self._closing.is_set():
+                    break
+            footage = buffer.cut(start, until)
+            if footage is None or self.store is None:
+                logger.warning("[%s] event %s: no footage left for a clip", camera, event_id)
+                self.clip_failures += 1
+                return
+            path = await asyncio.to_thread(
+                write_clip, footage, self.config.dir / "clips" / f"{event_id}.mp4"
+            )
+            await asyncio.to_thread(self.store.set_files, event_id, None, str(path))
+            self.clips_written += 1
+            logger.info("[%s] event %s: clip of %.1f s", camera, event_id, footage.seconds)
+        except Exception:  # one clip failing must not end alerting
+            self.clip_failures += 1
+            logger.exception("[%s] event %s: the clip could not be written", camera, event_id)
+        finally:
+            buffer.release(hold)
+
+    async def _snapshot(self, state: _Open, update: Update) -> None:
         if state.peak_frame is None or state.peak_map is None or self.store is None:
             return
         image = render_snapshot(

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import av
 import numpy as np
 
+from streamdet.capture.clips import Recorder
 from streamdet.capture.convert import av_frame_into, bgr_into
 from streamdet.capture.synthetic import ScheduledAnomaly, SyntheticScene
 from streamdet.config import (
@@ -63,6 +64,10 @@ class VideoSource(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    def record_to(self, recorder: Recorder | None) -> None:
+        """Also hand footage to ``recorder`` (for event clips) from the next ``open`` on."""
+        ...
 
 
 class _Pacer:
@@ -111,6 +116,10 @@ class PyAVSource:
         self._index = 0
         self._pts_offset = 0.0  # added after each loop of a file so that time keeps increasing
         self._last_pts = 0.0
+        self._recorder: Recorder | None = None
+
+    def record_to(self, recorder: Recorder | None) -> None:
+        self._recorder = recorder
 
     def open(self) -> StreamInfo:
         try:
@@ -122,7 +131,7 @@ class PyAVSource:
             self.close()
             raise SourceError(f"cannot open {self.description}: {_describe(exc)}") from exc
         self._stream.thread_type = "AUTO"
-        self._frames = self._container.decode(self._stream)
+        self._frames = self._decoded()
         rate = self._stream.average_rate or self._stream.guessed_rate
         ctx = self._stream.codec_context
         return StreamInfo(
@@ -143,8 +152,21 @@ class PyAVSource:
             if self._pacer is not None:
                 self._pacer.wait(pts)
         av_frame_into(frame, out)
+        if self._recorder is not None:
+            self._recorder.frame(frame)
         self._index += 1
         return FrameMeta(pts_s=pts, index=self._index - 1)
+
+    def _decoded(self) -> Iterator[Any]:
+        """Demux and decode; each packet then goes to the clip recorder (its filter takes the
+        packet's data, so it comes after the decoder)."""
+        if self._recorder is not None:
+            self._recorder.begin_stream(self._stream)
+        for packet in self._container.demux(self._stream):
+            frames = packet.decode()
+            if self._recorder is not None and packet.size:
+                self._recorder.packet(packet)
+            yield from frames
 
     def _next_frame(self) -> Any:
         if self._frames is None:
@@ -165,7 +187,7 @@ class PyAVSource:
 
     def _rewind(self) -> None:
         self._container.seek(0)
-        self._frames = self._container.decode(self._stream)
+        self._frames = self._decoded()
         step = 1.0 / float(self._stream.average_rate or 25)
         self._pts_offset = self._last_pts + step
 
@@ -199,9 +221,15 @@ class SyntheticVideoSource:
         self._scratch = np.empty((config.height, config.width), np.uint8)
         self._pacer = _Pacer() if config.realtime else None
         self._n = 0
+        self._recorder: Recorder | None = None
+
+    def record_to(self, recorder: Recorder | None) -> None:
+        self._recorder = recorder
 
     def open(self) -> StreamInfo:
         # A reconnect continues the scene where it was, as a real camera's world goes on.
+        if self._recorder is not None:
+            self._recorder.begin_frames(self.config.width, self.config.height)
         return StreamInfo("synthetic", self.config.width, self.config.height, self.config.fps, True)
 
     def read_into(self, out: np.ndarray) -> FrameMeta:
@@ -211,6 +239,8 @@ class SyntheticVideoSource:
             self._pacer.wait(pts)
         self.scene.render(n, self._canvas)
         bgr_into(self._canvas, out, self._scratch)
+        if self._recorder is not None:
+            self._recorder.frame(self._canvas)
         self._n = n + 1
         return FrameMeta(pts_s=pts, index=n)
 

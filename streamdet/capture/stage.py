@@ -12,12 +12,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from streamdet.capture.clips import ClipBuffer, Recorder
 from streamdet.capture.ring import FrameRing
 from streamdet.capture.sources import VideoSource
 from streamdet.capture.worker import CameraWorker
 from streamdet.config import (
     CameraConfig,
     CaptureConfig,
+    ClipsConfig,
     FileSource,
     MjpegSource,
     RtspSource,
@@ -60,13 +62,17 @@ class CaptureStage:
         *,
         watchdog_interval_s: float = 0.25,
         source_factory: Callable[[CameraConfig], VideoSource] | None = None,
+        clips: ClipsConfig | None = None,
     ) -> None:
         self._workers: dict[str, CameraWorker] = {}
         for camera in cameras:
             if not camera.enabled:
                 continue
             ring = FrameRing(camera.name, capture.ring_size, camera.frame.shape)
-            self._workers[camera.name] = CameraWorker(camera, capture, ring, source_factory)
+            recorder = _recorder(clips) if clips is not None and clips.enabled else None
+            self._workers[camera.name] = CameraWorker(
+                camera, capture, ring, source_factory, recorder
+            )
         self._interval = watchdog_interval_s
         self._stop = threading.Event()
         self._watchdog: threading.Thread | None = None
@@ -83,6 +89,11 @@ class CaptureStage:
 
     def worker(self, camera: str) -> CameraWorker:
         return self._workers[camera]
+
+    def clips(self, camera: str) -> ClipBuffer | None:
+        """The camera's recent footage for event clips, or None when clips are off."""
+        recorder = self._workers[camera].recorder
+        return recorder.buffer if recorder is not None else None
 
     def start(self) -> None:
         """Start every camera, then the watchdog (no-op if running)."""
@@ -156,6 +167,18 @@ class CaptureStage:
             resolution=(stream.width, stream.height) if stream else None,
             errors=tuple(stats.errors),
         )
+
+
+# An event is known some time after it starts (its minimum duration plus the scoring latency):
+# the buffer keeps this much more than the pre-roll, so the hold can still reach back.
+DETECTION_LAG_S = 10.0
+
+
+def _recorder(clips: ClipsConfig) -> Recorder:
+    buffer = ClipBuffer(
+        clips.pre_roll_s + DETECTION_LAG_S, clips.max_s, int(clips.buffer_megabytes * 1e6)
+    )
+    return Recorder(buffer, clips.fps)
 
 
 def _describe_source(camera: CameraConfig) -> str:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from streamdet.capture.clips import Recorder
 from streamdet.capture.ring import FrameRing
 from streamdet.capture.sources import StreamInfo, VideoSource, make_source
 from streamdet.config import CameraConfig, CaptureConfig
@@ -69,8 +70,10 @@ class CameraWorker:
         capture: CaptureConfig,
         ring: FrameRing,
         source_factory: Callable[[CameraConfig], VideoSource] | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.camera = camera
+        self.recorder = recorder  # keeps footage for event clips
         self.name = camera.name
         self.ring = ring
         self.stats = CameraStats()
@@ -165,6 +168,7 @@ class CameraWorker:
         source: VideoSource | None = None
         try:
             source = self._factory(self.camera)
+            source.record_to(self.recorder)
             self.stats.stream = source.open()
         except Exception as exc:  # SourceError, or anything odd a library raised while opening
             self.stats.connect_failures += 1

@@ -44,6 +44,7 @@ def build_app(
     app.router.add_get("/api/events", events)
     app.router.add_get("/api/events/{id}", event)
     app.router.add_get("/api/events/{id}/snapshot.jpg", snapshot)
+    app.router.add_get("/api/events/{id}/clip.mp4", clip)
     app.router.add_get("/api/cameras/{name}/mjpeg", liveview.mjpeg)
     if config.webrtc.enabled:
         webrtc.add_routes(app, config.webrtc)
@@ -101,6 +102,14 @@ async def snapshot(request: web.Request) -> web.FileResponse:
         raise web.HTTPNotFound(text="this event has no snapshot (yet)")
     # The path comes from our own store, never from the request.
     return web.FileResponse(Path(found["snapshot"]), headers={"Content-Type": "image/jpeg"})
+
+
+async def clip(request: web.Request) -> web.FileResponse:
+    """The event's MP4; it exists once the event has ended and its post-roll has passed."""
+    found = _event_or_404(request)
+    if not found["clip"]:
+        raise web.HTTPNotFound(text="this event has no clip (yet)")
+    return web.FileResponse(Path(found["clip"]), headers={"Content-Type": "video/mp4"})
 
 
 async def metrics(request: web.Request) -> web.Response:

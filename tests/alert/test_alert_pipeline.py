@@ -1,5 +1,5 @@
 """Events end to end: a scheduled anomaly becomes exactly one event, stored before delivery,
-with a snapshot, delivered to a JSONL file and to a webhook that is down for a while."""
+with a snapshot and a clip, delivered to a JSONL file and to a webhook that is down for a while."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ def receiver() -> Iterator[tuple[Receiver, ThreadedApp]]:
         yield hook, server
 
 
-def test_an_anomaly_is_one_event_stored_snapshotted_and_delivered_once(
+def test_an_anomaly_is_one_event_stored_snapshotted_clipped_and_delivered_once(
     tmp_path: Path, receiver: tuple[Receiver, ThreadedApp]
 ) -> None:
     hook, server = receiver
@@ -38,6 +39,8 @@ def test_an_anomaly_is_one_event_stored_snapshotted_and_delivered_once(
                     "source": {
                         "kind": "synthetic",
                         "seed": 1,
+                        "width": 480,  # the camera's resolution; the model sees 320x240
+                        "height": 360,
                         "anomalies": [{"kind": "fast", "start_s": 18, "duration_s": 5}],
                     },
                     "analysis_fps": 5,
@@ -47,6 +50,7 @@ def test_an_anomaly_is_one_event_stored_snapshotted_and_delivered_once(
             "alerts": {
                 "dir": str(tmp_path / "events"),
                 "rules": {"cooldown_s": 60},
+                "clips": {"pre_roll_s": 2, "post_roll_s": 1, "fps": 10},
                 "sinks": [
                     {"kind": "jsonl"},
                     {
@@ -71,11 +75,13 @@ def test_an_anomaly_is_one_event_stored_snapshotted_and_delivered_once(
             "the event to end",
         )
         wait_for(lambda: store.store is not None and store.store.pending() == 0, 20, "delivery")
+        wait_for(lambda: store.clips_written == 1, 20, "the clip")
         events = store.store.events()
         status, body = run.get("/api/events?camera=path")
         listed = json.loads(body)["events"]
         eid = events[0]["id"]
         snap_status, _ = run.get(f"/api/events/{eid}/snapshot.jpg")
+        clip_status, clip_bytes = run.get(f"/api/events/{eid}/clip.mp4")
         assert run.get("/api/events/..%2F..%2Fetc%2Fpasswd")[0] == 404
         assert run.get(f"/api/events/{'0' * 32}")[0] == 404
         metrics = run.get("/metrics")[1]
@@ -85,11 +91,21 @@ def test_an_anomaly_is_one_event_stored_snapshotted_and_delivered_once(
     assert snap_status == 200
     image = cv2.imread(event["snapshot"])
     assert image is not None and image.shape[0] > 0
+    # The clip plays: decoded back, at the camera's resolution, from pre-roll to post-roll.
+    assert clip_status == 200 and len(clip_bytes) > 1000
+    with av.open(event["clip"]) as clip:
+        frames = [f.time for f in clip.decode(video=0)]
+        shape = (clip.streams.video[0].height, clip.streams.video[0].width)
+    assert shape == (360, 480)
+    span = event["end"] - event["start"]
+    assert span + 2 + 1 - 0.5 <= frames[-1] - frames[0] <= span + 2 + 1 + 0.5, (frames, span)
+    assert len(frames) >= 10 * (span + 2)  # 10 frames/s
     # Webhook: every revision exactly once, in spite of the refusals.
     keys = Counter(key for key, _ in hook.received)
     assert keys and max(keys.values()) == 1
     changes = [payload["change"] for _, payload in hook.received]
     assert changes[0] == "started" and changes[-1] == "ended"
+    assert hook.received[-1][1]["snapshot"] == event["snapshot"]  # the end names its snapshot
     lines = [
         json.loads(line) for line in (tmp_path / "events" / "events.jsonl").read_text().splitlines()
     ]

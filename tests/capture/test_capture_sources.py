@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from streamdet.capture import CaptureStage
+from streamdet.capture.clips import Recorder
 from streamdet.capture.sources import FrameMeta, StreamInfo, SyntheticVideoSource, VideoSource
 from streamdet.capture.synthetic import SyntheticScene
 from streamdet.config import CameraConfig, SyntheticSource
@@ -216,6 +217,9 @@ class FlakySource:
 
     def close(self) -> None:
         self.inner.close()
+
+    def record_to(self, recorder: Recorder | None) -> None:
+        self.inner.record_to(recorder)
 
 
 def test_unexpected_errors_are_contained_and_retried() -> None:
