@@ -138,7 +138,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         # Every demo run learns anew, in a folder that is removed afterwards.
         config = demo_run_config(config, Path(models), events, args.learn_seconds, args.port)
         code = _run_pipeline(config, args.duration, "streamdet demo (built-in synthetic cameras)")
-    print(f"events: {events / 'events.jsonl'} and snapshots in {events / 'snapshots'}")
+    print(f"events: {events / 'events.jsonl'}")
+    print(f"snapshots: {events / 'snapshots'}  clips: {events / 'clips'}")
     return code
 
 
