@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import logging
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import aiohttp
 import cv2
 import numpy as np
+import pytest
+from pydantic import SecretStr
 
 from streamdet.frames import ModelState
 from tests.pipeline.test_run import Running, pipeline_config
@@ -68,3 +74,43 @@ def test_liveview_streams_the_newest_frames_with_the_overlay(tmp_path: Path) -> 
     )
     assert status == 200 and "<title>streamdet</title>" in page and "mjpeg" in page
     assert missing == 404
+
+
+TOKEN = "liveview-token-0123456789"
+
+
+def fetch(url: str, token: str | None = None, method: str = "GET") -> tuple[int, str, str]:
+    """Status, body and WWW-Authenticate of a request, with an optional bearer token."""
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    request = urllib.request.Request(url, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            body = response.read(2000).decode(errors="replace")  # MJPEG never ends: a peek
+            return response.status, body, ""
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(), exc.headers.get("WWW-Authenticate", "")
+
+
+def test_liveview_token_guards_every_route_but_healthz(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    config = pipeline_config(tmp_path / "models")
+    server = config.server.model_copy(update={"token": SecretStr(TOKEN)})
+    with Running(config.model_copy(update={"server": server})) as run:
+        url = run.app.url
+        wait_for(lambda: "cam-0" in run.app.inference.analysed, 20, "a frame")
+        assert fetch(f"{url}/healthz")[0] == 200  # liveness probes carry no credentials
+        for path in ("/", "/api/cameras", "/api/events", "/metrics", "/readyz", "/api/webrtc"):
+            status, body, challenge = fetch(f"{url}{path}")
+            assert status == 401 and challenge.startswith("Bearer"), (path, status)
+            assert json.loads(body)["error"] == "unauthorized"
+            assert fetch(f"{url}{path}", token=TOKEN)[0] == 200, path
+            assert fetch(f"{url}{path}?token={TOKEN}")[0] == 200, path
+        status, body, _ = fetch(f"{url}/api/cameras", token=TOKEN[:-1] + "x")
+        assert status == 401 and "wrong token" in json.loads(body)["detail"]
+        assert fetch(f"{url}/api/cameras/cam-0/webrtc", method="POST")[0] == 401
+        status, body, _ = fetch(f"{url}/api/cameras/cam-0/mjpeg?fps=5&token={TOKEN}")
+        assert status == 200 and "--frame" in body
+        assert "withToken" in fetch(f"{url}/?token={TOKEN}")[1]  # the page passes it on
+    assert TOKEN not in caplog.text
