@@ -110,7 +110,13 @@ class _StageCollector(Collector):
             failures.add_metric([name], dispatcher.failures)
             if store is not None:
                 outbox.add_metric([name], store.pending(name))
-        yield from (events, delivered, failures, outbox)
+        clips = CounterMetricFamily("streamdet_clips", "Event clips written.")
+        clips.add_metric([], alerts.clips_written)
+        clip_failures = CounterMetricFamily(
+            "streamdet_clip_failures", "Event clips that could not be written."
+        )
+        clip_failures.add_metric([], alerts.clip_failures)
+        yield from (events, delivered, failures, outbox, clips, clip_failures)
 
     def _capture_metrics(self) -> Iterator[Metric]:
         decoded = CounterMetricFamily(
@@ -135,7 +141,15 @@ class _StageCollector(Collector):
             "1 for the source's current state.",
             labels=["camera", "state"],
         )
+        footage = GaugeMetricFamily(
+            "streamdet_clip_buffer_bytes",
+            "Recent footage kept in memory for event clips.",
+            labels=["camera"],
+        )
         for s in self.capture.status():
+            buffer = self.capture.clips(s.name)
+            if buffer is not None:
+                footage.add_metric([s.name], buffer.nbytes)
             decoded.add_metric([s.name], s.frames)
             analysable.add_metric([s.name], s.analysable)
             reconnects.add_metric([s.name], s.reconnects)
@@ -145,7 +159,7 @@ class _StageCollector(Collector):
             fps.add_metric([s.name], s.fps)
             for option in SourceState:
                 state.add_metric([s.name, option.value], float(s.state is option))
-        yield from (decoded, analysable, reconnects, stalls, overwrites, up, fps, state)
+        yield from (decoded, analysable, reconnects, stalls, overwrites, up, fps, state, footage)
 
     def _inference_metrics(self, stage: InferenceStage) -> Iterator[Metric]:
         score = GaugeMetricFamily(

@@ -114,6 +114,9 @@ def test_an_anomaly_is_one_event_stored_snapshotted_clipped_and_delivered_once(
     )
     assert 'streamdet_events_total{camera="path"} 1.0' in metrics
     assert 'streamdet_outbox_depth{sink="webhook"} 0.0' in metrics
+    assert "streamdet_clips_total 1.0" in metrics and "streamdet_clip_failures_total 0.0" in metrics
+    footage = float(metrics.split('streamdet_clip_buffer_bytes{camera="path"} ')[1].split()[0])
+    assert footage > 0
     failures = float(metrics.split('streamdet_sink_failures_total{sink="webhook"} ')[1].split()[0])
     assert failures >= 2
     assert np.isfinite(event["peak_score"]) and event["peak_score"] > event["threshold"]
