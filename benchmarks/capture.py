@@ -181,12 +181,13 @@ def bare_readers(targets: list[str], *, convert: bool, live: bool) -> Iterator[l
 
 # --------------------------------------------------------------------------- the stage
 def build_stage(sources: list[dict[str, Any]]) -> CaptureStage:
-    """A CaptureStage from a config dict, as a config file would build it."""
+    """A CaptureStage from a config dict, as a config file (and ``streamdet run``, which keeps
+    footage for event clips by default) would build it."""
     cameras = [
         {"name": f"cam{i}", "source": source, "analysis_fps": 5} for i, source in enumerate(sources)
     ]
     config = parse_config({"cameras": cameras}, check_paths=False)
-    return CaptureStage(config.cameras, config.capture)
+    return CaptureStage(config.cameras, config.capture, clips=config.alerts.clips)
 
 
 def stage_counts(stage: CaptureStage) -> Callable[[], list[int]]:
