@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.streamdet-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps demo test lint typecheck pytest bench bench-pipeline eval-ped2 clean
+.PHONY: setup system-deps demo test lint typecheck pytest bench bench-pipeline bench-liveview eval-ped2 clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ bench: setup system-deps
 
 bench-pipeline: setup system-deps
 	$(PY) benchmarks/pipeline.py
+
+bench-liveview: setup system-deps
+	$(PY) benchmarks/liveview.py
 
 # UCSD Ped2 from the shared folder beside this repository (never copied into it).
 eval-ped2: setup
