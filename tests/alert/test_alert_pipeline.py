@@ -1,5 +1,6 @@
-"""Events end to end: a scheduled anomaly becomes exactly one event, stored before delivery,
-with a snapshot and a clip, delivered to a JSONL file and to a webhook that is down for a while."""
+"""Events end to end: each scheduled anomaly becomes exactly one event (none in between), stored
+before delivery, with a snapshot and a clip, delivered to a JSONL file and to a webhook that is
+down for a while."""
 
 from __future__ import annotations
 
@@ -27,7 +28,10 @@ def receiver() -> Iterator[tuple[Receiver, ThreadedApp]]:
         yield hook, server
 
 
-def test_an_anomaly_is_one_event_stored_snapshotted_clipped_and_delivered_once(
+ANOMALIES = [(18.0, 5.0), (33.0, 4.0)]  # scene seconds: start, duration; quiet in between
+
+
+def test_each_anomaly_is_one_event_stored_snapshotted_clipped_and_delivered_once(
     tmp_path: Path, receiver: tuple[Receiver, ThreadedApp]
 ) -> None:
     hook, server = receiver
@@ -41,7 +45,10 @@ def test_an_anomaly_is_one_event_stored_snapshotted_clipped_and_delivered_once(
                         "seed": 1,
                         "width": 480,  # the camera's resolution; the model sees 320x240
                         "height": 360,
-                        "anomalies": [{"kind": "fast", "start_s": 18, "duration_s": 5}],
+                        "anomalies": [
+                            {"kind": "fast", "start_s": start, "duration_s": duration}
+                            for start, duration in ANOMALIES
+                        ],
                     },
                     "analysis_fps": 5,
                 }
@@ -49,7 +56,7 @@ def test_an_anomaly_is_one_event_stored_snapshotted_clipped_and_delivered_once(
             "models": {"dir": str(tmp_path / "models"), "kind": "motion", "learn_seconds": 8},
             "alerts": {
                 "dir": str(tmp_path / "events"),
-                "rules": {"cooldown_s": 60},
+                "rules": {"cooldown_s": 5},
                 "clips": {"pre_roll_s": 2, "post_roll_s": 1, "fps": 10},
                 "sinks": [
                     {"kind": "jsonl"},
@@ -64,63 +71,79 @@ def test_an_anomaly_is_one_event_stored_snapshotted_clipped_and_delivered_once(
         }
     )
     with Running(config) as run:
-        store = run.app.alerts
-        wait_for(lambda: store.events_started["path"] >= 1, 40, "the event")
+        alerts = run.app.alerts
+        wait_for(lambda: alerts.events_started["path"] >= 1, 40, "the first event")
         wait_for(lambda: hook.refused >= 2, 10, "the webhook to be refused a few times")
         hook.up.set()  # the receiver comes back: everything owed is delivered now
-        assert store.store is not None
-        wait_for(
-            lambda: store.store is not None and store.store.events()[0]["end"] is not None,
-            20,
-            "the event to end",
-        )
-        wait_for(lambda: store.store is not None and store.store.pending() == 0, 20, "delivery")
-        wait_for(lambda: store.clips_written == 1, 20, "the clip")
-        events = store.store.events()
+        wait_for(lambda: scene_time(run) > 44, 40, "the scene to pass both anomalies")
+        wait_for(lambda: alerts.clips_written >= 2, 20, "the clips")
+        assert alerts.store is not None
+        wait_for(lambda: alerts.store is not None and alerts.store.pending() == 0, 20, "delivery")
+        # Scene time of a wall time: the synthetic camera runs in real time.
+        latest = run.app.inference.latest["path"].ref
+        assert latest.pts_s is not None
+        offset = latest.wall_time - latest.pts_s
+        events = sorted(alerts.store.events(), key=lambda e: e["start"])
         status, body = run.get("/api/events?camera=path")
         listed = json.loads(body)["events"]
-        eid = events[0]["id"]
-        snap_status, _ = run.get(f"/api/events/{eid}/snapshot.jpg")
-        clip_status, clip_bytes = run.get(f"/api/events/{eid}/clip.mp4")
+        media = [
+            (
+                run.get(f"/api/events/{e['id']}/snapshot.jpg")[0],
+                run.get(f"/api/events/{e['id']}/clip.mp4"),
+            )
+            for e in events
+        ]
         assert run.get("/api/events/..%2F..%2Fetc%2Fpasswd")[0] == 404
         assert run.get(f"/api/events/{'0' * 32}")[0] == 404
         metrics = run.get("/metrics")[1]
-    assert len(events) == 1, events  # one anomaly, one event: no duplicates, no storm
-    event = events[0]
-    assert status == 200 and [e["id"] for e in listed] == [eid]
-    assert snap_status == 200
-    image = cv2.imread(event["snapshot"])
-    assert image is not None and image.shape[0] > 0
-    # The clip plays: decoded back, at the camera's resolution, from pre-roll to post-roll.
-    assert clip_status == 200 and len(clip_bytes) > 1000
-    with av.open(event["clip"]) as clip:
-        frames = [f.time for f in clip.decode(video=0)]
-        shape = (clip.streams.video[0].height, clip.streams.video[0].width)
-    assert shape == (360, 480)
-    span = event["end"] - event["start"]
-    assert span + 2 + 1 - 0.5 <= frames[-1] - frames[0] <= span + 2 + 1 + 0.5, (frames, span)
-    assert len(frames) >= 10 * (span + 2)  # 10 frames/s
-    # Webhook: every revision exactly once, in spite of the refusals.
+    # Each anomaly is one event, and no event comes from the quiet stretches.
+    assert len(events) == len(ANOMALIES), events
+    for event, (start, duration) in zip(events, ANOMALIES, strict=True):
+        assert event["end"] is not None
+        # The start lies within the anomaly (give or take the pacing's jitter of wall times).
+        assert start - 0.3 <= event["start"] - offset <= start + duration, (event, offset)
+        assert event["end"] - offset <= start + duration + 5  # ends soon after (end_after_s 2)
+        assert np.isfinite(event["peak_score"]) and event["peak_score"] > event["threshold"]
+    assert status == 200 and {e["id"] for e in listed} == {e["id"] for e in events}
+    for event, (snap_status, (clip_status, clip_bytes)) in zip(events, media, strict=True):
+        assert snap_status == 200
+        image = cv2.imread(event["snapshot"])
+        assert image is not None and image.shape[0] > 0
+        # The clip plays: decoded back, at the camera's resolution, from pre- to post-roll.
+        assert clip_status == 200 and len(clip_bytes) > 1000
+        with av.open(event["clip"]) as clip:
+            frames = [f.time for f in clip.decode(video=0)]
+            shape = (clip.streams.video[0].height, clip.streams.video[0].width)
+        assert shape == (360, 480)
+        span = event["end"] - event["start"]
+        assert span + 2 + 1 - 0.5 <= frames[-1] - frames[0] <= span + 2 + 1 + 0.5, (frames, span)
+        assert len(frames) >= 10 * (span + 2)  # 10 frames/s
+    # Webhook: every revision exactly once, in spite of the refusals; each event in order.
     keys = Counter(key for key, _ in hook.received)
     assert keys and max(keys.values()) == 1
-    changes = [payload["change"] for _, payload in hook.received]
-    assert changes[0] == "started" and changes[-1] == "ended"
-    assert hook.received[-1][1]["snapshot"] == event["snapshot"]  # the end names its snapshot
+    for event in events:
+        changes = [p["change"] for _, p in hook.received if p["id"] == event["id"]]
+        assert changes[0] == "started" and changes[-1] == "ended"
+        ended = [p for _, p in hook.received if p["id"] == event["id"]][-1]
+        assert ended["snapshot"] == event["snapshot"]  # the end names its snapshot
     lines = [
         json.loads(line) for line in (tmp_path / "events" / "events.jsonl").read_text().splitlines()
     ]
-    assert [line["idempotency_key"] for line in lines] == sorted(
-        keys, key=lambda k: int(k.split("-")[1])
-    )
-    assert 'streamdet_events_total{camera="path"} 1.0' in metrics
+    assert Counter(line["idempotency_key"] for line in lines) == keys
+    assert f'streamdet_events_total{{camera="path"}} {len(ANOMALIES)}.0' in metrics
     assert 'streamdet_outbox_depth{sink="webhook"} 0.0' in metrics
-    assert "streamdet_clips_total 1.0" in metrics and "streamdet_clip_failures_total 0.0" in metrics
+    assert f"streamdet_clips_total {len(ANOMALIES)}.0" in metrics
+    assert "streamdet_clip_failures_total 0.0" in metrics
     footage = float(metrics.split('streamdet_clip_buffer_bytes{camera="path"} ')[1].split()[0])
     assert footage > 0
     failures = float(metrics.split('streamdet_sink_failures_total{sink="webhook"} ')[1].split()[0])
     assert failures >= 2
-    assert np.isfinite(event["peak_score"]) and event["peak_score"] > event["threshold"]
-    assert time.time() > event["end"] > event["start"]
+    assert time.time() > events[-1]["end"]
+
+
+def scene_time(run: Running) -> float:
+    frame = run.app.inference.latest.get("path")
+    return frame.ref.pts_s or 0.0 if frame is not None else 0.0
 
 
 def test_a_masked_anomaly_raises_no_event(tmp_path: Path) -> None:
