@@ -37,10 +37,11 @@ decode-to-score latency alone cannot see. ``cameras_sustained`` is the highest c
 Limits, same run, same frames, measured before and after the pipeline (median of the two):
 decode limit = N bare threads decoding the clip *file* at full speed with the stage's conversion
 (``benchmarks/capture.py``'s bare loop), its analysable equivalent = decoded/s x 5/25; model
-limit = ``ModelRunner.run`` scoring N cameras' windows per call (vmap path) as fast as it can.
-``limit = min(N x 5 offered, decode equivalent, model)``, ``ratio_to_limit = analysed_fps /
-limit``. The same windows are also scored with the group's ``vmap_ok`` off (one call per
-camera): ``vmap.ratio`` is how much one vmapped call beats the per-camera loop.
+limit = ``ModelRunner.run`` scoring N cameras' windows per call as fast as it can, the faster of
+its two ways (one vmapped call over stacked parameters; one call per camera), as the pipeline's
+runner (``inference.grouping: auto``) picks. ``limit = min(N x 5 offered, decode equivalent,
+model)``, ``ratio_to_limit = analysed_fps / limit``. ``vmap.ratio`` is how much one vmapped call
+beats one call per camera on the same windows; ``pipeline_grouping`` is what the pipeline chose.
 
 Naive loop, same model, same sources, same time: N PyAV readers; for each camera in turn decode
 the next frame, convert it, score it alone (batch 1), repeat. It cannot skip a frame without
@@ -366,9 +367,9 @@ def run_pipeline(setup: Setup, count: int) -> dict[str, Any]:
         time.sleep(args.seconds)
         after = Counts.take(app, setup.server_pid)
         time.sleep(GRACE_S)
-        vmap_ok = all(g.vmap_ok for g in app.inference.runner._groups.values())
+        modes = sorted({m or "single" for m in app.inference.runner.modes().values()})
     rows = scores.between(before.wall, after.wall)
-    return summarise_pipeline(count, before, after, rows) | {"pipeline_vmap_ok": vmap_ok}
+    return summarise_pipeline(count, before, after, rows) | {"pipeline_grouping": modes}
 
 
 def summarise_pipeline(
@@ -437,8 +438,8 @@ def decode_limit(setup: Setup, count: int) -> float:
     return sample.fps
 
 
-def limit_runner(setup: Setup, count: int, threads: int) -> ModelRunner:
-    runner = ModelRunner("cpu", threads)
+def limit_runner(setup: Setup, count: int, threads: int, grouping: str) -> ModelRunner:
+    runner = ModelRunner("cpu", threads, grouping)
     for name in camera_names(count):
         runner.add(name, load_checkpoint(setup.models_dir / name)[0])
     return runner
@@ -459,20 +460,6 @@ def window_batches(
     return out
 
 
-def set_vmap(runner: ModelRunner, enabled: bool) -> bool:
-    """Switch the runner's groups between one vmapped call and one call per camera.
-
-    Reaches into the runner on purpose: the flag is what the runner itself flips when a model
-    cannot run under vmap, so this measures exactly its two code paths. Returns whether every
-    group had vmap working before.
-    """
-    groups = runner._groups.values()
-    was_ok = all(g.vmap_ok for g in groups)
-    for group in groups:
-        group.vmap_ok = enabled
-    return was_ok
-
-
 def runner_rate(runner: ModelRunner, batches: list[dict[str, np.ndarray]], seconds: float) -> float:
     """Windows/s of ``runner.run`` called back to back on ``batches``."""
     runner.run(batches[0])  # warm: stacking, first call at these shapes
@@ -485,35 +472,25 @@ def runner_rate(runner: ModelRunner, batches: list[dict[str, np.ndarray]], secon
 
 
 def measure_limits(setup: Setup, count: int, threads: int, reverse: bool) -> dict[str, float]:
-    """Decode limit, model limit (vmap) and the per-camera loop, in ABC or CBA order."""
-    runner = limit_runner(setup, count, threads)
-    batches = window_batches(setup, count, runner.context(camera_names(1)[0]))
-    vmap_worked = True
+    """Decode limit and the model limit both ways (one vmapped call; one call per camera), in
+    ABC or CBA order. The pipeline's runner (``grouping: auto``) uses the faster way."""
+    vmapped = limit_runner(setup, count, threads, "vmap")
+    looped = limit_runner(setup, count, threads, "loop")
+    batches = window_batches(setup, count, vmapped.context(camera_names(1)[0]))
     seconds = setup.args.limit_seconds
-
-    def vmapped() -> float:
-        nonlocal vmap_worked
-        set_vmap(runner, True)
-        rate = runner_rate(runner, batches, seconds)
-        vmap_worked = vmap_worked and set_vmap(runner, True)
-        return rate
-
-    def looped() -> float:
-        set_vmap(runner, False)
-        return runner_rate(runner, batches, seconds)
-
     steps: list[tuple[str, Callable[[], float]]] = [
         ("decode_fps", lambda: decode_limit(setup, count)),
-        ("vmap_windows_per_s", vmapped),
-        ("loop_windows_per_s", looped),
+        ("vmap_windows_per_s", lambda: runner_rate(vmapped, batches, seconds)),
+        ("loop_windows_per_s", lambda: runner_rate(looped, batches, seconds)),
     ]
     result: dict[str, float] = {}
     for name, step in reversed(steps) if reverse else steps:
         result[name] = step()
-    result["vmap_worked"] = float(vmap_worked)
+    # A model that cannot run under vmap falls back to the loop even when vmap is asked for.
+    result["vmap_worked"] = float(all(m == "vmap" for m in vmapped.modes().values()))
     log(
-        f"  limits: decode {result['decode_fps']:.0f} frames/s, model (vmap)"
-        f" {result['vmap_windows_per_s']:.0f} windows/s, per-camera loop"
+        f"  limits: decode {result['decode_fps']:.0f} frames/s, model: one vmapped call"
+        f" {result['vmap_windows_per_s']:.0f} windows/s, one call per camera"
         f" {result['loop_windows_per_s']:.0f} windows/s"
     )
     return result
@@ -526,7 +503,7 @@ def combine_limits(
     parts = {
         "offered": float(count * ANALYSIS_FPS),
         "decode": med["decode_fps"] * ANALYSIS_FPS / FPS,
-        "model": med["vmap_windows_per_s"],
+        "model": max(med["vmap_windows_per_s"], med["loop_windows_per_s"]),
     }
     limiting = min(parts, key=lambda k: parts[k])
     limits = {

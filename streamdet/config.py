@@ -270,6 +270,11 @@ class InferenceConfig(_Model):
     threads: int | None = Field(
         None, ge=1, le=256, description="CPU threads for models; default: all but one core."
     )
+    grouping: Literal["auto", "vmap", "loop"] = Field(
+        "auto",
+        description="Cameras sharing a model architecture: one vmapped call, one call per"
+        " camera, or auto (time both on the first batch, keep the faster).",
+    )
     output_queue: int = Field(
         256, ge=1, le=100000, description="Scored frames buffered for alerting (drop-oldest)."
     )

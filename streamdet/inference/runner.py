@@ -5,6 +5,12 @@ kind and spec, same parameter shapes) are scored in **one** call: their paramete
 (``torch.func.stack_module_state``) and the model is called through ``functional_call`` under
 ``vmap``. A group whose model cannot run under ``vmap`` falls back to one call per camera (logged
 once). CUDA (with fp16 autocast) and CPU (with a deliberate thread count) share this code path.
+
+Whether the grouped call is actually faster depends on the device and the model: on a GPU one
+launch for all cameras wins; on a small CPU, per-camera calls of a cheap model are often faster
+than ``vmap``'s batching rules. With ``grouping="auto"`` (the default) the runner times both
+ways on the group's first real batch (best of three each, interleaved) and keeps the faster,
+again whenever the group's cameras change; ``"vmap"`` or ``"loop"`` force one.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
@@ -50,12 +57,22 @@ class _Group:
     stacked: tuple[dict[str, Tensor], dict[str, Tensor]] | None = None
     call: Callable[..., Any] | None = None
     vmap_ok: bool = True
+    mode: str | None = None  # "vmap" or "loop" once chosen; None: choose on the next batch
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per batch, when timed
+
+
+GROUPINGS = ("auto", "vmap", "loop")
 
 
 class ModelRunner:
     """Holds every camera's model on one device and scores windows of frames for many cameras."""
 
-    def __init__(self, device: str = "auto", threads: int | None = None) -> None:
+    def __init__(
+        self, device: str = "auto", threads: int | None = None, grouping: str = "auto"
+    ) -> None:
+        if grouping not in GROUPINGS:
+            raise ValueError(f"grouping must be one of {GROUPINGS}, not {grouping!r}")
+        self.grouping = grouping
         self.device = choose_device(device)
         if self.device.type == "cpu" and threads:
             torch.set_num_threads(threads)  # leave cores for the decode threads
@@ -77,7 +94,7 @@ class ModelRunner:
         group = self._groups.setdefault(key, _Group())
         group.cameras.append(camera)
         group.models.append(model)
-        group.stacked = None  # restacked lazily on the next call
+        group.stacked, group.mode = None, None  # restacked and re-chosen on the next call
         self._camera_group[camera] = key
 
     def remove(self, camera: str) -> None:
@@ -87,7 +104,7 @@ class ModelRunner:
         group = self._groups[key]
         i = group.cameras.index(camera)
         del group.cameras[i], group.models[i]
-        group.stacked = None
+        group.stacked, group.mode = None, None
         if not group.cameras:
             del self._groups[key]
 
@@ -110,22 +127,63 @@ class ModelRunner:
     ) -> dict[str, Scores]:
         frames = torch.from_numpy(np.stack([windows[c] for c in cameras])).to(self.device)
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda"):
-            if group.vmap_ok and len(group.cameras) > 1:
-                try:
-                    score, amap = self._vmapped(group, cameras, frames)
-                except RuntimeError as exc:
-                    group.vmap_ok = False
-                    logger.warning(
-                        "model %s cannot run under vmap (%s): one call per camera",
-                        group.models[0].kind,
-                        str(exc).splitlines()[0],
-                    )
-                    score, amap = self._looped(group, cameras, frames)
+            if len(cameras) > 1 and self._mode(group, cameras, frames) == "vmap":
+                score, amap = self._vmapped(group, cameras, frames)
             else:
                 score, amap = self._looped(group, cameras, frames)
         score_np = score.float().cpu().numpy()
         map_np = amap.float().cpu().numpy()
         return {c: Scores(float(score_np[i]), map_np[i]) for i, c in enumerate(cameras)}
+
+    def _mode(self, group: _Group, cameras: list[str], frames: Tensor) -> str:
+        if group.mode is not None:
+            return group.mode
+        if group.vmap_ok and self.grouping != "loop":
+            try:
+                self._vmapped(group, cameras, frames)
+            except RuntimeError as exc:
+                group.vmap_ok = False
+                logger.warning(
+                    "model %s cannot run under vmap (%s): one call per camera",
+                    group.models[0].kind,
+                    str(exc).splitlines()[0],
+                )
+        if not group.vmap_ok or self.grouping != "auto":
+            group.mode = "vmap" if group.vmap_ok and self.grouping == "vmap" else "loop"
+            return group.mode
+        ways = {"vmap": self._vmapped, "loop": self._looped}
+        runs: dict[str, list[float]] = {name: [] for name in ways}
+        for _ in range(3):
+            for name, way in ways.items():
+                runs[name].append(self._timed(way, group, cameras, frames))
+        group.timings = {name: min(t) for name, t in runs.items()}
+        group.mode = min(group.timings, key=group.timings.__getitem__)
+        logger.info(
+            "model %s, %d cameras: %s (one vmapped call %.1f ms, one call per camera %.1f ms)",
+            group.models[0].kind,
+            len(cameras),
+            "one vmapped call" if group.mode == "vmap" else "one call per camera",
+            group.timings["vmap"] * 1e3,
+            group.timings["loop"] * 1e3,
+        )
+        return group.mode
+
+    def _timed(
+        self,
+        way: Callable[[_Group, list[str], Tensor], tuple[Tensor, Tensor]],
+        group: _Group,
+        cameras: list[str],
+        frames: Tensor,
+    ) -> float:
+        started = time.perf_counter()
+        way(group, cameras, frames)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # kernels run asynchronously: wait for them
+        return time.perf_counter() - started
+
+    def modes(self) -> dict[str, str | None]:
+        """Per group (its first camera's name): how its cameras are scored, once chosen."""
+        return {g.cameras[0]: g.mode for g in self._groups.values()}
 
     def _looped(self, group: _Group, cameras: list[str], frames: Tensor) -> tuple[Tensor, Tensor]:
         outs = [

@@ -47,7 +47,7 @@ class InferenceStage:
         self.metrics = metrics
         self.config = inference
         threads = inference.threads or max(1, (os.cpu_count() or 2) - 1)
-        self.runner = ModelRunner(inference.device, threads)
+        self.runner = ModelRunner(inference.device, threads, inference.grouping)
         device = str(self.runner.device)
         self.detectors = {c.name: Detector(c, models, device) for c in cameras if c.enabled}
         self.batcher: Batcher[FrameRef] = Batcher(inference.max_batch, inference.max_wait_ms / 1000)

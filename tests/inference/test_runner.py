@@ -1,4 +1,5 @@
-"""The runner: per-camera models, one vmapped call per architecture, same answers as alone."""
+"""The runner: per-camera models, one vmapped call per architecture (or one call per camera,
+whichever is faster), same answers as alone."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def windows(n: int, context: int, seed: int = 0) -> dict[str, np.ndarray]:
 def test_grouped_vmap_call_matches_each_model_alone(
     kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    runner = ModelRunner("cpu")
+    runner = ModelRunner("cpu", grouping="vmap")
     models = {f"cam{i}": model_with_stats(kind, 0.1 * i) for i in range(4)}
     for camera, model in models.items():
         runner.add(camera, model)
@@ -41,6 +42,7 @@ def test_grouped_vmap_call_matches_each_model_alone(
     with caplog.at_level(logging.WARNING):
         batched = runner.run(inputs)
     assert "cannot run under vmap" not in caplog.text  # the grouped path really ran
+    assert runner.modes() == {"cam0": "vmap"}
     for camera, model in models.items():
         with torch.inference_mode():
             alone = model(torch.from_numpy(inputs[camera][None]))
@@ -50,6 +52,34 @@ def test_grouped_vmap_call_matches_each_model_alone(
         )
     scores = [batched[c].score for c in models]
     assert len(set(scores)) == 4  # each camera used its own statistics
+
+
+def test_auto_grouping_times_both_ways_and_keeps_the_faster(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    runner = ModelRunner("cpu")  # grouping="auto"
+    for i in range(3):
+        runner.add(f"cam{i}", model_with_stats("motion", 0.1 * i))
+    inputs = windows(3, 1)
+    with caplog.at_level(logging.INFO, logger="streamdet.inference.runner"):
+        first = runner.run(inputs)
+    group = runner._groups[runner._camera_group["cam0"]]
+    assert set(group.timings) == {"vmap", "loop"} and min(group.timings.values()) > 0
+    assert group.mode == min(group.timings, key=group.timings.__getitem__)
+    assert "one call per camera" in caplog.text and "ms" in caplog.text
+    # The other way gives the same answers, so the choice changes speed only.
+    other = ModelRunner("cpu", grouping="loop" if group.mode == "vmap" else "vmap")
+    for i in range(3):
+        other.add(f"cam{i}", model_with_stats("motion", 0.1 * i))
+    for camera, scored in other.run(inputs).items():
+        assert scored.score == pytest.approx(first[camera].score, rel=1e-5, abs=1e-5)
+    # A change of the group's cameras makes the runner choose again on the next batch.
+    runner.add("cam3", model_with_stats("motion", 0.5))
+    assert runner.modes() == {"cam0": None}
+    runner.run({**inputs, "cam3": inputs["cam0"]})
+    assert runner.modes()["cam0"] in ("vmap", "loop")
+    with pytest.raises(ValueError, match="grouping"):
+        ModelRunner("cpu", grouping="fast")
 
 
 def test_subset_of_a_group_and_removal() -> None:
