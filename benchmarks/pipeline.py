@@ -1,8 +1,8 @@
 """The whole pipeline on N live 720p cameras: throughput, misses, latency, CPU, and its limits.
 
-N cameras of 1280x720 H.264 at 25 fps are analysed at 5 fps each with the default model kind,
-on this machine's CPU. For every camera count tried (``--cameras 4,8,16``, increasing, stopping
-after the first count that fails) the run measures:
+N cameras of 1280x720 H.264 at 25 fps are analysed at 5 fps each with the default model kind
+(``--kind`` for another) on this machine's CPU. For every camera count tried (``--cameras
+4,8,16``, increasing, stopping after the first count that fails) the run measures:
 
 Setup (once). One synthetic scene clip (``make_scene_clip``, 1280x720, 25 fps, ``--frames``
 frames, cached in ``--workdir``). One GStreamer RTSP server on 127.0.0.1 serves it live at one
@@ -97,7 +97,7 @@ from streamdet.frames import ScoredFrame
 from streamdet.inference.runner import ModelRunner
 from streamdet.models.base import AnomalyModel, TrainSettings, no_progress
 from streamdet.models.checkpoint import load_checkpoint, save_checkpoint
-from streamdet.models.kinds import DEFAULT_KIND
+from streamdet.models.kinds import DEFAULT_KIND, MODEL_KINDS
 from streamdet.models.registry import default_spec, entry
 from streamdet.models.training import Budget, collect_files, fit_and_calibrate
 from tests.support.servers import SYSTEM_PYTHON, RtspServer
@@ -122,14 +122,14 @@ def camera_names(count: int) -> list[str]:
 
 
 def train_models(
-    clip: Path, models_dir: Path, cameras: list[str], params: dict[str, Any]
+    clip: Path, models_dir: Path, cameras: list[str], kind: str, params: dict[str, Any]
 ) -> dict[str, Any]:
-    """Train one default-kind model on the clip; save it as every camera's checkpoint."""
+    """Train one model of ``kind`` on the clip; save it as every camera's checkpoint."""
     started = time.monotonic()
-    spec = default_spec(DEFAULT_KIND, params=params)
+    spec = default_spec(kind, params=params)
     data = collect_files([clip], spec, no_progress)
     settings = TrainSettings(seed=0, max_seconds=60.0, epochs=3)
-    budget = Budget(ANALYSIS_FPS, 1.0, entry(DEFAULT_KIND).smoothing_alpha)
+    budget = Budget(ANALYSIS_FPS, 1.0, entry(kind).smoothing_alpha)
     trained = fit_and_calibrate(spec, data, settings, budget, no_progress)
     for name in cameras:
         extra = {
@@ -141,13 +141,13 @@ def train_models(
     # the model's own view of its params: its defaults merged with the spec's (if it has one)
     effective = getattr(trained.model, "params", spec.params)
     info = {
-        "kind": DEFAULT_KIND,
+        "kind": kind,
         "params": effective if isinstance(effective, dict) else spec.params,
         "input": [spec.width, spec.height],
         "train_s": time.monotonic() - started,
         **trained.summary,
     }
-    log(f"model: {DEFAULT_KIND} {info['params']} trained in {info['train_s']:.1f} s")
+    log(f"model: {kind} {info['params']} trained in {info['train_s']:.1f} s")
     return info
 
 
@@ -184,7 +184,7 @@ def build_config(setup: Setup, count: int) -> Config:
         else:
             source = {"kind": "file", "path": str(setup.clip), "loop": True, "realtime": True}
         cameras.append({"name": name, "source": source, "analysis_fps": ANALYSIS_FPS})
-    models = {"dir": str(setup.models_dir), "kind": DEFAULT_KIND, "learn_in_place": False}
+    models = {"dir": str(setup.models_dir), "kind": setup.args.kind, "learn_in_place": False}
     # Events go next to the models, in the benchmark's own temporary folder.
     alerts = {"dir": str(setup.models_dir.parent / "events")}
     return parse_config(
@@ -755,6 +755,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mounts", type=int, default=1, help="RTSP mounts the cameras share")
     parser.add_argument("--frames", type=int, default=250, help="frames in the test clip")
     parser.add_argument(
+        "--kind",
+        choices=sorted(MODEL_KINDS),
+        default=DEFAULT_KIND,
+        help=f"model kind for every camera (default: the product's default, {DEFAULT_KIND})",
+    )
+    parser.add_argument(
         "--model-params", type=json.loads, default={}, help="JSON params for the model's spec"
     )
     parser.add_argument(
@@ -804,7 +810,9 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="streamdet-pipeline-bench-") as tmp:
         models_dir = Path(tmp) / "models"
-        model = train_models(clip, models_dir, camera_names(args.counts[-1]), args.model_params)
+        model = train_models(
+            clip, models_dir, camera_names(args.counts[-1]), args.kind, args.model_params
+        )
         frames = read_clip(clip, OUT_SHAPE[1], OUT_SHAPE[0])
         with camera_sources(args, clip) as (urls, pid):
             setup = Setup(clip, models_dir, frames, urls, args, pid)
