@@ -22,8 +22,9 @@ scores (bounded) and ``--warmup`` more seconds, a window of ``--seconds`` is mea
 * ``deadline_misses`` = offered - scored frames *captured in the window* (a score listener sees
   every scored frame; in-flight frames get a short grace after the window): frames that were due
   for analysis and never scored. Reported beside it: ``superseded`` (replaced in the batcher)
-  and ``dropped_*`` (window unavailable, output full) from the metrics registry; the remainder
-  (``misses_unaccounted``) is frames never offered to the batcher at all.
+  and ``dropped_*`` (window unavailable, output full, behind: analysable frames that came and
+  went between two looks of the inference thread) from the metrics registry; the remainder is
+  ``misses_unaccounted``.
 * ``latency_p50_s`` / ``latency_p99_s``: ``ScoredFrame.latency_s`` (decode to score).
 * ``cpu_cores`` / ``cpu_pct``: process CPU time / wall time (cores, and % of all cores); also the
   RTSP server's CPU and the whole machine's busy cores (``/proc/stat``) to show other load.
@@ -305,6 +306,7 @@ class Counts:
     analysed: int
     superseded: float
     unavailable: float
+    behind: float
     output_full: float
     batches: float
     batch_items: float
@@ -327,6 +329,7 @@ class Counts:
             unavailable=registry_sum(
                 app, drop, names, stage="inference", reason="window_unavailable"
             ),
+            behind=registry_sum(app, drop, names, stage="inference", reason="behind"),
             output_full=registry_sum(app, drop, names, stage="inference", reason="output_full"),
             batches=app.registry.get_sample_value("streamdet_inference_batch_size_count") or 0.0,
             batch_items=app.registry.get_sample_value("streamdet_inference_batch_size_sum") or 0.0,
@@ -386,6 +389,7 @@ def summarise_pipeline(
     analysed = after.analysed - before.analysed
     superseded = after.superseded - before.superseded
     unavailable = after.unavailable - before.unavailable
+    behind = after.behind - before.behind
     latencies = np.array([r[3] for r in rows]) if rows else np.array([np.inf])
     batches = after.batches - before.batches
     p99 = float(np.percentile(latencies, 99))
@@ -410,7 +414,8 @@ def summarise_pipeline(
         "superseded": superseded,
         "dropped_window_unavailable": unavailable,
         "dropped_output_full": after.output_full - before.output_full,
-        "misses_unaccounted": misses - superseded - unavailable,
+        "dropped_behind": behind,
+        "misses_unaccounted": misses - superseded - unavailable - behind,
         "decoded_fps": sum(decoded.values()) / seconds,
         "decoded_fps_min_camera": min_decoded_fps,
         "frames_skipped": sum(decoded.values()) - analysed,
