@@ -15,7 +15,8 @@ Measured:
 * ``browser_fps``: frames decoded per second (``getStats`` inbound-rtp ``framesDecoded``) over
   each phase, per tab (the server sends ``server.webrtc.fps``, default 10).
 * ``rss_mb``: the server process's resident memory (``/proc/PID/status`` VmRSS) sampled every
-  2 s: first, last and max of each phase; ``cpu_cores``: its CPU time / wall time.
+  2 s: first, last and max of each phase, and every 10 s; ``cpu_cores``: its CPU time / wall
+  time.
 
 Run from the repository root: ``python benchmarks/liveview.py [--seconds 60]`` (about
 ``idle + 2 x seconds + 20`` s). Needs Debian's chromium and chromedriver (``make system-deps``).
@@ -120,6 +121,7 @@ class Server:
         wall = time.monotonic() - started
         return {
             "rss_mb": {"first": samples[0], "last": samples[-1], "max": max(samples)},
+            "rss_mb_every_10s": samples[::5],
             "cpu_cores": (self.cpu_s() - cpu) / wall,
             "seconds": wall,
         }

@@ -49,8 +49,11 @@ class NewestFrameTrack(VideoStreamTrack):
     Until the camera has a frame, and when it has nothing new, the last image is sent again.
     """
 
-    def __init__(self, newest: NewestImage, fps: float, shape: tuple[int, ...]) -> None:
+    def __init__(
+        self, camera: str, newest: NewestImage, fps: float, shape: tuple[int, ...]
+    ) -> None:
         super().__init__()
+        self.camera = camera
         self._newest = newest
         self._interval = 1.0 / fps
         self._first: float | None = None
@@ -155,13 +158,13 @@ class WebRtcViewers:
 
     async def stop(self) -> None:
         """Close every peer connection (idempotent)."""
-        await asyncio.gather(*(self._close(pc) for pc in list(self.peers)))
+        await asyncio.gather(*(self._close(pc) for pc in list(self.peers)), *self._closing)
         if self._started:
             HOST_ADDRESSES.release()
             self._started = False
 
     async def answer(
-        self, offer: RTCSessionDescription, track: NewestFrameTrack, camera: str
+        self, offer: RTCSessionDescription, track: NewestFrameTrack
     ) -> RTCSessionDescription:
         """A new peer sending ``track``; returns its answer (after gathering candidates)."""
         if len(self.peers) >= self.config.max_viewers:
@@ -175,7 +178,7 @@ class WebRtcViewers:
 
         @pc.on("connectionstatechange")
         async def _changed() -> None:
-            logger.debug("%s: viewer connection %s", camera, pc.connectionState)
+            logger.debug("%s: viewer connection %s", track.camera, pc.connectionState)
             if pc.connectionState == "connected" and (deadline := self._deadlines.pop(pc, None)):
                 deadline.cancel()
             elif pc.connectionState in ("failed", "closed"):
@@ -188,7 +191,7 @@ class WebRtcViewers:
         except Exception as exc:  # a malformed or unsupported offer
             await self._close(pc)
             raise web.HTTPBadRequest(text=f"cannot answer this offer: {exc}") from exc
-        logger.info("%s: WebRTC viewer connecting (%d viewers)", camera, len(self.peers))
+        logger.info("%s: WebRTC viewer connecting (%d viewers)", track.camera, len(self.peers))
         return pc.localDescription
 
     def _expire(self, pc: RTCPeerConnection) -> None:
@@ -204,6 +207,12 @@ class WebRtcViewers:
             deadline.cancel()
         if track is not None:
             track.stop()
+            logger.info(
+                "%s: WebRTC viewer gone after %d frames (%d viewers left)",
+                track.camera,
+                track.frames_sent,
+                len(self.peers),
+            )
         await pc.close()
 
 
@@ -220,11 +229,12 @@ async def offer(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text=f"expected an offer, got {description.type!r}")
     inference = request.app[INFERENCE]
     track = NewestFrameTrack(
+        ring.camera,
         lambda after: newest_image(ring, inference, show_overlay, after),
         viewers.config.fps,
         ring.shape,
     )
-    answer = await viewers.answer(description, track, ring.camera)
+    answer = await viewers.answer(description, track)
     return web.json_response({"sdp": answer.sdp, "type": answer.type})
 
 

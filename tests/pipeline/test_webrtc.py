@@ -132,7 +132,7 @@ def test_webrtc_slow_viewer_gets_the_newest_frame_and_nothing_piles_up() -> None
 
     async def slow_viewer() -> tuple[list[int], list[int], int]:
         track = NewestFrameTrack(
-            lambda after: newest_image(ring, NO_SCORES, False, after), 20, ring.shape
+            "cam", lambda after: newest_image(ring, NO_SCORES, False, after), 20, ring.shape
         )
         sent, newest = [], []
         tracemalloc.start()
