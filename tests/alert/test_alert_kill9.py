@@ -21,8 +21,11 @@ STREAMDET = str(Path(sys.executable).with_name("streamdet"))
 def events_in(db: Path) -> list[tuple[str, int]]:
     if not db.exists():
         return []
-    with sqlite3.connect(db) as con:
-        return [(r[0], r[1]) for r in con.execute("SELECT id, revision FROM events")]
+    try:
+        with sqlite3.connect(db) as con:
+            return [(r[0], r[1]) for r in con.execute("SELECT id, revision FROM events")]
+    except sqlite3.OperationalError:  # the file exists a moment before its tables do
+        return []
 
 
 def owed(db: Path) -> list[str]:
