@@ -9,7 +9,8 @@ typical and larger is more unusual. ``score`` is ``(B,)``, the max over the map,
 anomaly in a big frame is not averaged away.
 
 Normalisation statistics are buffers (saved in the checkpoint); they are global over locations
-because per-location statistics overfit places that normal footage rarely visits.
+because per-location statistics overfit places that normal footage rarely visits (the "flow"
+model's per-cell scales are floored by their row's scale for that reason).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class AnomalyModel(nn.Module):
     kind: ClassVar[str] = ""
     version: ClassVar[int] = 1  # bump when weights or features change meaning
     context: int = 1  # past frames needed before the newest
+    onnx_exportable: ClassVar[bool] = True  # False when forward leaves torch (e.g. OpenCV)
     norm_mean: Tensor  # buffers, registered in __init__
     norm_std: Tensor
 

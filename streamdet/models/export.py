@@ -15,6 +15,9 @@ from streamdet.models.base import AnomalyModel
 def export_onnx(model: AnomalyModel, path: Path, batch: int = 1) -> Path:
     """Write ``path``: input ``frames`` uint8 (B, T, H, W) -> ``score`` (B,), ``anomaly_map``."""
     spec = model.spec
+    if not model.onnx_exportable:
+        # tracing would silently bake the non-torch part of forward in as constants
+        raise ModelError(f"cannot export {spec.kind} to ONNX: its forward runs outside torch")
     example = torch.zeros((batch, model.context + 1, spec.height, spec.width), dtype=torch.uint8)
     model = model.cpu().eval()
     path.parent.mkdir(parents=True, exist_ok=True)

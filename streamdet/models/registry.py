@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from streamdet.errors import ModelError
-from streamdet.models import autoencoder, fusion, local, motion, predictor
+from streamdet.models import autoencoder, flow, fusion, local, motion, predictor
 from streamdet.models.base import (
     AnomalyModel,
     ModelSpec,
@@ -42,6 +42,13 @@ MODELS: dict[str, ModelEntry] = {
         0.5,
         "local motion cues per patch: share of moving pixels and speed (normal flow by "
         "default; params flow=block for block matching)",
+    ),
+    "flow": ModelEntry(
+        flow.build,
+        flow.train_flow,
+        flow.default_spec(),
+        0.5,
+        "DIS optical flow per cell: speed and direction against that cell's normal footage",
     ),
     "patchae": ModelEntry(
         local.build,
