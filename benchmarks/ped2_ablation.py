@@ -1,14 +1,23 @@
-"""Ablation on UCSD Ped2: what motion cues, the local CNN and their fusion each reach.
+"""Ablation on UCSD Ped2: what motion cues, optical flow, the local CNN and their fusion reach.
 
-Rows: the frame-difference baseline, the motion cues only, the local CNN ("patchae") only and the
-fused default, each with and without the causal EMA on frame scores. For each row: streaming
-micro AUC (the headline: causal scores, training-only normalisation, one ROC over all test frames),
-per-video-normalised micro AUC (the papers' convention, uses future frames), training seconds
-and scoring frames/s. The first ``context`` frames of a clip get its first available score.
+Rows: the frame-difference baseline, the motion cues (normal flow, the default, and block
+matching), the DIS
+optical-flow model ("flow", its own input size), the local CNN ("patchae") and the fusion, each
+with and without the causal EMA on frame scores. For each row: streaming micro AUC (the
+headline: causal scores, training-only normalisation, one ROC over all test frames),
+per-video-normalised micro AUC (the papers' convention, uses future frames), per-clip AUC,
+training seconds and scoring frames/s. The first ``context`` frames of a clip get its first
+available score.
+
+``--split validation`` chooses settings without test labels: it trains on Train001-013 and scores
+Train014-016 plus copies of them with synthetic anomalies pasted in
+(``streamdet.eval.validation``), with the AUC per anomaly kind. ``--params`` overrides one
+kind's params (JSON), to compare settings on that split.
 
 Progress goes to stderr; the last stdout line is one JSON object.
 
-    python benchmarks/ped2_ablation.py [--dataset DIR] [--seed 0]
+    python benchmarks/ped2_ablation.py [--split test|validation] [--models flow,motion]
+        [--params '{"directions": 8}'] [--dataset DIR] [--seed 0]
 """
 
 from __future__ import annotations
@@ -17,18 +26,24 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from streamdet.eval.dataset import load_dataset, read_clip
+from streamdet.eval.dataset import Dataset, load_dataset, read_clip
 from streamdet.eval.metrics import auc, video_normalised
-from streamdet.models import fusion, local, motion
+from streamdet.eval.validation import build_validation
+from streamdet.models import flow, fusion
 from streamdet.models.base import AnomalyModel, ModelSpec, TrainingData, TrainSettings, score_clip
+from streamdet.models.registry import build_model, train_model
+from streamdet.scoring.smoothing import ema
 
 DEFAULT_DATASET = Path(__file__).resolve().parents[2] / "shared/data/ucsd_ped2"
+ALL_ROWS = ("framediff", "motion", "motion_block", "flow", "patchae", "fusion")
+VALIDATION_CLIPS = 3  # the last training clips (Ped2: Train014-016) are held out
 
 
 def log(message: str) -> None:
@@ -40,106 +55,118 @@ def progress(phase: str, fraction: float, figures: dict[str, float]) -> None:
     log(f"  {phase}: {fraction:.0%} {shown}")
 
 
-def ema(scores: np.ndarray, alpha: float) -> np.ndarray:
-    """Causal exponential moving average: frame t uses frames <= t only."""
-    out = np.empty(len(scores))
-    acc = float(scores[0])
-    for i, value in enumerate(scores):
-        acc = alpha * float(value) + (1 - alpha) * acc
-        out[i] = acc
+def row_spec(row: str, extra: dict[str, Any]) -> ModelSpec:
+    """The spec of an ablation row: motion rows at the fusion's size, flow at its own."""
+    size = fusion.default_spec()
+    if row == "flow":
+        spec = flow.default_spec()
+    elif row == "fusion":
+        spec = size
+    else:
+        params = {"flow": "block"} if row == "motion_block" else {}
+        spec = ModelSpec(row.split("_")[0], size.width, size.height, size.patch, params)
+    return replace(spec, params={**spec.params, **extra})
+
+
+class Split:
+    """Training clips, scored clips with labels (and kinds), decoded once per input size."""
+
+    def __init__(self, ds: Dataset, validation: bool, seed: int) -> None:
+        self.ds, self.validation, self.seed = ds, validation, seed
+        self._cache: dict[tuple[int, int], tuple[TrainingData, dict[str, np.ndarray]]] = {}
+        self.labels: dict[str, np.ndarray] = {}
+        self.kinds: dict[str, str] = {}
+
+    def at(self, width: int, height: int) -> tuple[TrainingData, dict[str, np.ndarray]]:
+        if (width, height) not in self._cache:
+            log(f"decoding at {width}x{height}")
+            train = [read_clip(c.path, width, height) for c in self.ds.train]
+            if self.validation:
+                held = train[-VALIDATION_CLIPS:]
+                train = train[:-VALIDATION_CLIPS]
+                val = build_validation(held, train, seed=self.seed)
+                per_clip = len(val.kinds) // len(held)
+                names = [f"{i // per_clip}_{k}" for i, k in enumerate(val.kinds)]
+                scored = dict(zip(names, val.clips, strict=True))
+                self.labels = dict(zip(names, val.labels, strict=True))
+                self.kinds = dict(zip(names, val.kinds, strict=True))
+            else:
+                scored = {c.name: read_clip(c.path, width, height) for c in self.ds.test}
+                self.labels = self.ds.labels
+            self._cache[(width, height)] = (TrainingData(train, self.ds.fps), scored)
+        return self._cache[(width, height)]
+
+
+def figures(scores: dict[str, np.ndarray], split: Split, alpha: float) -> dict[str, Any]:
+    smoothed = {n: ema(scores[n], alpha) for n in split.labels}
+    truth = np.concatenate([split.labels[n] for n in smoothed])
+    flat = np.concatenate(list(smoothed.values()))
+    out: dict[str, Any] = {
+        "streaming_auc": round(auc(truth, flat), 4),
+        "per_video_auc": round(
+            auc(truth, np.concatenate([video_normalised(s) for s in smoothed.values()])), 4
+        ),
+    }
+    if split.validation:  # each kind against all normal frames
+        kinds = np.concatenate([[split.kinds[n]] * len(s) for n, s in smoothed.items()])
+        for kind in sorted(set(split.kinds.values()) - {"normal"}):
+            keep = (truth == 0) | (kinds == kind)
+            out[f"auc_{kind}"] = round(auc(truth[keep], flat[keep]), 3)
+    else:
+        out["per_clip_auc"] = {n: round(auc(split.labels[n], s), 3) for n, s in smoothed.items()}
     return out
 
 
-def evaluate(
-    model: AnomalyModel, clips: dict[str, np.ndarray], labels: dict[str, np.ndarray]
-) -> tuple[dict[str, np.ndarray], float]:
-    """Frame scores per test clip and the scoring speed in frames/s (decoding excluded)."""
-    start = time.perf_counter()
-    scores = {name: score_clip(model, clip)[0] for name, clip in clips.items()}
-    fps = sum(len(c) for c in clips.values()) / (time.perf_counter() - start)
-    return scores, fps
-
-
-def row(
-    scores: dict[str, np.ndarray], labels: dict[str, np.ndarray], alpha: float
-) -> dict[str, float]:
-    smoothed = [ema(scores[n], alpha) for n in labels]
-    truth = np.concatenate([labels[n] for n in labels])
-    return {
-        "streaming_auc": round(auc(truth, np.concatenate(smoothed)), 4),
-        "per_video_auc": round(
-            auc(truth, np.concatenate([video_normalised(s) for s in smoothed])), 4
-        ),
-    }
+def train_row(row: str, spec: ModelSpec, data: TrainingData, seed: int) -> AnomalyModel:
+    """A trained model for one row (fusion trains its members itself)."""
+    torch.manual_seed(seed)
+    model = build_model(spec)
+    train_model(model, data, TrainSettings(seed=seed), progress)
+    return model
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", choices=("test", "validation"), default="test")
+    parser.add_argument("--models", default=",".join(ALL_ROWS))
+    parser.add_argument("--params", default="{}", help="JSON params for every chosen row")
     args = parser.parse_args()
-    torch.manual_seed(args.seed)
-    spec = fusion.default_spec()
-    alpha = float(fusion.FUSION_DEFAULTS["ema_alpha"])
-    ds = load_dataset(args.dataset)
-    log(f"decoding {len(ds.train)} train, {len(ds.test)} test clips at {spec.width}x{spec.height}")
-    train = TrainingData([read_clip(c.path, spec.width, spec.height) for c in ds.train], ds.fps)
-    test = {c.name: read_clip(c.path, spec.width, spec.height) for c in ds.test}
-    settings = TrainSettings(seed=args.seed)
-
-    models: dict[str, AnomalyModel] = {}
-    train_s: dict[str, float] = {}
-    for kind, build, trainer in [
-        ("framediff", motion.build, motion.train_framediff),
-        ("motion", motion.build, motion.train_motion),
-        ("motion_normalflow", motion.build, motion.train_motion),
-        ("patchae", local.build, local.train_patchae),
-    ]:
-        log(f"training {kind}")
-        params = {"flow": "normal"} if kind == "motion_normalflow" else {}
-        base_kind = kind.split("_")[0]
-        model = build(ModelSpec(base_kind, spec.width, spec.height, spec.patch, params))
-        start = time.perf_counter()
-        trainer(model, train, settings, progress)
-        train_s[kind] = time.perf_counter() - start
-        models[kind] = model
-    # the fused default reuses the members trained above (same data and seed as train_fusion
-    # would use), so only its calibration is timed on top of theirs
-    log("calibrating fusion")
-    fused = fusion.build(spec)
-    assert isinstance(fused, fusion.FusionModel)
-    for member in fused.members:
-        assert isinstance(member, AnomalyModel)
-        member.load_state_dict(models[member.kind].state_dict())
-    start = time.perf_counter()
-    fusion.calibrate_fusion(fused, train, settings, progress)
-    train_s["fusion"] = time.perf_counter() - start + train_s["motion"] + train_s["patchae"]
-    models["fusion"] = fused
-
+    torch.set_num_threads(min(torch.get_num_threads(), 2))
+    split = Split(load_dataset(args.dataset), args.split == "validation", args.seed)
+    extra = json.loads(args.params)
     rows: list[dict[str, Any]] = []
-    for kind, model in models.items():
-        log(f"scoring {kind}")
-        scores, fps = evaluate(model, test, ds.labels)
-        for a in (1.0, alpha) if kind != "framediff" else (1.0,):
+    for name in args.models.split(","):
+        if name not in ALL_ROWS:
+            raise SystemExit(f"unknown row {name!r}; known: {', '.join(ALL_ROWS)}")
+        spec = row_spec(name, extra)
+        data, scored = split.at(spec.width, spec.height)
+        log(f"training {name} {spec.params}")
+        start = time.perf_counter()
+        model = train_row(name, spec, data, args.seed)
+        train_s = time.perf_counter() - start
+        log(f"scoring {name}")
+        start = time.perf_counter()
+        scores = {n: score_clip(model, clip)[0] for n, clip in scored.items()}
+        fps = sum(len(c) for c in scored.values()) / (time.perf_counter() - start)
+        default_alpha = float(fusion.FUSION_DEFAULTS["ema_alpha"])
+        for alpha in (1.0, default_alpha) if name != "framediff" else (1.0,):
             rows.append(
                 {
-                    "model": kind,
-                    "ema_alpha": a,
-                    **row(scores, ds.labels, a),
-                    "train_s": round(train_s[kind], 1),
+                    "model": name,
+                    "params": spec.params,
+                    "size": [spec.width, spec.height],
+                    "ema_alpha": alpha,
+                    **figures(scores, split, alpha),
+                    "train_s": round(train_s, 1),
                     "frames_per_s": round(fps, 1),
                 }
             )
             log(f"  {rows[-1]}")
+    note = "timings on a shared 2-core CPU (torch 2 threads): noisy"
     print(
-        json.dumps(
-            {
-                "dataset": str(args.dataset),
-                "spec": spec.__dict__,
-                "rows": rows,
-                "note": "timings on a shared 2-core CPU: noisy",
-            }
-        )
+        json.dumps({"dataset": str(args.dataset), "split": args.split, "rows": rows, "note": note})
     )
 
 
