@@ -187,7 +187,10 @@ def build_config(setup: Setup, count: int) -> Config:
         cameras.append({"name": name, "source": source, "analysis_fps": ANALYSIS_FPS})
     models = {"dir": str(setup.models_dir), "kind": setup.args.kind, "learn_in_place": False}
     # Events go next to the models, in the benchmark's own temporary folder.
-    alerts = {"dir": str(setup.models_dir.parent / "events")}
+    alerts = {
+        "dir": str(setup.models_dir.parent / "events"),
+        "clips": {"enabled": not setup.args.no_clips},
+    }
     return parse_config(
         {"cameras": cameras, "models": models, "alerts": alerts, "server": {"enabled": False}}
     )
@@ -760,6 +763,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mounts", type=int, default=1, help="RTSP mounts the cameras share")
     parser.add_argument("--frames", type=int, default=250, help="frames in the test clip")
     parser.add_argument(
+        "--switch-interval",
+        type=float,
+        default=None,
+        help="sys.setswitchinterval for the whole run (seconds; Python's default is 0.005)",
+    )
+    parser.add_argument(
+        "--no-clips",
+        action="store_true",
+        help="cameras keep no footage for event clips (streamdet run keeps it by default)",
+    )
+    parser.add_argument(
         "--kind",
         choices=sorted(MODEL_KINDS),
         default=DEFAULT_KIND,
@@ -808,6 +822,8 @@ def camera_sources(args: argparse.Namespace, clip: Path) -> Iterator[tuple[list[
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
     started = time.monotonic()
     info = machine_info()
     log(f"machine: {info}")
