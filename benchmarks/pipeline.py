@@ -191,8 +191,15 @@ def build_config(setup: Setup, count: int) -> Config:
         "dir": str(setup.models_dir.parent / "events"),
         "clips": {"enabled": not setup.args.no_clips},
     }
+    capture = {"nice": setup.args.capture_nice}
     return parse_config(
-        {"cameras": cameras, "models": models, "alerts": alerts, "server": {"enabled": False}}
+        {
+            "cameras": cameras,
+            "capture": capture,
+            "models": models,
+            "alerts": alerts,
+            "server": {"enabled": False},
+        }
     )
 
 
@@ -767,6 +774,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=None,
         help="sys.setswitchinterval for the whole run (seconds; Python's default is 0.005)",
+    )
+    parser.add_argument(
+        "--capture-nice", type=int, default=0, help="capture.nice (the product's default: 0)"
     )
     parser.add_argument(
         "--no-clips",

@@ -215,6 +215,13 @@ class CaptureConfig(_Model):
     backoff: BackoffConfig = Field(
         default_factory=BackoffConfig, description="Delays between reconnect attempts."
     )
+    nice: int = Field(
+        0,
+        ge=0,
+        le=19,
+        description="Niceness added to capture threads and their decoder threads (Linux), so"
+        " that scoring gets the CPU first when it is short; 0: same as the rest.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> CaptureConfig:

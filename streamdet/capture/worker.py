@@ -10,6 +10,8 @@ source's read timeout, so a frozen camera cannot hold its thread for long.
 from __future__ import annotations
 
 import collections
+import contextlib
+import os
 import random
 import threading
 import time
@@ -59,6 +61,16 @@ class _RateLimiter:
             self._next = base + self.interval
             return True
         return False
+
+
+def lower_priority(nice: int) -> None:
+    """Raise the calling thread's niceness by ``nice`` (Linux: per thread; the decoder threads
+    FFmpeg starts from it later inherit it). Elsewhere, or if refused, nothing changes."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    tid = threading.get_native_id()
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
 
 
 class CameraWorker:
@@ -129,6 +141,7 @@ class CameraWorker:
 
     # ----------------------------------------------------------------- the thread
     def _run(self) -> None:
+        lower_priority(self._capture.nice)
         failures = 0
         first = True
         try:

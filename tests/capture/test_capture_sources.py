@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -245,3 +247,20 @@ def test_unexpected_errors_are_contained_and_retried() -> None:
     assert any("ZeroDivisionError" in e for e in errors)
     assert any("factory hiccup" in e for e in errors)
     assert worker.stats.reconnects >= 3
+
+
+def test_capture_threads_run_at_the_configured_niceness() -> None:
+    config = make_config(
+        [{"name": "cam", "source": {"kind": "synthetic", "realtime": False}, "frame": SMALL}],
+        nice=3,
+    )
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    stage = CaptureStage(config.cameras, config.capture)
+    with stage:
+        worker = stage.worker("cam")
+        wait_for(lambda: worker.stats.frames > 0, 10, "frames")
+        thread = worker._thread
+        assert thread is not None and thread.native_id is not None
+        assert os.getpriority(os.PRIO_PROCESS, thread.native_id) == min(base + 3, 19)
+    # the caller's own priority is untouched
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
