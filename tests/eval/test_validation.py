@@ -62,3 +62,8 @@ def test_build_pairs_every_clip_with_one_copy_per_kind() -> None:
     )
     with pytest.raises(ValueError, match="no walker"):
         validation.build_validation(held, [np.zeros((10, 160, 240), np.uint8)])
+
+
+def test_speed_size_subset_names_known_kinds_without_place_or_direction() -> None:
+    assert set(validation.SPEED_SIZE_KINDS) < set(validation.KINDS)
+    assert not {"against", "grass"} & set(validation.SPEED_SIZE_KINDS)

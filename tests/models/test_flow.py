@@ -92,3 +92,52 @@ def test_learns_walkers_and_flags_a_cyclist() -> None:
     # labelled stretch (the motion model reaches 0.78 here too); where it is seen, it stands out
     assert auc(labels, scores) > 0.7
     assert scores[labels].max() > 2 * scores[~labels].max()
+
+
+def test_row_and_global_scales_ignore_where_a_cell_is() -> None:
+    features = torch.zeros(100, 1, 2, 3)
+    features[:, 0, 0, 0] = 4.0  # a busy cell
+    features[:, 0, 0, 1] = 0.1  # a cell normal footage rarely moves in
+    features[:, 0, 1] = 2.0  # a uniform row
+    row = flow.cell_scales(features, 1.0, 0.5, "row")
+    assert row[0, 0].tolist() == pytest.approx([4.0, 4.0, 4.0])  # the row's tail, every cell
+    assert row[0, 1].tolist() == pytest.approx([2.0, 2.0, 2.0])
+    assert flow.cell_scales(features, 1.0, 0.5, "global").flatten().tolist() == pytest.approx(
+        [4.0] * 6
+    )
+    quiet = torch.zeros(100, 1, 2, 1)
+    quiet[:, 0, 0] = 2.0  # the second row never moves: floored by the global tail
+    assert flow.cell_scales(quiet, 1.0, 0.5, "row")[0, 1, 0] == pytest.approx(1.0)
+
+
+def test_moving_speed_is_the_speed_of_what_moves_not_how_much_moves() -> None:
+    speed = torch.zeros(1, 1, 16, 16)
+    speed[0, 0, 2:6, 2:6] = 3.0  # a small object moving 3 px/frame
+    speed[0, 0, 8:16, 8:16] = 1.0  # a big slow one
+    speed[0, 0, 0, 15] = 9.0  # one noisy flow pixel
+    out = flow.moving_speed(speed, 0.5, 8, (2, 2))[0, 0]
+    assert out[0, 0] == pytest.approx(3.0)  # the plain mean over its square would be ~0.75
+    assert out[1, 1] == pytest.approx(1.0)
+    assert out[0, 1] < 1.5  # the lone pixel is under the moving share: no object
+
+
+def test_top_k_mean_of_cells() -> None:
+    cells = torch.tensor([[[1.0, 5.0], [3.0, 0.0]]])
+    assert flow.top_k_mean(cells, 1).item() == pytest.approx(5.0)
+    assert flow.top_k_mean(cells, 2).item() == pytest.approx(4.0)
+    assert flow.top_k_mean(cells, 9).item() == pytest.approx(2.25)
+
+
+def test_speed_only_size_and_top_k_options_give_their_outputs() -> None:
+    params = {"directions": 0, "scale": "row", "moving": 0.3, "size_weight": 1.0, "top_k": 2}
+    model = flow.build(ModelSpec("flow", W, H, PATCH, params)).eval()
+    assert model.cell_scale.shape == (2, H // PATCH, W // PATCH)  # speed and size
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (2, 2, H, W), dtype=torch.uint8, generator=generator)
+    with torch.inference_mode():
+        out = model(frames)
+    assert torch.allclose(out.score, flow.top_k_mean(out.anomaly_map, 2))
+    with pytest.raises(ModelError, match="scale"):
+        flow.build(ModelSpec("flow", W, H, PATCH, {"scale": "pixel"}))
+    with pytest.raises(ModelError, match="top_k"):
+        flow.build(ModelSpec("flow", W, H, PATCH, {"top_k": 0}))
