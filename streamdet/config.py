@@ -293,7 +293,11 @@ class RulesConfig(_Model):
     min_duration_s: float = Field(0.6, ge=0, le=600, description="Above threshold this long.")
     end_after_s: float = Field(2.0, ge=0, le=3600, description="Below the release level this long.")
     release_ratio: float = Field(
-        0.8, gt=0, le=1, description="Hysteresis: an event ends below ratio x threshold."
+        0.8,
+        gt=0,
+        le=1,
+        description="Hysteresis: an event ends below ratio x threshold (or below the highest"
+        " score of held-out normal footage, if higher).",
     )
     cooldown_s: float = Field(10.0, ge=0, le=86400, description="Quiet time after an event.")
     global_share: float = Field(

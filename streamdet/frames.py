@@ -56,6 +56,7 @@ class ScoredFrame:
     threshold: float
     anomaly_map: np.ndarray  # (gh, gw) normalised patch scores, float32
     scored_at: float  # time.time() when scoring finished
+    normal_peak: float | None = None  # highest smoothed score of held-out normal footage
 
     @property
     def latency_s(self) -> float:

@@ -2,8 +2,11 @@
 
 An event **starts** when the smoothed score stays above the threshold for ``min_duration_s``
 (its start time is the first frame above), **updates** while it lasts (peak score, where), and
-**ends** once the score has stayed below the lower release level (``release_ratio`` x threshold:
-hysteresis) for ``end_after_s``. After an end, ``cooldown_s`` must pass before another start, so
+**ends** once the score has stayed below the lower release level for ``end_after_s``. The release
+level is ``release_ratio`` x threshold (hysteresis), raised to the highest score the camera's
+held-out normal footage reached when that is higher (never above the threshold): a threshold
+calibrated just above busy normal traffic would otherwise keep an event open for as long as the
+traffic lasts. After an end, ``cooldown_s`` must pass before another start, so
 a flickering score cannot raise a storm. A frame whose anomaly map is above the threshold over
 most of the image (``global_share``: lights switched, an IR cut filter flipping) is a global
 change, not an anomaly: it neither starts nor extends an event.
@@ -37,6 +40,7 @@ class Observation:
     smoothed: float
     threshold: float
     anomaly_map: np.ndarray  # (gh, gw)
+    normal_peak: float | None = None  # held-out normal footage's highest score, if known
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,13 @@ class EventTracker:
     def is_global(self, obs: Observation) -> bool:
         return float(np.mean(obs.anomaly_map > obs.threshold)) >= self.settings.global_share
 
+    def release_level(self, obs: Observation) -> float:
+        """Below this for ``end_after_s``, an open event ends."""
+        level = obs.threshold * self.settings.release_ratio
+        if obs.normal_peak is not None:
+            level = min(max(level, obs.normal_peak), obs.threshold)
+        return level
+
     def feed(self, obs: Observation) -> list[Update]:
         hot = obs.smoothed > obs.threshold and not self.is_global(obs)
         if self.event is None:
@@ -126,7 +137,7 @@ class EventTracker:
         if event is None:  # the caller checked; keeps the type checker honest
             return []
         updates = self._peak(obs) if hot and obs.smoothed > event.peak_score else []
-        if obs.smoothed >= obs.threshold * self.settings.release_ratio and not self.is_global(obs):
+        if obs.smoothed >= self.release_level(obs) and not self.is_global(obs):
             self._below_since = None
             return updates
         if self._below_since is None:

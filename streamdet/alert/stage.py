@@ -140,7 +140,12 @@ class AlertStage:
     async def _feed(self, frame: ScoredFrame) -> None:
         camera = frame.ref.camera
         obs = Observation(
-            frame.ref.wall_time, frame.ref.seq, frame.smoothed, frame.threshold, frame.anomaly_map
+            frame.ref.wall_time,
+            frame.ref.seq,
+            frame.smoothed,
+            frame.threshold,
+            frame.anomaly_map,
+            frame.normal_peak,
         )
         for update in self.trackers[camera].feed(obs):
             if update.change is not Change.ENDED and update.event.peak_seq == frame.ref.seq:

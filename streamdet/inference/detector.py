@@ -47,6 +47,7 @@ class Detector:
         self.state = ModelState.NO_MODEL
         self.model: AnomalyModel | None = None
         self.threshold: float | None = None
+        self.normal_peak: float | None = None  # held-out normal footage's highest score
         self.ema = Ema(entry(self.kind).smoothing_alpha)
         self.error: str | None = None
         self._collector: FootageCollector | None = None
@@ -66,10 +67,13 @@ class Detector:
             except ModelError as exc:
                 self.fail(str(exc))
                 return
+            calibration = meta["calibration"]
+            peak = calibration.get("held_out_max")  # absent in checkpoints from before it
             self._install(
                 model,
-                float(meta["calibration"]["threshold"]),
-                float(meta["calibration"]["smoothing_alpha"]),
+                float(calibration["threshold"]),
+                float(calibration["smoothing_alpha"]),
+                None if peak is None else float(peak),
             )
             self._log.info("loaded %s model from %s", model.kind, self.folder)
             return
@@ -126,7 +130,7 @@ class Detector:
             self.fail(f"learning crashed: {exc!r}")
             return
         cal = trained.calibration
-        self._install(trained.model, cal.threshold, cal.smoothing_alpha)
+        self._install(trained.model, cal.threshold, cal.smoothing_alpha, cal.held_out_max)
         self._log.info(
             "learned %s in %.1f s; threshold %.3f; detecting",
             self.kind,
@@ -134,8 +138,10 @@ class Detector:
             cal.threshold,
         )
 
-    def _install(self, model: AnomalyModel, threshold: float, alpha: float) -> None:
-        self.model, self.threshold = model, threshold
+    def _install(
+        self, model: AnomalyModel, threshold: float, alpha: float, normal_peak: float | None
+    ) -> None:
+        self.model, self.threshold, self.normal_peak = model, threshold, normal_peak
         self.ema = Ema(alpha)
         self.state = ModelState.DETECTING
 

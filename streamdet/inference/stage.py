@@ -164,6 +164,7 @@ class InferenceStage:
                 threshold=detector.threshold if detector.threshold is not None else float("inf"),
                 anomaly_map=anomaly_map,
                 scored_at=scored_at,
+                normal_peak=detector.normal_peak,
             )
             self._publish(frame)
 

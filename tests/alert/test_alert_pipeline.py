@@ -77,7 +77,15 @@ def test_each_anomaly_is_one_event_stored_snapshotted_clipped_and_delivered_once
         hook.up.set()  # the receiver comes back: everything owed is delivered now
         clock = SceneClock(run)
         wait_for(lambda: clock.now() > 44, 40, "the scene to pass both anomalies")
-        wait_for(lambda: alerts.clips_written >= 2, 20, "the clips")
+        try:
+            wait_for(lambda: alerts.clips_written >= 2, 20, "the clips")
+        except AssertionError as exc:  # say what there was instead
+            assert alerts.store is not None
+            found = [
+                (e["start"] - clock.offset, e["end"] and e["end"] - clock.offset, e["clip"])
+                for e in alerts.store.events()
+            ]
+            raise AssertionError(f"{exc}; events (scene s) {found}") from None
         assert alerts.store is not None
         wait_for(lambda: alerts.store is not None and alerts.store.pending() == 0, 20, "delivery")
         offset = clock.offset

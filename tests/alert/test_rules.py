@@ -83,3 +83,25 @@ def test_region_of_several_cells() -> None:
     amap = np.zeros((4, 4))
     amap[1, 1] = amap[2, 3] = 5
     assert region_of(amap, 4) == (0.25, 0.25, 1.0, 0.75)
+
+
+def test_release_level_rises_to_the_normal_peak_but_never_above_the_threshold() -> None:
+    settings = RuleSettings(min_duration_s=0.4, end_after_s=0.6, cooldown_s=0.0)
+    # Busy normal traffic at 3.5 after the anomaly: above 0.8 x 4.0 = 3.2, below the threshold.
+    scores = [0.0, 5, 5, 5, 5, 3.5, 3.5, 3.5, 3.5, 3.5, 3.5, 3.5, 3.5]
+
+    def ends(normal_peak: float | None) -> list[int]:
+        tracker = EventTracker("cam", settings)
+        amap = np.zeros((6, 8), np.float32)
+        done = []
+        for i, s in enumerate(scores):
+            obs = Observation(i / FPS, i, s, 4.0, amap, normal_peak)
+            done += [i for u in tracker.feed(obs) if u.change is Change.ENDED]
+        return done
+
+    assert ends(None) == []  # hysteresis alone: the event lasts as long as the traffic
+    assert ends(3.8) == [8]  # normal footage reached 3.8: below it for 0.6 s ends the event
+    tracker = EventTracker("cam", settings)
+    amap = np.zeros((6, 8), np.float32)
+    assert tracker.release_level(Observation(0, 0, 0, 4.0, amap, 9.0)) == 4.0
+    assert tracker.release_level(Observation(0, 0, 0, 4.0, amap, 1.0)) == pytest.approx(3.2)
