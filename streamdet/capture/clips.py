@@ -223,6 +223,8 @@ class Recorder:
 
     def packet(self, packet: Any) -> None:
         """A demuxed packet, before it is decoded."""
+        if self._mode not in ("packets", "jpeg_packets"):
+            return  # called for every packet: the other modes pay nothing here
         now = time.time()
         try:
             if self._mode == "packets":
@@ -236,8 +238,10 @@ class Recorder:
 
     def frame(self, image: np.ndarray | Any) -> None:
         """A decoded frame (BGR array, or a PyAV frame) for sources whose packets are not kept."""
+        if self._mode != "frames":
+            return  # called for every frame: copied-packet sources pay nothing here
         now = time.time()
-        if self._mode != "frames" or not self._rate.allow(now):
+        if not self._rate.allow(now):
             return
         try:
             if not isinstance(image, np.ndarray):
