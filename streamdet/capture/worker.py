@@ -90,7 +90,9 @@ class CameraWorker:
         self.ring = ring
         self.stats = CameraStats()
         self._capture = capture
-        self._factory = source_factory or (lambda cam: make_source(cam.source))
+        self._factory = source_factory or (
+            lambda cam: make_source(cam.source, fast_decode=capture.fast_decode)
+        )
         self._log = camera_logger(__name__, camera.name)
         self._state = SourceState.NOT_STARTED
         self._state_lock = threading.Lock()

@@ -16,13 +16,19 @@ from aiohttp import web
 
 from streamdet.capture import CaptureStage
 from streamdet.capture.clips import Recorder
-from streamdet.capture.sources import FrameMeta, StreamInfo, SyntheticVideoSource, VideoSource
+from streamdet.capture.sources import (
+    FrameMeta,
+    StreamInfo,
+    SyntheticVideoSource,
+    VideoSource,
+    make_source,
+)
 from streamdet.capture.synthetic import SyntheticScene
-from streamdet.config import CameraConfig, SyntheticSource
+from streamdet.config import CameraConfig, CaptureConfig, FileSource, SyntheticSource
 from streamdet.frames import SourceState
 from tests.capture.helpers import indices_in_ring, make_config, stage_for, steps
 from tests.support.http import ThreadedApp
-from tests.support.media import make_clip
+from tests.support.media import make_clip, make_scene_clip
 from tests.support.servers import jpeg_frames
 from tests.support.waiting import wait_for
 
@@ -264,3 +270,28 @@ def test_capture_threads_run_at_the_configured_niceness() -> None:
         assert os.getpriority(os.PRIO_PROCESS, thread.native_id) == min(base + 3, 19)
     # the caller's own priority is untouched
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
+
+
+def _decode_all(path: Path, fast_decode: bool) -> np.ndarray:
+    source = make_source(FileSource(path=path, loop=False), fast_decode=fast_decode)
+    info = source.open()
+    frames = []
+    try:
+        while True:
+            out = np.empty((info.height, info.width), np.uint8)
+            if source.read_into(out) is None:
+                return np.stack(frames)
+            frames.append(out)
+    finally:
+        source.close()
+
+
+def test_fast_decode_skips_deblocking_yet_keeps_every_frame_close(tmp_path: Path) -> None:
+    # the synthetic scene at a high CRF: coarse blocks that the deblocking filter smooths
+    clip = make_scene_clip(tmp_path / "scene.mp4", frames=30, width=320, height=192, crf=38)
+    plain, fast = _decode_all(clip, False), _decode_all(clip, True)
+    assert plain.shape == fast.shape == (30, 192, 320)
+    diff = np.abs(plain.astype(np.int16) - fast.astype(np.int16))
+    assert diff[1:].max() > 0  # the filter was skipped (the first frame may match exactly)
+    assert diff.mean() < 3.0  # but the picture is the same picture (1.8 here)
+    assert FileSource(path=clip).kind == "file" and CaptureConfig().fast_decode  # on by default
