@@ -107,7 +107,9 @@ def camera_result(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=DEFAULT_KIND)
+    parser.add_argument(
+        "--model", default=None, help="one kind for every camera (default: each camera's own)"
+    )
     parser.add_argument("--learn-seconds", type=float, default=30.0)
     parser.add_argument("--until-seconds", type=float, default=75.0)
     parser.add_argument("--max-train-seconds", type=float, default=120.0)
@@ -116,14 +118,16 @@ def main(argv: list[str] | None = None) -> int:
     for camera in demo_config().cameras:
         assert isinstance(camera.source, SyntheticSource)
         print(f"{camera.name}: learning {args.learn_seconds:.0f} s, scoring", file=sys.stderr)
-        results[camera.name] = camera_result(args.model, camera.source, camera.analysis_fps, args)
+        kind = args.model or camera.model or DEFAULT_KIND
+        results[camera.name] = {"model": kind}
+        results[camera.name] |= camera_result(kind, camera.source, camera.analysis_fps, args)
         print(f"  {json.dumps(results[camera.name])}", file=sys.stderr)
     detected = all(a["peak_over_threshold"] > 1 for r in results.values() for a in r["anomalies"])
     quiet = all(r["normal_crossings"] == 0 for r in results.values())
     print(
         json.dumps(
             {
-                "model": args.model,
+                "model": args.model or "per camera",
                 "all_detected": detected,
                 "no_false_crossings": quiet,
                 "cameras": results,

@@ -42,13 +42,13 @@ import torch
 from streamdet.eval.dataset import Dataset, load_dataset, read_clip
 from streamdet.eval.metrics import auc, video_normalised
 from streamdet.eval.validation import SPEED_SIZE_KINDS, build_validation
-from streamdet.models import flow, fusion
+from streamdet.models import flow, fusion, motionflow
 from streamdet.models.base import AnomalyModel, ModelSpec, TrainingData, TrainSettings, score_clip
 from streamdet.models.registry import build_model, train_model
 from streamdet.scoring.smoothing import ema
 
 DEFAULT_DATASET = Path(__file__).resolve().parents[2] / "shared/data/ucsd_ped2"
-ALL_ROWS = ("framediff", "motion", "motion_block", "flow", "patchae", "fusion")
+ALL_ROWS = ("framediff", "motionflow", "motion", "motion_block", "flow", "patchae", "fusion")
 VALIDATION_CLIPS = 3  # the last training clips (Ped2: Train014-016) are held out
 
 
@@ -66,6 +66,8 @@ def row_spec(row: str, extra: dict[str, Any]) -> ModelSpec:
     size = fusion.default_spec()
     if row == "flow":
         spec = flow.default_spec()
+    elif row == "motionflow":
+        spec = motionflow.default_spec()
     elif row == "fusion":
         spec = size
     else:

@@ -1,4 +1,13 @@
 """Model kind names, importable without torch (the config validates against these)."""
 
-MODEL_KINDS = ("framediff", "motion", "flow", "patchae", "fusion", "ae", "predictor")
-DEFAULT_KIND = "motion"
+MODEL_KINDS = (
+    "framediff",
+    "motionflow",
+    "motion",
+    "flow",
+    "patchae",
+    "fusion",
+    "ae",
+    "predictor",
+)
+DEFAULT_KIND = "motionflow"

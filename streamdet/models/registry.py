@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from streamdet.errors import ModelError
-from streamdet.models import autoencoder, flow, fusion, local, motion, predictor
+from streamdet.models import autoencoder, flow, fusion, local, motion, motionflow, predictor
 from streamdet.models.base import (
     AnomalyModel,
     ModelSpec,
@@ -34,6 +34,14 @@ MODELS: dict[str, ModelEntry] = {
         ModelSpec("framediff"),
         1.0,
         "baseline: mean absolute frame difference",
+    ),
+    "motionflow": ModelEntry(
+        motionflow.build,
+        motionflow.train_motionflow,
+        motionflow.default_spec(),
+        0.5,
+        "default: moving share + DIS optical-flow speed per square, z-scored by normal frame"
+        " maxima",
     ),
     "motion": ModelEntry(
         motion.build,
