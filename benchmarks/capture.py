@@ -7,7 +7,8 @@ real limit on a small CPU. This benchmark measures how close the stage gets to t
 
 Files at full speed (``realtime: false``, ``loop: true``), K copies of one 1280x720 clip:
 
-* ``bare``: K threads, each ``av.open`` + ``thread_type="AUTO"``, decoding and converting every
+* ``bare``: K threads, each ``av.open`` + ``thread_type="AUTO"`` + the stage's default decoder
+  option (``capture.fast_decode``: no deblocking), decoding and converting every
   frame exactly as the stage does (``av_frame_into`` into one 320x240 grey buffer), nothing else.
   This is the decode limit the stage is compared with (``ratio_to_decode_limit``).
 * ``decode_only``: the same threads without the conversion (``ratio_to_decode_only``).
@@ -122,9 +123,16 @@ class Reader:
 
 
 def bare_read(
-    target: str, reader: Reader, stop: threading.Event, *, convert: bool, live: bool
+    target: str,
+    reader: Reader,
+    stop: threading.Event,
+    *,
+    convert: bool,
+    live: bool,
+    fast_decode: bool = True,
 ) -> None:
-    """Decode ``target`` (looping a file) and optionally convert like the stage; count frames."""
+    """Decode ``target`` (looping a file) and optionally convert like the stage; count frames.
+    ``fast_decode`` skips the deblocking filter, as the stage does by default."""
     out = np.zeros(OUT_SHAPE, np.uint8)
     started = time.monotonic()
     kwargs: dict[str, Any] = {}
@@ -137,6 +145,8 @@ def bare_read(
         with av.open(target, **kwargs) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            if fast_decode:
+                stream.codec_context.options = {"skip_loop_filter": "all"}
             while not stop.is_set():
                 for frame in container.decode(stream):
                     if convert:
@@ -154,7 +164,9 @@ def bare_read(
 
 
 @contextmanager
-def bare_readers(targets: list[str], *, convert: bool, live: bool) -> Iterator[list[Reader]]:
+def bare_readers(
+    targets: list[str], *, convert: bool, live: bool, fast_decode: bool = True
+) -> Iterator[list[Reader]]:
     """K bare reader threads, stopped and joined on exit."""
     stop = threading.Event()
     readers = [Reader() for _ in targets]
@@ -162,7 +174,7 @@ def bare_readers(targets: list[str], *, convert: bool, live: bool) -> Iterator[l
         reader.thread = threading.Thread(
             target=bare_read,
             args=(target, reader, stop),
-            kwargs={"convert": convert, "live": live},
+            kwargs={"convert": convert, "live": live, "fast_decode": fast_decode},
             name=f"bare:{i}",
             daemon=True,
         )

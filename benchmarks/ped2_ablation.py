@@ -1,10 +1,11 @@
 """Ablation on UCSD Ped2: what motion cues, optical flow, the local CNN and their fusion reach.
 
-Rows: the frame-difference baseline, the motion cues (normal flow, the default, and block
-matching), the DIS
-optical-flow model ("flow", its own input size), the local CNN ("patchae") and the fusion, each
-with and without the causal EMA on frame scores. For each row: streaming micro AUC (the
-headline: causal scores, training-only normalisation, one ROC over all test frames),
+Rows: the frame-difference baseline, the default model ("motionflow": moving share + DIS flow
+speed, its own input size), the torch-only motion cues (normal flow and block matching), the
+per-place optical-flow model ("flow"), the local CNN ("patchae"), the fusion of motion (block
+matching) + patchae ("fusion") and of motionflow + patchae ("fusion_mf": what the CNN adds to the
+default), each with and without the causal EMA on frame scores. For each row: streaming micro
+AUC (the headline: causal scores, training-only normalisation, one ROC over all test frames),
 per-video-normalised micro AUC (the papers' convention, uses future frames), per-clip AUC,
 training seconds and scoring frames/s. The first ``context`` frames of a clip get its first
 available score.
@@ -48,7 +49,16 @@ from streamdet.models.registry import build_model, train_model
 from streamdet.scoring.smoothing import ema
 
 DEFAULT_DATASET = Path(__file__).resolve().parents[2] / "shared/data/ucsd_ped2"
-ALL_ROWS = ("framediff", "motionflow", "motion", "motion_block", "flow", "patchae", "fusion")
+ALL_ROWS = (
+    "framediff",
+    "motionflow",
+    "motion",
+    "motion_block",
+    "flow",
+    "patchae",
+    "fusion",
+    "fusion_mf",
+)
 VALIDATION_CLIPS = 3  # the last training clips (Ped2: Train014-016) are held out
 
 
@@ -70,6 +80,10 @@ def row_spec(row: str, extra: dict[str, Any]) -> ModelSpec:
         spec = motionflow.default_spec()
     elif row == "fusion":
         spec = size
+    elif row == "fusion_mf":  # what the local CNN adds to the default model, at its size
+        mf = motionflow.default_spec()
+        members = [{"kind": "motionflow"}, {"kind": "patchae", "params": {"gate": 0.05}}]
+        spec = ModelSpec("fusion", mf.width, mf.height, mf.patch, {"members": members})
     else:
         params = {"flow": "block"} if row == "motion_block" else {}
         spec = ModelSpec(row.split("_")[0], size.width, size.height, size.patch, params)

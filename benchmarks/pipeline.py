@@ -37,7 +37,8 @@ decode-to-score latency alone cannot see. ``cameras_sustained`` is the highest c
 
 Limits, same run, same frames, measured before and after the pipeline (median of the two):
 decode limit = N bare threads decoding the clip *file* at full speed with the stage's conversion
-(``benchmarks/capture.py``'s bare loop), its analysable equivalent = decoded/s x 5/25; model
+(``benchmarks/capture.py``'s bare loop, with the stage's decoder option ``capture.fast_decode``;
+``decode_fps_plain`` is the same without it), its analysable equivalent = decoded/s x 5/25; model
 limit = ``ModelRunner.run`` scoring N cameras' windows per call as fast as it can, the faster of
 its two ways (one vmapped call over stacked parameters; one call per camera), as the pipeline's
 runner (``inference.grouping: auto``) picks. ``limit = min(N x 5 offered, decode equivalent,
@@ -191,7 +192,7 @@ def build_config(setup: Setup, count: int) -> Config:
         "dir": str(setup.models_dir.parent / "events"),
         "clips": {"enabled": not setup.args.no_clips},
     }
-    capture = {"nice": setup.args.capture_nice}
+    capture = {"nice": setup.args.capture_nice, "fast_decode": not setup.args.plain_decode}
     return parse_config(
         {
             "cameras": cameras,
@@ -443,9 +444,10 @@ def summarise_pipeline(
 
 
 # --------------------------------------------------------------------------- the limits
-def decode_limit(setup: Setup, count: int) -> float:
+def decode_limit(setup: Setup, count: int, fast_decode: bool) -> float:
     """Frames/s of ``count`` bare threads decoding + converting the clip file at full speed."""
-    with bare_readers([str(setup.clip)] * count, convert=True, live=False) as readers:
+    targets = [str(setup.clip)] * count
+    with bare_readers(targets, convert=True, live=False, fast_decode=fast_decode) as readers:
         time.sleep(1.0)
         sample = measure_counts(
             "bare", lambda: [r.frames for r in readers], setup.args.limit_seconds
@@ -494,7 +496,9 @@ def measure_limits(setup: Setup, count: int, threads: int, reverse: bool) -> dic
     batches = window_batches(setup, count, vmapped.context(camera_names(1)[0]))
     seconds = setup.args.limit_seconds
     steps: list[tuple[str, Callable[[], float]]] = [
-        ("decode_fps", lambda: decode_limit(setup, count)),
+        ("decode_fps", lambda: decode_limit(setup, count, not setup.args.plain_decode)),
+        # what the deblocking filter costs: the same threads decoding with it (plain PyAV)
+        ("decode_fps_plain", lambda: decode_limit(setup, count, False)),
         ("vmap_windows_per_s", lambda: runner_rate(vmapped, batches, seconds)),
         ("loop_windows_per_s", lambda: runner_rate(looped, batches, seconds)),
     ]
@@ -504,7 +508,8 @@ def measure_limits(setup: Setup, count: int, threads: int, reverse: bool) -> dic
     # A model that cannot run under vmap falls back to the loop even when vmap is asked for.
     result["vmap_worked"] = float(all(m == "vmap" for m in vmapped.modes().values()))
     log(
-        f"  limits: decode {result['decode_fps']:.0f} frames/s, model: one vmapped call"
+        f"  limits: decode {result['decode_fps']:.0f} frames/s"
+        f" (plain PyAV {result['decode_fps_plain']:.0f}), model: one vmapped call"
         f" {result['vmap_windows_per_s']:.0f} windows/s, one call per camera"
         f" {result['loop_windows_per_s']:.0f} windows/s"
     )
@@ -526,6 +531,7 @@ def combine_limits(
         "limiting": limiting,
         "offered_fps": parts["offered"],
         "decode_fps": med["decode_fps"],
+        "decode_fps_plain": med["decode_fps_plain"],
         "decode_analysable_fps": parts["decode"],
         "model_windows_per_s": parts["model"],
         "samples": samples,
@@ -751,7 +757,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "16_cameras_held": None if at16 is None else at16["held"],
             "ratio_to_limit_ge_0.85": head["ratio_to_limit"] >= 0.85,
             "speedup_vs_naive_ge_3": speedup is not None and speedup >= 3,
-            "vmap_beats_loop": head["vmap"]["ratio"] > 1,
+            # None when the model cannot run under vmap (both ways were one call per camera)
+            "vmap_beats_loop": head["vmap"]["ratio"] > 1 if head["vmap"]["vmap_worked"] else None,
         },
         "cameras_tried": [r["cameras"] for r in runs],
     }
@@ -777,6 +784,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--capture-nice", type=int, default=0, help="capture.nice (the product's default: 0)"
+    )
+    parser.add_argument(
+        "--plain-decode",
+        action="store_true",
+        help="capture.fast_decode: false (decoders keep the deblocking filter)",
     )
     parser.add_argument(
         "--no-clips",

@@ -283,6 +283,13 @@ class InferenceConfig(_Model):
     threads: int | None = Field(
         None, ge=1, le=256, description="CPU threads for models; default: all but one core."
     )
+    backlog: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="Frames per camera waiting to be scored at most: the newest always; with"
+        " 2, a frame that arrived while a batch ran late is scored next instead of skipped.",
+    )
     grouping: Literal["auto", "vmap", "loop"] = Field(
         "auto",
         description="Cameras sharing a model architecture: one vmapped call, one call per"

@@ -90,6 +90,14 @@ class FrameRing:
             seqs = self._seq
             return int(np.count_nonzero((seqs > after_seq) & (seqs < before_seq) & self._analyse))
 
+    def analysable_refs(self, after_seq: int, until_seq: int) -> list[FrameRef]:
+        """Frames marked for analysis with ``after_seq < seq <= until_seq`` still in the ring,
+        oldest first."""
+        with self._lock:
+            seqs = self._seq
+            slots = np.flatnonzero((seqs > after_seq) & (seqs <= until_seq) & self._analyse)
+            return [self._ref(int(s)) for s in slots[np.argsort(seqs[slots])]]
+
     def read(self, ref: FrameRef, out: np.ndarray | None = None) -> np.ndarray | None:
         """Copy the pixels of ``ref`` into ``out``; ``None`` if the frame was overwritten."""
         out = np.empty(self.shape, np.uint8) if out is None else out

@@ -1,10 +1,13 @@
 """The batching policy, as pure code (no threads, no clocks of its own: ``now`` is passed in).
 
-Each camera has at most one pending frame: a newer analysable frame replaces the pending one
-(counted as ``superseded``), so the newest frame of every camera is what gets scored and nothing
-queues without bound. A batch is due when ``max_batch`` cameras are pending or the oldest pending
-frame has waited ``max_wait_s``; a camera whose frame arrives after the batch is taken simply
-waits for the next one. (The same policy as DeepStream's batch-size / push-timeout.)
+Each camera has at most ``backlog`` pending frames, oldest first: a newer analysable frame pushes
+the oldest out (counted as ``superseded``), so the newest frame of every camera is always scored
+and nothing queues without bound. A backlog above 1 absorbs a batch that ran late: the frame
+that arrived meanwhile is scored in the next batch instead of being skipped. A batch takes the
+oldest pending frame of up to ``max_batch`` cameras (one per camera, longest-waiting first); it
+is due when ``max_batch`` cameras are pending or the oldest pending frame has waited
+``max_wait_s``; a camera whose frame arrives after the batch is taken simply waits for the next
+one. (The same policy as DeepStream's batch-size / push-timeout.)
 """
 
 from __future__ import annotations
@@ -26,32 +29,40 @@ class Pending(Generic[T]):
 class Batcher(Generic[T]):
     max_batch: int
     max_wait_s: float
-    _pending: dict[str, Pending[T]] = field(default_factory=dict)
+    backlog: int = 1  # pending frames per camera at most
+    _pending: dict[str, list[Pending[T]]] = field(default_factory=dict)
     superseded: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.max_batch < 1 or self.max_wait_s < 0:
-            raise ValueError("max_batch must be >= 1 and max_wait_s >= 0")
+        if self.max_batch < 1 or self.max_wait_s < 0 or self.backlog < 1:
+            raise ValueError("max_batch and backlog must be >= 1 and max_wait_s >= 0")
 
     def __len__(self) -> int:
+        """Cameras with a pending frame."""
         return len(self._pending)
 
+    def pending(self, camera: str) -> int:
+        return len(self._pending.get(camera, ()))
+
     def offer(self, camera: str, item: T, now: float) -> None:
-        """A new frame for ``camera``: it replaces (and counts) any frame still pending."""
-        old = self._pending.get(camera)
-        if old is not None:
+        """A new frame for ``camera``; past the backlog, the oldest pending one goes (counted)."""
+        queue = self._pending.setdefault(camera, [])
+        queue.append(Pending(camera, item, now))
+        if len(queue) > self.backlog:
+            dropped = queue.pop(0)
             self.superseded[camera] = self.superseded.get(camera, 0) + 1
             # Keep the older arrival time: the camera has been waiting that long already.
-            self._pending[camera] = Pending(camera, item, old.arrived)
-        else:
-            self._pending[camera] = Pending(camera, item, now)
+            queue[0] = Pending(camera, queue[0].item, min(dropped.arrived, queue[0].arrived))
+
+    def _heads(self) -> list[Pending[T]]:
+        return [queue[0] for queue in self._pending.values()]
 
     def due(self, now: float) -> bool:
         if not self._pending:
             return False
         if len(self._pending) >= self.max_batch:
             return True
-        return now - min(p.arrived for p in self._pending.values()) >= self.max_wait_s
+        return now - min(p.arrived for p in self._heads()) >= self.max_wait_s
 
     def wait_s(self, now: float) -> float | None:
         """How long until a batch is due (0 when due now, None when nothing is pending)."""
@@ -59,12 +70,16 @@ class Batcher(Generic[T]):
             return None
         if self.due(now):
             return 0.0
-        oldest = min(p.arrived for p in self._pending.values())
+        oldest = min(p.arrived for p in self._heads())
         return max(0.0, oldest + self.max_wait_s - now)
 
     def take(self) -> list[Pending[T]]:
-        """Remove and return up to ``max_batch`` pending frames, longest-waiting first."""
-        ordered = sorted(self._pending.values(), key=lambda p: p.arrived)[: self.max_batch]
+        """Remove and return the oldest pending frame of up to ``max_batch`` cameras,
+        longest-waiting first (a camera's later frames stay for the next batch)."""
+        ordered = sorted(self._heads(), key=lambda p: p.arrived)[: self.max_batch]
         for p in ordered:
-            del self._pending[p.camera]
+            queue = self._pending[p.camera]
+            queue.pop(0)
+            if not queue:
+                del self._pending[p.camera]
         return ordered

@@ -50,7 +50,9 @@ class InferenceStage:
         self.runner = ModelRunner(inference.device, threads, inference.grouping)
         device = str(self.runner.device)
         self.detectors = {c.name: Detector(c, models, device) for c in cameras if c.enabled}
-        self.batcher: Batcher[FrameRef] = Batcher(inference.max_batch, inference.max_wait_ms / 1000)
+        self.batcher: Batcher[FrameRef] = Batcher(
+            inference.max_batch, inference.max_wait_ms / 1000, inference.backlog
+        )
         # The bounded hand-off to a consumer that drains it (alerting); None until one asks.
         self.output: collections.deque[ScoredFrame] | None = None
         self.latest: dict[str, ScoredFrame] = {}
@@ -132,11 +134,17 @@ class InferenceStage:
             ref = ring.latest(analysable_only=True)
             if ref is not None and ref.seq > self._last_offered[name]:
                 last, self._last_offered[name] = self._last_offered[name], ref.seq
-                if last >= 0:  # analysable frames that came and went between two looks
-                    skipped = ring.count_analysable(last, ref.seq)
+                # analysable frames since the last look (the newest last), up to the backlog;
+                # older ones came and went between two looks
+                backlog = self.config.backlog
+                fresh = [ref] if last < 0 else ring.analysable_refs(last, ref.seq)[-backlog:]
+                fresh = fresh or [ref]  # (overwritten meanwhile: the newest still counts)
+                if last >= 0:
+                    skipped = ring.count_analysable(last, fresh[0].seq)
                     if skipped:
                         self.metrics.frames_dropped.labels(name, "inference", "behind").inc(skipped)
-                self.batcher.offer(name, ref, now)
+                for each in fresh:
+                    self.batcher.offer(name, each, now)
 
     def _score(self, refs: list[FrameRef]) -> None:
         windows: dict[str, np.ndarray] = {}

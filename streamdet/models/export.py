@@ -15,7 +15,8 @@ from streamdet.models.base import AnomalyModel
 def export_onnx(model: AnomalyModel, path: Path, batch: int = 1) -> Path:
     """Write ``path``: input ``frames`` uint8 (B, T, H, W) -> ``score`` (B,), ``anomaly_map``."""
     spec = model.spec
-    if not model.onnx_exportable:
+    parts = [model, *(m for m in model.modules() if isinstance(m, AnomalyModel))]
+    if not all(m.onnx_exportable for m in parts):  # a fusion is as exportable as its members
         # tracing would silently bake the non-torch part of forward in as constants
         raise ModelError(f"cannot export {spec.kind} to ONNX: its forward runs outside torch")
     example = torch.zeros((batch, model.context + 1, spec.height, spec.width), dtype=torch.uint8)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from streamdet.errors import ModelError
-from streamdet.models import local, motion
+from streamdet.models import local, motion, motionflow
 from streamdet.models.base import (
     AnomalyModel,
     ModelOutput,
@@ -49,9 +49,10 @@ def default_spec(width: int = 240, height: int = 160, patch: int = 16) -> ModelS
 
 BUILDERS = {
     **{k: motion.build for k in motion.TRAINERS},
+    **{k: motionflow.build for k in motionflow.TRAINERS},
     **{k: local.build for k in local.TRAINERS},
 }
-TRAINERS: dict[str, Trainer] = {**motion.TRAINERS, **local.TRAINERS}
+TRAINERS: dict[str, Trainer] = {**motion.TRAINERS, **motionflow.TRAINERS, **local.TRAINERS}
 
 
 def member_spec(spec: ModelSpec, member: dict[str, Any]) -> ModelSpec:
@@ -88,29 +89,34 @@ class FusionModel(AnomalyModel):
         self.register_buffer("tail_median", torch.zeros(n))
         self.register_buffer("tail_scale", torch.ones(n))
 
-    def member_maps(self, frames: Tensor) -> Tensor:
-        """(B, T, H, W) -> (B, members, gh, gw) tail-scaled maps."""
-        maps = []
+    def member_outputs(self, frames: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, T, H, W) -> tail-scaled frame scores (B, members) and maps (B, members, gh, gw).
+
+        A member's frame score is its own (the max over its map for most kinds; the sum of its
+        cues' maxima for ``motionflow``), on the same tail scale as its map.
+        """
+        scores, maps = [], []
         for i, m in enumerate(self.members):
             assert isinstance(m, AnomalyModel)
             own = frames[:, frames.shape[1] - (m.context + 1) :]  # each member's own window
-            z = m(own).anomaly_map
-            maps.append((z - self.tail_median[i]) / self.tail_scale[i])
-        return torch.stack(maps, dim=1)
+            out = m(own)
+            scores.append((out.score - self.tail_median[i]) / self.tail_scale[i])
+            maps.append((out.anomaly_map - self.tail_median[i]) / self.tail_scale[i])
+        return torch.stack(scores, dim=1), torch.stack(maps, dim=1)
 
     def forward(self, frames: Tensor) -> ModelOutput:
         if self.params["mode"] != "frame_sum":
             return super().forward(frames)
-        # each member's frame score (its max, on the common tail scale), averaged with weights;
-        # the map shown beside it is the weighted sum of the member maps
-        maps = self.member_maps(frames)
+        # each member's frame score (on the common tail scale), averaged with weights; the map
+        # shown beside it is the weighted sum of the member maps
+        scores, maps = self.member_outputs(frames)
         w = self.weights.view(1, -1)
-        score = (maps.amax(dim=(2, 3)) * w).sum(dim=1) / w.sum()
+        score = (scores * w).sum(dim=1) / w.sum()
         fused = (maps * w[..., None, None]).sum(dim=1) / w.sum()
         return ModelOutput(score, (fused - self.norm_mean) / self.norm_std)
 
     def raw_map(self, frames: Tensor) -> Tensor:
-        maps = self.member_maps(frames)
+        _, maps = self.member_outputs(frames)
         if self.params["mode"] == "max":
             return maps.amax(dim=1)
         return (maps * self.weights.view(1, -1, 1, 1)).sum(dim=1) / self.weights.sum()
@@ -150,7 +156,7 @@ def calibrate_fusion(
         model.tail_median.zero_()
         model.tail_scale.fill_(1.0)
         batches = motion.sample_windows(held_out, model.context, 600, settings.seed)
-        tops = torch.cat([model.member_maps(torch.from_numpy(b)).amax(dim=(2, 3)) for b in batches])
+        tops = torch.cat([model.member_outputs(torch.from_numpy(b))[0] for b in batches])
         median = tops.median(dim=0).values
         mad = (tops - median).abs().median(dim=0).values * 1.4826
         model.tail_median.copy_(median)

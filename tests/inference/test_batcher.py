@@ -46,6 +46,24 @@ def test_late_camera_waits_for_next_batch_and_oldest_go_first() -> None:
     assert [p.camera for p in b.take()] == ["c"]
 
 
+def test_backlog_keeps_a_late_frame_for_the_next_batch_and_bounds_the_rest() -> None:
+    b: Batcher[str] = Batcher(max_batch=4, max_wait_s=0.1, backlog=2)
+    b.offer("a", "a1", 0.0)
+    b.offer("b", "b1", 0.01)
+    b.offer("a", "a2", 0.2)  # arrived while a batch ran late: kept, not superseded
+    assert len(b) == 2 and b.pending("a") == 2 and b.superseded == {}
+    assert [p.item for p in b.take()] == ["a1", "b1"]  # one frame per camera per batch
+    assert not b.due(0.25) and b.due(0.31)  # a2 waits from 0.2, like any new frame
+    b.offer("a", "a3", 0.25)
+    b.offer("a", "a4", 0.28)  # past the backlog: the oldest pending (a2) goes, counted
+    assert b.pending("a") == 2 and b.superseded == {"a": 1}
+    (p,) = b.take()
+    assert (p.item, p.arrived) == ("a3", 0.2)  # it inherits the wait of the frame it replaced
+    assert [p.item for p in b.take()] == ["a4"] and len(b) == 0
+
+
 def test_bad_policy() -> None:
     with pytest.raises(ValueError):
         Batcher(max_batch=0, max_wait_s=1)
+    with pytest.raises(ValueError):
+        Batcher(max_batch=1, max_wait_s=1, backlog=0)
