@@ -122,8 +122,11 @@ def test_params_default_when_missing(kind: str) -> None:
 
 def test_training_reduces_loss(trained: Trained) -> None:
     assert len(trained.losses) >= 2
-    # A fixed seed (see ``trained``): the predictor's loss drops by 48%, the autoencoder's by more.
-    assert trained.losses[-1] < 0.6 * trained.losses[0]
+    # A fixed seed (see ``trained``), yet the first report is a running mean over however many
+    # batches ran before the progress clock ticked: the predictor's last/first ratio measured
+    # 0.41-0.54 over runs and thread counts (one run failed a 0.6 bar). A model that learns
+    # nothing stays near 1.
+    assert trained.losses[-1] < 0.7 * trained.losses[0]
 
 
 @pytest.mark.parametrize("kind", sorted(CASES))
