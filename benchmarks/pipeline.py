@@ -40,9 +40,11 @@ decode limit = N bare threads decoding the clip *file* at full speed with the st
 (``benchmarks/capture.py``'s bare loop, with the stage's decoder option ``capture.fast_decode``;
 ``decode_fps_plain`` is the same without it), its analysable equivalent = decoded/s x 5/25; model
 limit = ``ModelRunner.run`` scoring N cameras' windows per call as fast as it can, the faster of
-its two ways (one vmapped call over stacked parameters; one call per camera), as the pipeline's
+its two ways (one grouped call: ``vmap`` over stacked parameters, or the model's own
+``forward_grouped`` when it cannot run under vmap, as ``motionflow``; one call per camera), as
+the pipeline's
 runner (``inference.grouping: auto``) picks. ``limit = min(N x 5 offered, decode equivalent,
-model)``, ``ratio_to_limit = analysed_fps / limit``. ``vmap.ratio`` is how much one vmapped call
+model)``, ``ratio_to_limit = analysed_fps / limit``. ``vmap.ratio`` is how much one grouped call
 beats one call per camera on the same windows; ``pipeline_grouping`` is what the pipeline chose.
 
 Naive loop, same model, same sources, same time: N PyAV readers; for each camera in turn decode
@@ -489,7 +491,7 @@ def runner_rate(runner: ModelRunner, batches: list[dict[str, np.ndarray]], secon
 
 
 def measure_limits(setup: Setup, count: int, threads: int, reverse: bool) -> dict[str, float]:
-    """Decode limit and the model limit both ways (one vmapped call; one call per camera), in
+    """Decode limit and the model limit both ways (one grouped call; one call per camera), in
     ABC or CBA order. The pipeline's runner (``grouping: auto``) uses the faster way."""
     vmapped = limit_runner(setup, count, threads, "vmap")
     looped = limit_runner(setup, count, threads, "loop")
@@ -509,7 +511,7 @@ def measure_limits(setup: Setup, count: int, threads: int, reverse: bool) -> dic
     result["vmap_worked"] = float(all(m == "vmap" for m in vmapped.modes().values()))
     log(
         f"  limits: decode {result['decode_fps']:.0f} frames/s"
-        f" (plain PyAV {result['decode_fps_plain']:.0f}), model: one vmapped call"
+        f" (plain PyAV {result['decode_fps_plain']:.0f}), model: one grouped call"
         f" {result['vmap_windows_per_s']:.0f} windows/s, one call per camera"
         f" {result['loop_windows_per_s']:.0f} windows/s"
     )
@@ -727,7 +729,7 @@ def run_count(setup: Setup, count: int) -> dict[str, Any]:
     pipeline["ratio_to_limit"] = pipeline["analysed_fps"] / limits["limit"]
     log(
         f"  ratio to limit {pipeline['ratio_to_limit']:.3f} (limit {limits['limit']:.1f}/s,"
-        f" {limits['limiting']}); vmap vs per-camera loop {vmap['ratio']:.2f}x"
+        f" {limits['limiting']}); grouped call vs per-camera loop {vmap['ratio']:.2f}x"
     )
     return {**pipeline, "loadavg_at_start": load, "limits": limits, "vmap": vmap, "naive": naive}
 

@@ -10,7 +10,10 @@ Whether the grouped call is actually faster depends on the device and the model:
 launch for all cameras wins; on a small CPU, per-camera calls of a cheap model are often faster
 than ``vmap``'s batching rules. With ``grouping="auto"`` (the default) the runner times both
 ways on the group's first real batch (best of three each, interleaved) and keeps the faster,
-again whenever the group's cameras change; ``"vmap"`` or ``"loop"`` force one.
+again whenever the group's cameras change; ``"vmap"`` or ``"loop"`` force one. A model whose
+forward leaves torch (OpenCV optical flow) cannot run under ``vmap``; if it offers
+``forward_grouped(frames, stacked_buffers)`` (``motionflow`` does: only its statistics differ per
+camera), that is its grouped call instead.
 """
 
 from __future__ import annotations
@@ -159,10 +162,10 @@ class ModelRunner:
         group.timings = {name: min(t) for name, t in runs.items()}
         group.mode = min(group.timings, key=group.timings.__getitem__)
         logger.info(
-            "model %s, %d cameras: %s (one vmapped call %.1f ms, one call per camera %.1f ms)",
+            "model %s, %d cameras: %s (one grouped call %.1f ms, one call per camera %.1f ms)",
             group.models[0].kind,
             len(cameras),
-            "one vmapped call" if group.mode == "vmap" else "one call per camera",
+            "one grouped call" if group.mode == "vmap" else "one call per camera",
             group.timings["vmap"] * 1e3,
             group.timings["loop"] * 1e3,
         )
@@ -192,8 +195,15 @@ class ModelRunner:
         return torch.cat([o.score for o in outs]), torch.cat([o.anomaly_map for o in outs])
 
     def _vmapped(self, group: _Group, cameras: list[str], frames: Tensor) -> tuple[Tensor, Tensor]:
-        if group.stacked is None or group.call is None:
+        grouped = getattr(group.models[0], "forward_grouped", None)
+        if group.stacked is None or (group.call is None and grouped is None):
             group.stacked = stack_module_state(group.models)
+        if grouped is not None:  # the model's own grouped computation (e.g. OpenCV inside)
+            _, buffers = group.stacked
+            index = torch.tensor([group.cameras.index(c) for c in cameras], device=self.device)
+            out = grouped(frames, {k: v.index_select(0, index) for k, v in buffers.items()})
+            return out.score, out.anomaly_map
+        if group.call is None:
             base = copy.deepcopy(group.models[0]).to("meta")
 
             def call(params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Any:

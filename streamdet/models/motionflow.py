@@ -131,10 +131,23 @@ class MotionFlowModel(AnomalyModel):
         return self.zscores(self.features(frames)).sum(dim=1)
 
     def forward(self, frames: Tensor) -> ModelOutput:
-        z = self.zscores(self.features(frames))
-        cells = (z.sum(dim=1) - self.norm_mean) / self.norm_std
-        peaks = (z.amax(dim=(2, 3)).sum(dim=1) - self.norm_mean) / self.norm_std
-        return ModelOutput(peaks, cells)
+        buffers = dict(self.named_buffers())
+        return self.forward_grouped(frames, {k: v.unsqueeze(0) for k, v in buffers.items()})
+
+    def forward_grouped(self, frames: Tensor, buffers: dict[str, Tensor]) -> ModelOutput:
+        """Score the windows of several cameras in one call: ``frames`` (B, T, H, W), one window
+        per camera, and each buffer stacked per camera along a new first dimension (B, ...) or
+        shared (1, ...). The cues cost the same for every camera; only the statistics differ,
+        so this is the grouped computation the runner uses instead of ``vmap`` (which cannot
+        trace OpenCV).
+        """
+        features = self.features(frames)
+        mean, std = buffers["cue_mean"][..., None, None], buffers["cue_std"][..., None, None]
+        z = (features - mean) / std
+        norm_mean, norm_std = buffers["norm_mean"].view(-1, 1), buffers["norm_std"].view(-1, 1)
+        cells = (z.sum(dim=1).flatten(1) - norm_mean) / norm_std
+        peaks = (z.amax(dim=(2, 3)).sum(dim=1, keepdim=True) - norm_mean) / norm_std
+        return ModelOutput(peaks[:, 0], cells.view(z.shape[0], *z.shape[2:]))
 
 
 def train_motionflow(
