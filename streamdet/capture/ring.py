@@ -84,12 +84,6 @@ class FrameRing:
                 return None
             return self._ref(slot)
 
-    def count_analysable(self, after_seq: int, before_seq: int) -> int:
-        """Frames marked for analysis with ``after_seq < seq < before_seq`` still in the ring."""
-        with self._lock:
-            seqs = self._seq
-            return int(np.count_nonzero((seqs > after_seq) & (seqs < before_seq) & self._analyse))
-
     def analysable_refs(self, after_seq: int, until_seq: int) -> list[FrameRef]:
         """Frames marked for analysis with ``after_seq < seq <= until_seq`` still in the ring,
         oldest first."""

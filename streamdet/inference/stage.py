@@ -134,15 +134,13 @@ class InferenceStage:
             ref = ring.latest(analysable_only=True)
             if ref is not None and ref.seq > self._last_offered[name]:
                 last, self._last_offered[name] = self._last_offered[name], ref.seq
-                # analysable frames since the last look (the newest last), up to the backlog;
-                # older ones came and went between two looks
-                backlog = self.config.backlog
-                fresh = [ref] if last < 0 else ring.analysable_refs(last, ref.seq)[-backlog:]
-                fresh = fresh or [ref]  # (overwritten meanwhile: the newest still counts)
-                if last >= 0:
-                    skipped = ring.count_analysable(last, fresh[0].seq)
-                    if skipped:
-                        self.metrics.frames_dropped.labels(name, "inference", "behind").inc(skipped)
+                # analysable frames since the last look (the newest last): up to the backlog
+                # are offered, older ones came and went between two looks
+                since = [ref] if last < 0 else ring.analysable_refs(last, ref.seq)
+                fresh = since[-self.config.backlog :] or [ref]  # (overwritten meanwhile)
+                skipped = len(since) - len(fresh)
+                if skipped > 0:
+                    self.metrics.frames_dropped.labels(name, "inference", "behind").inc(skipped)
                 for each in fresh:
                     self.batcher.offer(name, each, now)
 

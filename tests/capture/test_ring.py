@@ -142,9 +142,10 @@ def test_window_never_spans_a_reconnect() -> None:
     assert ref is not None and ring.window_ending(ref, 2, out) and out[:, 0].tolist() == [2, 3]
 
 
-def test_count_analysable_between() -> None:
+def test_analysable_refs_between() -> None:
     ring = FrameRing("cam", 8, (1,))
     for value in range(6):
         write(ring, value, analyse=value % 2 == 0)  # 0, 2, 4 analysable
-    assert ring.count_analysable(0, 4) == 1  # only 2
-    assert ring.count_analysable(-1, 6) == 3
+    assert [r.seq for r in ring.analysable_refs(0, 3)] == [2]  # only 2
+    assert [r.seq for r in ring.analysable_refs(-1, 5)] == [0, 2, 4]  # oldest first
+    assert [r.seq for r in ring.analysable_refs(0, 4)] == [2, 4]  # the upper end counts
