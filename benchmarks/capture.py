@@ -7,8 +7,9 @@ real limit on a small CPU. This benchmark measures how close the stage gets to t
 
 Files at full speed (``realtime: false``, ``loop: true``), K copies of one 1280x720 clip:
 
-* ``bare``: K threads, each ``av.open`` + ``thread_type="AUTO"`` + the stage's default decoder
-  option (``capture.fast_decode``: no deblocking), decoding and converting every
+* ``bare``: K threads, each ``av.open`` with the stage's default decoder options
+  (``capture.fast_decode``: no deblocking; ``capture.decoder_threads``: one thread per decoder
+  when K >= cores, else FFmpeg's choice), decoding and converting every
   frame exactly as the stage does (``av_frame_into`` into one 320x240 grey buffer), nothing else.
   This is the decode limit the stage is compared with (``ratio_to_decode_limit``).
 * ``decode_only``: the same threads without the conversion (``ratio_to_decode_only``).
@@ -53,7 +54,12 @@ import numpy as np
 
 from streamdet.capture import CaptureStage
 from streamdet.capture.convert import av_frame_into
-from streamdet.capture.sources import av_timeout, rtsp_options
+from streamdet.capture.sources import (
+    av_timeout,
+    resolve_decoder_threads,
+    rtsp_options,
+    set_decoder_threads,
+)
 from streamdet.config import parse_config
 from tests.support.media import make_scene_clip
 from tests.support.servers import SYSTEM_PYTHON, RtspServer
@@ -130,9 +136,11 @@ def bare_read(
     convert: bool,
     live: bool,
     fast_decode: bool = True,
+    decoder_threads: int = 0,
 ) -> None:
     """Decode ``target`` (looping a file) and optionally convert like the stage; count frames.
-    ``fast_decode`` skips the deblocking filter, as the stage does by default."""
+    ``fast_decode`` skips the deblocking filter and ``decoder_threads`` sets the decoder's
+    threads (0: FFmpeg's choice), as the stage does."""
     out = np.zeros(OUT_SHAPE, np.uint8)
     started = time.monotonic()
     kwargs: dict[str, Any] = {}
@@ -144,7 +152,7 @@ def bare_read(
     try:
         with av.open(target, **kwargs) as container:
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            set_decoder_threads(stream, decoder_threads)
             if fast_decode:
                 stream.codec_context.options = {"skip_loop_filter": "all"}
             while not stop.is_set():
@@ -165,16 +173,28 @@ def bare_read(
 
 @contextmanager
 def bare_readers(
-    targets: list[str], *, convert: bool, live: bool, fast_decode: bool = True
+    targets: list[str],
+    *,
+    convert: bool,
+    live: bool,
+    fast_decode: bool = True,
+    decoder_threads: int | str = "auto",
 ) -> Iterator[list[Reader]]:
-    """K bare reader threads, stopped and joined on exit."""
+    """K bare reader threads, stopped and joined on exit. ``decoder_threads`` is resolved for K
+    cameras as the stage resolves ``capture.decoder_threads``."""
+    threads = resolve_decoder_threads(decoder_threads, len(targets))
     stop = threading.Event()
     readers = [Reader() for _ in targets]
     for i, (target, reader) in enumerate(zip(targets, readers, strict=True)):
         reader.thread = threading.Thread(
             target=bare_read,
             args=(target, reader, stop),
-            kwargs={"convert": convert, "live": live, "fast_decode": fast_decode},
+            kwargs={
+                "convert": convert,
+                "live": live,
+                "fast_decode": fast_decode,
+                "decoder_threads": threads,
+            },
             name=f"bare:{i}",
             daemon=True,
         )

@@ -114,6 +114,10 @@ def test_missing_env_var_names_key_and_variable() -> None:
             {"capture": {"backoff": {"initial_s": 5, "max_s": 1}}, **minimal()},
             "capture.backoff: max_s (1.0) must be >= initial_s",
         ),
+        (
+            {"capture": {"decoder_threads": "many"}, **minimal()},
+            "capture.decoder_threads: expected 'auto' or a whole number from 0 to 64, got 'many'",
+        ),
         ({"cameras": "x"}, "cameras: Input should be a valid list"),
         ({**minimal(), "extra": 1}, "extra: unknown key"),
     ],

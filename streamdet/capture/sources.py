@@ -9,6 +9,7 @@ factory.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -118,6 +119,7 @@ class PyAVSource:
         self._last_pts = 0.0
         self._recorder: Recorder | None = None
         self.fast_decode = False  # skip the H.264/HEVC deblocking filter (set before open)
+        self.decoder_threads = 0  # 0: FFmpeg's choice (set before open)
 
     def record_to(self, recorder: Recorder | None) -> None:
         self._recorder = recorder
@@ -131,7 +133,7 @@ class PyAVSource:
         except (av.FFmpegError, OSError, IndexError) as exc:
             self.close()
             raise SourceError(f"cannot open {self.description}: {_describe(exc)}") from exc
-        self._stream.thread_type = "AUTO"
+        set_decoder_threads(self._stream, self.decoder_threads)
         if self.fast_decode:
             # ~1.5x less decode CPU for 720p H.264 (benchmarks/capture.py); the blocking it
             # leaves is far below a pixel at the models' size, and clips copy packets
@@ -298,10 +300,32 @@ _FACTORIES: dict[str, Callable[[Any], VideoSource]] = {
 }
 
 
-def make_source(config: SourceConfig, *, fast_decode: bool = False) -> VideoSource:
+def make_source(
+    config: SourceConfig, *, fast_decode: bool = False, decoder_threads: int = 0
+) -> VideoSource:
     """Build the source a camera's config asks for (a fresh, unopened connection).
-    ``fast_decode``: decoders skip the deblocking filter (``capture.fast_decode``)."""
+    ``fast_decode``: decoders skip the deblocking filter (``capture.fast_decode``);
+    ``decoder_threads``: threads per decoder, 0 for FFmpeg's choice (``resolve_decoder_threads``).
+    """
     source = _FACTORIES[config.kind](config)
     if isinstance(source, PyAVSource):
         source.fast_decode = fast_decode
+        source.decoder_threads = decoder_threads
     return source
+
+
+def resolve_decoder_threads(setting: int | str, cameras: int, cores: int | None = None) -> int:
+    """``capture.decoder_threads`` for ``cameras`` decoding at once: "auto" is one thread each
+    when there are at least as many cameras as cores, else 0 (FFmpeg's choice)."""
+    if setting != "auto":
+        return int(setting)
+    cores = cores or os.cpu_count() or 1
+    return 1 if cameras >= cores else 0
+
+
+def set_decoder_threads(stream: Any, threads: int) -> None:
+    """Before the first packet: ``threads`` decoding threads for ``stream`` (0: FFmpeg's
+    choice, frame and slice threads)."""
+    stream.thread_type = "AUTO"
+    if threads:
+        stream.codec_context.thread_count = threads

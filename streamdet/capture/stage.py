@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from streamdet.capture.clips import ClipBuffer, Recorder
 from streamdet.capture.ring import FrameRing
-from streamdet.capture.sources import VideoSource
+from streamdet.capture.sources import VideoSource, resolve_decoder_threads
 from streamdet.capture.worker import CameraWorker
 from streamdet.config import (
     CameraConfig,
@@ -65,13 +65,13 @@ class CaptureStage:
         clips: ClipsConfig | None = None,
     ) -> None:
         self._workers: dict[str, CameraWorker] = {}
-        for camera in cameras:
-            if not camera.enabled:
-                continue
+        enabled = [camera for camera in cameras if camera.enabled]
+        threads = resolve_decoder_threads(capture.decoder_threads, len(enabled))
+        for camera in enabled:
             ring = FrameRing(camera.name, capture.ring_size, camera.frame.shape)
             recorder = _recorder(clips) if clips is not None and clips.enabled else None
             self._workers[camera.name] = CameraWorker(
-                camera, capture, ring, source_factory, recorder
+                camera, capture, ring, source_factory, recorder, decoder_threads=threads
             )
         self._interval = watchdog_interval_s
         self._stop = threading.Event()

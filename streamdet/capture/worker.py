@@ -83,6 +83,7 @@ class CameraWorker:
         ring: FrameRing,
         source_factory: Callable[[CameraConfig], VideoSource] | None = None,
         recorder: Recorder | None = None,
+        decoder_threads: int = 0,
     ) -> None:
         self.camera = camera
         self.recorder = recorder  # keeps footage for event clips
@@ -91,7 +92,9 @@ class CameraWorker:
         self.stats = CameraStats()
         self._capture = capture
         self._factory = source_factory or (
-            lambda cam: make_source(cam.source, fast_decode=capture.fast_decode)
+            lambda cam: make_source(
+                cam.source, fast_decode=capture.fast_decode, decoder_threads=decoder_threads
+            )
         )
         self._log = camera_logger(__name__, camera.name)
         self._state = SourceState.NOT_STARTED

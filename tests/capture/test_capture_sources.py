@@ -22,6 +22,7 @@ from streamdet.capture.sources import (
     SyntheticVideoSource,
     VideoSource,
     make_source,
+    resolve_decoder_threads,
 )
 from streamdet.capture.synthetic import SyntheticScene
 from streamdet.config import CameraConfig, CaptureConfig, FileSource, SyntheticSource
@@ -272,9 +273,13 @@ def test_capture_threads_run_at_the_configured_niceness() -> None:
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
 
 
-def _decode_all(path: Path, fast_decode: bool) -> np.ndarray:
-    source = make_source(FileSource(path=path, loop=False), fast_decode=fast_decode)
+def _decode_all(path: Path, fast_decode: bool, decoder_threads: int = 0) -> np.ndarray:
+    source = make_source(
+        FileSource(path=path, loop=False), fast_decode=fast_decode, decoder_threads=decoder_threads
+    )
     info = source.open()
+    if decoder_threads:
+        assert source._stream.codec_context.thread_count == decoder_threads  # type: ignore[attr-defined]
     frames = []
     try:
         while True:
@@ -295,3 +300,44 @@ def test_fast_decode_skips_deblocking_yet_keeps_every_frame_close(tmp_path: Path
     assert diff[1:].max() > 0  # the filter was skipped (the first frame may match exactly)
     assert diff.mean() < 3.0  # but the picture is the same picture (1.8 here)
     assert FileSource(path=clip).kind == "file" and CaptureConfig().fast_decode  # on by default
+
+
+def test_decoder_threads_auto_is_one_per_camera_once_cameras_fill_the_cores() -> None:
+    assert resolve_decoder_threads("auto", cameras=24, cores=2) == 1
+    assert resolve_decoder_threads("auto", cameras=2, cores=2) == 1
+    assert resolve_decoder_threads("auto", cameras=1, cores=2) == 0  # FFmpeg's choice
+    assert resolve_decoder_threads("auto", cameras=7, cores=8) == 0
+    assert resolve_decoder_threads(0, cameras=24, cores=2) == 0
+    assert resolve_decoder_threads(3, cameras=1, cores=2) == 3
+    assert CaptureConfig().decoder_threads == "auto"
+
+
+def test_one_decoder_thread_decodes_the_same_frames(tmp_path: Path) -> None:
+    clip = make_scene_clip(tmp_path / "scene.mp4", frames=30, width=320, height=192)
+    threaded, single = _decode_all(clip, True, 0), _decode_all(clip, True, 1)
+    assert single.shape == (30, 192, 320)
+    assert np.array_equal(threaded, single)  # H.264 decoding does not depend on threads
+
+
+def test_stage_gives_each_camera_the_resolved_decoder_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clip = make_clip(tmp_path / "clip.mp4", frames=5)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+
+    def threads_of(cameras: int, setting: int | str) -> set[int]:
+        config = make_config(
+            [
+                {"name": f"c{i}", "source": {"kind": "file", "path": str(clip)}}
+                for i in range(cameras)
+            ],
+            decoder_threads=setting,
+        )
+        stage = CaptureStage(config.cameras, config.capture)
+        sources = [stage.worker(c.name)._factory(c) for c in config.cameras]
+        return {s.decoder_threads for s in sources}  # type: ignore[attr-defined]
+
+    assert threads_of(2, "auto") == {1}
+    assert threads_of(1, "auto") == {0}
+    assert threads_of(2, 0) == {0}
+    assert threads_of(1, 4) == {4}
