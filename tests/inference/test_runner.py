@@ -89,6 +89,26 @@ def test_auto_grouping_times_both_ways_and_keeps_the_faster(
         ModelRunner("cpu", grouping="fast")
 
 
+def test_auto_grouping_takes_a_models_own_grouped_call_untimed() -> None:
+    # 9 cameras: motionflow spreads the windows over its worker pool in chunks of 4
+    models = {f"cam{i}": model_with_stats("motionflow", 0.1 * i) for i in range(9)}
+    inputs = windows(9, 1)
+    results = {}
+    for grouping in ("auto", "loop"):
+        runner = ModelRunner("cpu", grouping=grouping)
+        for camera, model in models.items():
+            runner.add(camera, model)
+        results[grouping] = runner.run(inputs)
+        group = runner._groups[runner._camera_group["cam0"]]
+        assert group.mode == ("vmap" if grouping == "auto" else "loop")
+        assert group.timings == {}  # chosen without timing either way
+    for camera in models:
+        grouped, alone = results["auto"][camera], results["loop"][camera]
+        assert grouped.score == pytest.approx(alone.score, rel=1e-5, abs=1e-5)
+        np.testing.assert_allclose(grouped.anomaly_map, alone.anomaly_map, rtol=1e-5, atol=1e-5)
+    assert len({results["auto"][c].score for c in models}) == 9
+
+
 def test_subset_of_a_group_and_removal() -> None:
     runner = ModelRunner("cpu")
     for i in range(3):

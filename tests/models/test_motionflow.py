@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import cv2
@@ -45,6 +46,25 @@ def test_cues_see_a_moving_square_where_and_as_fast_as_it_moves() -> None:
     assert features.shape == (2, H // PATCH, W // PATCH)
     row, col = np.unravel_index(int(features[1].argmax()), features.shape[1:])
     assert 2 <= row <= 5 and 2 <= col <= 5  # the cell the square is in (rows 3-4, cols 2-4)
+
+
+def test_a_batch_split_over_the_pool_gives_each_windows_own_cues() -> None:
+    # 9 windows: 3 chunks over the worker pool, each thread reusing its DIS object; every
+    # window's features equal the window scored alone, in a fresh thread's first DIS call
+    model = motionflow.build(ModelSpec("motionflow", W, H, PATCH))
+    shifts = [0, 3, 1, 5, 2, 0, 4, 6, 1]
+    frames = torch.from_numpy(
+        np.stack([np.stack([_textured_square(0), _textured_square(s)]) for s in shifts])
+    )
+    together = model.features(frames)
+    alone: list[torch.Tensor] = []
+    for i in range(len(shifts)):
+        thread = threading.Thread(
+            target=lambda i=i: alone.append(model.features(frames[i : i + 1]))
+        )
+        thread.start()
+        thread.join()
+    assert torch.equal(together, torch.cat(alone))
 
 
 def test_score_is_the_sum_of_each_cues_z_scored_maximum() -> None:
