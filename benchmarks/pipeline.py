@@ -37,15 +37,15 @@ decode-to-score latency alone cannot see. ``cameras_sustained`` is the highest c
 
 Limits, same run, same frames, measured before and after the pipeline (median of the two):
 decode limit = N bare threads decoding the clip *file* at full speed with the stage's conversion
-(``benchmarks/capture.py``'s bare loop, with the stage's decoder option ``capture.fast_decode``;
-``decode_fps_plain`` is the same without it), its analysable equivalent = decoded/s x 5/25; model
-limit = ``ModelRunner.run`` scoring N cameras' windows per call as fast as it can, the faster of
-its two ways (one grouped call: ``vmap`` over stacked parameters, or the model's own
-``forward_grouped`` when it cannot run under vmap, as ``motionflow``; one call per camera), as
-the pipeline's
-runner (``inference.grouping: auto``) picks. ``limit = min(N x 5 offered, decode equivalent,
-model)``, ``ratio_to_limit = analysed_fps / limit``. ``vmap.ratio`` is how much one grouped call
-beats one call per camera on the same windows; ``pipeline_grouping`` is what the pipeline chose.
+(``benchmarks/capture.py``'s bare loop, with the stage's decoder options ``capture.fast_decode``
+and ``capture.decoder_threads``; ``decode_fps_plain`` is plain PyAV: deblocking, FFmpeg's
+threads), its analysable equivalent = decoded/s x 5/25; model limit = ``ModelRunner.run``
+scoring N cameras' windows per call as fast as it can, the faster of its two ways (one grouped
+call: ``vmap`` over stacked parameters, or the model's own ``forward_grouped`` when it cannot
+run under vmap, as ``motionflow``; one call per camera), as the pipeline's runner
+(``inference.grouping: auto``) picks. ``limit = min(N x 5 offered, decode equivalent, model)``,
+``ratio_to_limit = analysed_fps / limit``. ``vmap.ratio`` is how much one grouped call beats one
+call per camera on the same windows; ``pipeline_grouping`` is what the pipeline chose.
 
 Naive loop, same model, same sources, same time: N PyAV readers; for each camera in turn decode
 the next frame, convert it, score it alone (batch 1), repeat. It cannot skip a frame without
@@ -95,7 +95,7 @@ from benchmarks.capture import measure as measure_counts
 from streamdet.app import App
 from streamdet.capture.convert import av_frame_into
 from streamdet.capture.sources import av_timeout, rtsp_options
-from streamdet.config import Config, parse_config
+from streamdet.config import Config, InferenceConfig, parse_config
 from streamdet.eval.dataset import read_clip
 from streamdet.frames import ScoredFrame
 from streamdet.inference.runner import ModelRunner
@@ -194,13 +194,18 @@ def build_config(setup: Setup, count: int) -> Config:
         "dir": str(setup.models_dir.parent / "events"),
         "clips": {"enabled": not setup.args.no_clips},
     }
-    capture = {"nice": setup.args.capture_nice, "fast_decode": not setup.args.plain_decode}
+    capture = {
+        "nice": setup.args.capture_nice,
+        "fast_decode": not setup.args.plain_decode,
+        "decoder_threads": setup.args.decoder_threads,
+    }
     return parse_config(
         {
             "cameras": cameras,
             "capture": capture,
             "models": models,
             "alerts": alerts,
+            "inference": {"backlog": setup.args.backlog},
             "server": {"enabled": False},
         }
     )
@@ -446,10 +451,13 @@ def summarise_pipeline(
 
 
 # --------------------------------------------------------------------------- the limits
-def decode_limit(setup: Setup, count: int, fast_decode: bool) -> float:
-    """Frames/s of ``count`` bare threads decoding + converting the clip file at full speed."""
+def decode_limit(setup: Setup, count: int, fast_decode: bool, threads: int | str) -> float:
+    """Frames/s of ``count`` bare threads decoding + converting the clip file at full speed;
+    ``threads``: ``capture.decoder_threads``."""
     targets = [str(setup.clip)] * count
-    with bare_readers(targets, convert=True, live=False, fast_decode=fast_decode) as readers:
+    with bare_readers(
+        targets, convert=True, live=False, fast_decode=fast_decode, decoder_threads=threads
+    ) as readers:
         time.sleep(1.0)
         sample = measure_counts(
             "bare", lambda: [r.frames for r in readers], setup.args.limit_seconds
@@ -498,9 +506,14 @@ def measure_limits(setup: Setup, count: int, threads: int, reverse: bool) -> dic
     batches = window_batches(setup, count, vmapped.context(camera_names(1)[0]))
     seconds = setup.args.limit_seconds
     steps: list[tuple[str, Callable[[], float]]] = [
-        ("decode_fps", lambda: decode_limit(setup, count, not setup.args.plain_decode)),
-        # what the deblocking filter costs: the same threads decoding with it (plain PyAV)
-        ("decode_fps_plain", lambda: decode_limit(setup, count, False)),
+        (
+            "decode_fps",
+            lambda: decode_limit(
+                setup, count, not setup.args.plain_decode, setup.args.decoder_threads
+            ),
+        ),
+        # what the stage's decoder options gain: plain PyAV (deblocking, FFmpeg's threads)
+        ("decode_fps_plain", lambda: decode_limit(setup, count, False, 0)),
         ("vmap_windows_per_s", lambda: runner_rate(vmapped, batches, seconds)),
         ("loop_windows_per_s", lambda: runner_rate(looped, batches, seconds)),
     ]
@@ -791,6 +804,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--plain-decode",
         action="store_true",
         help="capture.fast_decode: false (decoders keep the deblocking filter)",
+    )
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        default=InferenceConfig().backlog,
+        help="inference.backlog (the product's default: %(default)s)",
+    )
+    parser.add_argument(
+        "--decoder-threads",
+        type=lambda v: v if v == "auto" else int(v),
+        default="auto",
+        help="capture.decoder_threads (the product's default: auto); also used by the decode limit",
     )
     parser.add_argument(
         "--no-clips",
