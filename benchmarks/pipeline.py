@@ -2,7 +2,7 @@
 
 N cameras of 1280x720 H.264 at 25 fps are analysed at 5 fps each with the default model kind
 (``--kind`` for another) on this machine's CPU. For every camera count tried (``--cameras
-4,8,16``, increasing, stopping after the first count that fails) the run measures:
+16,24,28,32,36``, increasing, stopping after the first count that fails) the run measures:
 
 Setup (once). One synthetic scene clip (``make_scene_clip``, 1280x720, 25 fps, ``--frames``
 frames, cached in ``--workdir``). One GStreamer RTSP server on 127.0.0.1 serves it live at one
@@ -60,8 +60,8 @@ scored frames/s (``throughput_ratio_vs_naive``, also reported) rewards wasted wo
 buys is cameras watched at real time. ``cameras_sustained`` is capped by the highest count tried,
 so the speedup is a lower bound.
 
-Run from the repository root: ``python benchmarks/pipeline.py [--cameras 4,8,16]``. Progress goes
-to stderr; the last line of stdout is one JSON object with the results.
+Run from the repository root: ``python benchmarks/pipeline.py [--cameras 16,24,28,32,36]``.
+Progress goes to stderr; the last line of stdout is one JSON object with the results.
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def build_config(setup: Setup, count: int) -> Config:
             "capture": capture,
             "models": models,
             "alerts": alerts,
-            "inference": {"backlog": setup.args.backlog},
+            "inference": {"backlog": setup.args.backlog, "max_batch": setup.args.max_batch},
             "server": {"enabled": False},
         }
     )
@@ -783,7 +783,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--cameras", default="4,8,16", help="camera counts, tried in increasing order"
+        "--cameras", default="16,24,28,32,36", help="camera counts, tried in increasing order"
     )
     parser.add_argument("--seconds", type=float, default=20.0, help="measured window per run")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before each window")
@@ -810,6 +810,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=InferenceConfig().backlog,
         help="inference.backlog (the product's default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        default=InferenceConfig().max_batch,
+        help="inference.max_batch (the product's default: %(default)s)",
     )
     parser.add_argument(
         "--decoder-threads",
