@@ -1,7 +1,8 @@
 """What ``streamdet run`` and the demo show on the terminal while the pipeline runs.
 
 A live table per camera (capture figures, model state, smoothed score and threshold) and the
-newest events under it, read from the event store; a summary when the run ends.
+newest events of this run under it, read from the event store; a summary when the run ends.
+Events of earlier runs stay in the store (and ``/api/events``) but are not shown as this run's.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class PipelineConsole:
         self.title = title
         self.table = LiveTable(interval_s=interval_s)
         self._started = time.monotonic()
+        self._since = time.time()  # events start at their first frame's wall time
 
     def models(self) -> dict[str, ModelColumns]:
         columns = {}
@@ -44,9 +46,14 @@ class PipelineConsole:
             )
         return columns
 
-    def events(self, limit: int = 6) -> list[dict[str, Any]]:
+    def events(self, limit: int = 6, earlier: bool = False) -> list[dict[str, Any]]:
+        """This run's newest events (``earlier``: those of earlier runs instead)."""
         store = self.app.alerts.store
-        return [] if store is None else store.events(limit=limit)
+        if store is None:
+            return []
+        if earlier:
+            return store.events(until=self._since, limit=limit)
+        return store.events(since=self._since, limit=limit)
 
     async def _refresh(self, duration_s: float | None) -> None:
         while True:
@@ -88,6 +95,9 @@ class PipelineConsole:
             )
             for event in reversed(mine):
                 print(f"    {_event_line(event)}")
+        if self.events(limit=1, earlier=True):
+            where = f" ({self.app.url}/api/events while running)" if self.app.url else ""
+            print(f"  earlier runs' events are kept in the store too{where}")
 
     def exit_code(self) -> int:
         return 0 if all(s.frames for s in self.app.capture.status()) else 1

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from streamdet.alert.rules import Change, EventState
+from streamdet.alert.store import EventStore
 from tests.support.servers import RtspServer
 from tests.support.waiting import wait_for
 
@@ -106,6 +108,11 @@ def test_probe_unreachable_is_a_clear_error() -> None:
 
 
 def test_demo_learns_then_detects_and_finishes_by_itself(tmp_path: Path) -> None:
+    # an event of an earlier run, already in the store: kept, but not shown as this run's
+    store = EventStore(tmp_path / "events" / "events.db")
+    earlier = EventState("walkway-north", 1e9, 1e9 + 5, 9.0, 1e9 + 1, 3, (0, 0, 1, 1), 4.0)
+    store.record(Change.ENDED, earlier, "earlier-run-event", "motionflow", [])
+    store.close()
     result = run(
         "demo",
         "--duration",
@@ -125,6 +132,8 @@ def test_demo_learns_then_detects_and_finishes_by_itself(tmp_path: Path) -> None
     assert "/api/events" in result.stdout and "/metrics" in result.stdout
     summary = result.stdout.split("summary:")[1]
     assert summary.count(" scored, ") == 3
+    assert "earlier-run-event" not in result.stdout
+    assert "earlier runs' events are kept in the store too" in summary
 
 
 def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
