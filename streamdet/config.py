@@ -308,8 +308,9 @@ class InferenceConfig(_Model):
     grouping: Literal["auto", "vmap", "loop"] = Field(
         "auto",
         description="Cameras sharing a model architecture: one grouped call (vmap over stacked"
-        " parameters, or the model's own grouped forward), one call per camera, or auto (time"
-        " both on the first batch, keep the faster).",
+        " parameters, or the model's own grouped forward), one call per camera, or auto (the"
+        " model's own grouped forward if it has one, else time both on the first batch and keep"
+        " the faster).",
     )
     output_queue: int = Field(
         256, ge=1, le=100000, description="Scored frames buffered for alerting (drop-oldest)."
