@@ -13,7 +13,7 @@ ways on the group's first real batch (best of three each, interleaved) and keeps
 again whenever the group's cameras change; ``"vmap"`` or ``"loop"`` force one. A model whose
 forward leaves torch (OpenCV optical flow) cannot run under ``vmap``; if it offers
 ``forward_grouped(frames, stacked_buffers)`` (``motionflow`` does: only its statistics differ per
-camera), that is its grouped call instead.
+camera), that is its grouped call instead, taken without timing unless ``"loop"`` is forced.
 """
 
 from __future__ import annotations
