@@ -55,9 +55,8 @@ import numpy as np
 from streamdet.capture import CaptureStage
 from streamdet.capture.convert import av_frame_into
 from streamdet.capture.sources import (
-    av_timeout,
     resolve_decoder_threads,
-    rtsp_options,
+    rtsp_open_args,
     set_decoder_threads,
 )
 from streamdet.config import parse_config
@@ -145,10 +144,7 @@ def bare_read(
     started = time.monotonic()
     kwargs: dict[str, Any] = {}
     if live:
-        kwargs = {
-            "options": rtsp_options("tcp"),
-            "timeout": av_timeout(RTSP_TIMEOUT_S, RTSP_TIMEOUT_S),
-        }
+        kwargs = rtsp_open_args("tcp", RTSP_TIMEOUT_S, RTSP_TIMEOUT_S)
     try:
         with av.open(target, **kwargs) as container:
             stream = container.streams.video[0]

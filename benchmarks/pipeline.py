@@ -94,7 +94,7 @@ from benchmarks.capture import OUT_SHAPE, _rounded, bare_readers, machine_info, 
 from benchmarks.capture import measure as measure_counts
 from streamdet.app import App
 from streamdet.capture.convert import av_frame_into
-from streamdet.capture.sources import av_timeout, rtsp_options
+from streamdet.capture.sources import rtsp_open_args
 from streamdet.config import Config, InferenceConfig, parse_config
 from streamdet.eval.dataset import read_clip
 from streamdet.frames import ScoredFrame
@@ -577,8 +577,7 @@ class NaiveReader:
     def __init__(self, target: str, live: bool, model: AnomalyModel) -> None:
         kwargs: dict[str, Any] = {}
         if live:
-            timeout = av_timeout(RTSP_TIMEOUT_S, RTSP_TIMEOUT_S)
-            kwargs = {"options": rtsp_options("tcp"), "timeout": timeout}
+            kwargs = rtsp_open_args("tcp", RTSP_TIMEOUT_S, RTSP_TIMEOUT_S)
         self.live, self.model = live, model
         self.container = av.open(target, **kwargs)
         self.stream = self.container.streams.video[0]

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from streamdet.capture.sources import PyAVSource, VideoSource, av_timeout, rtsp_options
+from streamdet.capture.sources import PyAVSource, VideoSource, av_timeout, rtsp_open_args
 from streamdet.errors import SourceError
 from streamdet.log import redact
 
@@ -48,11 +48,10 @@ class ProbeResult:
 
 def source_for_url(url: str, transport: str = "tcp", timeout_s: float = 5.0) -> VideoSource:
     """A PyAV source for a URL, file path or /dev/videoN, opened as streamdet would."""
-    timeout = av_timeout(timeout_s, timeout_s)
     if url.startswith(("rtsp://", "rtsps://")):
-        return PyAVSource(url, options=rtsp_options(transport), timeout=timeout)
+        return PyAVSource(url, **rtsp_open_args(transport, timeout_s, timeout_s))
     if url.startswith(("http://", "https://")):
-        return PyAVSource(url, fmt="mpjpeg", timeout=timeout)
+        return PyAVSource(url, fmt="mpjpeg", timeout=av_timeout(timeout_s, timeout_s))
     if url.startswith("/dev/video"):
         return PyAVSource(url, fmt="v4l2")
     return PyAVSource(url, live=False, realtime=True)

@@ -23,6 +23,7 @@ from streamdet.capture.sources import (
     VideoSource,
     make_source,
     resolve_decoder_threads,
+    rtsp_open_args,
 )
 from streamdet.capture.synthetic import SyntheticScene
 from streamdet.config import CameraConfig, CaptureConfig, FileSource, SyntheticSource
@@ -310,6 +311,19 @@ def test_decoder_threads_auto_is_one_per_camera_once_cameras_fill_the_cores() ->
     assert resolve_decoder_threads(0, cameras=24, cores=2) == 0
     assert resolve_decoder_threads(3, cameras=1, cores=2) == 3
     assert CaptureConfig().decoder_threads == "auto"
+
+
+def test_rtsp_reads_over_tcp_are_bounded_by_ffmpeg_not_a_python_callback() -> None:
+    # PyAV's read bound is a callback that takes the GIL at every socket wait; over TCP FFmpeg's
+    # own socket timeout (microseconds, half the read timeout: it waits about twice) replaces it.
+    # That it still bounds a read: test_rtsp_frozen_server_is_detected_and_reconnected.
+    tcp = rtsp_open_args("tcp", open_s=3.0, read_s=4.0)
+    assert tcp["timeout"] == (3.0, None)
+    assert tcp["options"]["timeout"] == "2000000"
+    assert tcp["options"]["rtsp_transport"] == "tcp"
+    udp = rtsp_open_args("udp", open_s=3.0, read_s=4.0)  # FFmpeg's UDP wait is a fixed 10 s
+    assert udp["timeout"] == (3.0, 2.0)
+    assert "timeout" not in udp["options"] and udp["options"]["rtsp_transport"] == "udp"
 
 
 def test_one_decoder_thread_decodes_the_same_frames(tmp_path: Path) -> None:
