@@ -46,7 +46,11 @@ class _NetworkSource(_Model):
     url: str = Field(description="Stream URL; credentials may come from ${VAR}.")
     open_timeout_s: float = Field(5.0, gt=0, le=120, description="Give up opening after this.")
     read_timeout_s: float = Field(
-        5.0, gt=0, le=120, description="A read that waits longer than this counts as a stall."
+        5.0,
+        gt=0,
+        le=120,
+        description="A read that waits longer than this counts as a stall. Over TCP, FFmpeg"
+        " waits at most half of it for each answer while opening, too.",
     )
 
 

@@ -125,6 +125,7 @@ class PyAVSource:
         self._recorder = recorder
 
     def open(self) -> StreamInfo:
+        started = time.monotonic()
         try:
             self._container = av.open(
                 self.target, format=self._fmt, options=self._options, timeout=self._timeout
@@ -132,7 +133,8 @@ class PyAVSource:
             self._stream = self._container.streams.video[0]
         except (av.FFmpegError, OSError, IndexError) as exc:
             self.close()
-            raise SourceError(f"cannot open {self.description}: {_describe(exc)}") from exc
+            why = self._open_failure(exc, started)
+            raise SourceError(f"cannot open {self.description}: {why}") from exc
         set_decoder_threads(self._stream, self.decoder_threads)
         if self.fast_decode:
             # ~1.5x less decode CPU for 720p H.264 (benchmarks/capture.py); the blocking it
@@ -148,6 +150,18 @@ class PyAVSource:
             fps=float(rate) if rate else None,
             live=self._live,
         )
+
+    def _open_failure(self, exc: BaseException, started: float) -> str:
+        """Why the open failed. When a timeout cut it short (PyAV's open bound, or FFmpeg's
+        socket timeout over RTSP/TCP), FFmpeg reports whatever step it was in, often "Invalid
+        data found when processing input": say that it timed out."""
+        bounds = [self._timeout[0]] if self._timeout else []
+        if "timeout" in self._options:  # FFmpeg's socket timeout, microseconds
+            bounds.append(int(self._options["timeout"]) / 1e6)
+        elapsed = time.monotonic() - started
+        if bounds and elapsed >= 0.95 * min(bounds):
+            return f"timed out: no complete answer within {elapsed:.1f} s"
+        return _describe(exc)
 
     def read_into(self, out: np.ndarray) -> FrameMeta | None:
         frame = self._next_frame()

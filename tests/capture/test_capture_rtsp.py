@@ -120,6 +120,12 @@ def test_rtsp_unanswered_url_leaves_other_cameras_at_full_rate(rtsp_server: Rtsp
             assert refused.state is SourceState.RECONNECTING
             assert refused.stats.connect_failures >= 3
             assert hangs.stats.frames == refused.stats.frames == 0
+            # FFmpeg reports an open cut short by the timeout as "Invalid data found": the
+            # error says what happened instead, and a refused connection is not called a timeout
+            assert "timed out: no complete answer within" in hangs.stats.errors[0]
+            assert "Invalid data" not in hangs.stats.errors[0]
+            assert "refused" in refused.stats.errors[0].lower()
+            assert "timed out" not in refused.stats.errors[0]
     # Both streams are 25 fps live: full rate means real time despite the two dead cameras.
     assert all(rate >= 22 for rate in rates), rates
 
