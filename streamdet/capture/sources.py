@@ -159,9 +159,10 @@ class PyAVSource:
         if "timeout" in self._options:  # FFmpeg's socket timeout, microseconds
             bounds.append(int(self._options["timeout"]) / 1e6)
         elapsed = time.monotonic() - started
-        if bounds and elapsed >= 0.95 * min(bounds):
+        cut_short = isinstance(exc, av.InvalidDataError | av.ExitError | TimeoutError)
+        if cut_short and bounds and elapsed >= 0.95 * min(bounds):
             return f"timed out: no complete answer within {elapsed:.1f} s"
-        return _describe(exc)
+        return _describe(exc)  # a real answer (refused, 401, 404, ...) is kept as it was
 
     def read_into(self, out: np.ndarray) -> FrameMeta | None:
         frame = self._next_frame()
