@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from streamdet.capture.sources import PyAVSource, VideoSource, av_timeout, rtsp_open_args
+from streamdet.capture.sources import PyAVSource, VideoSource, rtsp_open_args, socket_timeouts
 from streamdet.errors import SourceError
 from streamdet.log import redact
 
@@ -51,7 +51,7 @@ def source_for_url(url: str, transport: str = "tcp", timeout_s: float = 5.0) -> 
     if url.startswith(("rtsp://", "rtsps://")):
         return PyAVSource(url, **rtsp_open_args(transport, timeout_s, timeout_s))
     if url.startswith(("http://", "https://")):
-        return PyAVSource(url, fmt="mpjpeg", timeout=av_timeout(timeout_s, timeout_s))
+        return PyAVSource(url, fmt="mpjpeg", **socket_timeouts(timeout_s, timeout_s))
     if url.startswith("/dev/video"):
         return PyAVSource(url, fmt="v4l2")
     return PyAVSource(url, live=False, realtime=True)

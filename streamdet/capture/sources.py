@@ -276,23 +276,30 @@ def rtsp_options(transport: str) -> dict[str, str]:
     return {"rtsp_transport": transport, "analyzeduration": "500000", "probesize": "500000"}
 
 
-def rtsp_open_args(transport: str, open_s: float, read_s: float) -> dict[str, Any]:
-    """``options`` and ``timeout`` for opening an RTSP URL (``PyAVSource`` or ``av.open``).
+def socket_timeouts(open_s: float, read_s: float) -> dict[str, Any]:
+    """``options`` and ``timeout`` that bound a TCP stream's reads in FFmpeg itself.
 
     PyAV bounds a read with an interrupt callback that FFmpeg calls every time it waits on a
     socket, and that callback takes the GIL: thousands of GIL hand-offs a second with 32
-    cameras, each one stalling the Python thread that held it. Demuxing alone cost 0.31 ms of
-    CPU per frame with it and 0.12 without, and at 28-32 cameras the pipeline missed fewer
-    frames in 5 of 6 paired runs (benchmarks/pipeline.py). Over TCP FFmpeg bounds socket
-    reads itself (its ``timeout`` option), so PyAV bounds only the open. Over UDP FFmpeg's own
-    wait is a fixed 10 s, so PyAV's read bound stays.
+    cameras, each one stalling the Python thread that held it. Demuxing RTSP alone cost 0.31 ms
+    of CPU per frame with it and 0.12 without, and at 28-32 cameras the pipeline missed fewer
+    frames in 5 of 6 paired runs (benchmarks/pipeline.py). FFmpeg's own socket timeout (its
+    ``timeout`` option, microseconds) bounds the reads instead; PyAV bounds only the open.
+    Half of ``read_s``: FFmpeg's RTSP gives up on a silent socket after about twice the time it
+    is handed (HTTP after about once, as PyAV's bound did before).
     """
+    return {"options": {"timeout": str(round(read_s / 2 * 1e6))}, "timeout": (open_s, None)}
+
+
+def rtsp_open_args(transport: str, open_s: float, read_s: float) -> dict[str, Any]:
+    """``options`` and ``timeout`` for opening an RTSP URL (``PyAVSource`` or ``av.open``):
+    over TCP, ``socket_timeouts``; over UDP FFmpeg's own wait is a fixed 10 s, so PyAV's read
+    bound stays."""
     options = rtsp_options(transport)
-    if transport == "tcp":
-        # FFmpeg gives up on a silent socket after about twice the time it is handed.
-        options["timeout"] = str(round(read_s / 2 * 1e6))
-        return {"options": options, "timeout": (open_s, None)}
-    return {"options": options, "timeout": av_timeout(open_s, read_s)}
+    if transport != "tcp":
+        return {"options": options, "timeout": av_timeout(open_s, read_s)}
+    bounds = socket_timeouts(open_s, read_s)
+    return {"options": {**options, **bounds["options"]}, "timeout": bounds["timeout"]}
 
 
 def _rtsp(config: RtspSource) -> VideoSource:
@@ -301,8 +308,8 @@ def _rtsp(config: RtspSource) -> VideoSource:
 
 
 def _mjpeg(config: MjpegSource) -> VideoSource:
-    timeout = av_timeout(config.open_timeout_s, config.read_timeout_s)
-    return PyAVSource(config.url, fmt="mpjpeg", timeout=timeout)
+    bounds = socket_timeouts(config.open_timeout_s, config.read_timeout_s)
+    return PyAVSource(config.url, fmt="mpjpeg", **bounds)
 
 
 def _file(config: FileSource) -> VideoSource:

@@ -156,16 +156,24 @@ def test_synthetic_grey_conversion_is_luma() -> None:
 
 
 # ------------------------------------------------------------------------- MJPEG over HTTP
-def mjpeg_app(jpegs: list[bytes], fps: float = 25.0) -> web.Application:
-    """multipart/x-mixed-replace JPEGs at ``fps``, looping, at /video.mjpg."""
+def mjpeg_app(
+    jpegs: list[bytes], fps: float = 25.0, first_goes_silent_after: int | None = None
+) -> web.Application:
+    """multipart/x-mixed-replace JPEGs at ``fps``, looping, at /video.mjpg. With
+    ``first_goes_silent_after``, the first connection keeps its socket open but sends nothing
+    after that many frames (a hung camera); later connections stream normally."""
+    connections = itertools.count()
 
     async def stream(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(
             headers={"Content-Type": "multipart/x-mixed-replace; boundary=frame"}
         )
         await response.prepare(request)
+        silent_after = first_goes_silent_after if next(connections) == 0 else None
         index = 0
         while True:
+            if index == silent_after:
+                await asyncio.sleep(3600)
             jpeg = jpegs[index % len(jpegs)]
             head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
             try:
@@ -207,6 +215,29 @@ def test_mjpeg_http_frames_arrive_in_order(mjpeg_server: ThreadedApp) -> None:
         status = stage.status()[0]
     assert status.codec == "mjpeg" and status.source.startswith("http://***@127.0.0.1")
     assert steps(indices, 50) == {1}, indices
+
+
+def test_mjpeg_camera_gone_silent_is_bounded_by_the_read_timeout() -> None:
+    # The watchdog's stall limit is set far above the read timeout, so only the read bound
+    # (FFmpeg's socket timeout, half of read_timeout_s) can free the capture thread in time.
+    jpegs = jpeg_frames([np.full((96, 160, 3), 40 * (n % 5), np.uint8) for n in range(5)])
+    with ThreadedApp(mjpeg_app(jpegs, first_goes_silent_after=20)) as server:
+        url = f"http://127.0.0.1:{server.port}/video.mjpg"
+        source = {"kind": "mjpeg", "url": url, "read_timeout_s": 2}
+        stage = stage_for(
+            [{"name": "mjpeg", "source": source, "frame": SMALL}],
+            min_stall_s=30.0,
+            max_stall_s=30.0,
+            backoff={"initial_s": 0.1, "max_s": 0.5},
+        )
+        with stage:
+            worker = stage.worker("mjpeg")
+            wait_for(lambda: worker.stats.frames >= 20, 10, "the first 20 frames")
+            took = wait_for(lambda: worker.stats.frames >= 45, 6, "frames from a new connection")
+            assert worker.stats.stalls == 0  # freed by the read bound, not by the watchdog
+            assert worker.stats.reconnects >= 1
+            assert any("timed out" in e.lower() for e in worker.stats.errors), worker.stats.errors
+    print(f"silent camera dropped and reconnected within {took:.2f} s")
 
 
 class FlakySource:
