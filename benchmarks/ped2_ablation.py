@@ -43,7 +43,7 @@ import torch
 from streamdet.eval.dataset import Dataset, load_dataset, read_clip
 from streamdet.eval.metrics import auc, video_normalised
 from streamdet.eval.validation import SPEED_SIZE_KINDS, build_validation
-from streamdet.models import flow, fusion, motionflow
+from streamdet.models import flow, fusion, motionflow, objects
 from streamdet.models.base import AnomalyModel, ModelSpec, TrainingData, TrainSettings, score_clip
 from streamdet.models.registry import build_model, train_model
 from streamdet.scoring.smoothing import ema
@@ -52,6 +52,7 @@ DEFAULT_DATASET = Path(__file__).resolve().parents[2] / "shared/data/ucsd_ped2"
 ALL_ROWS = (
     "framediff",
     "motionflow",
+    "objects",
     "motion",
     "motion_block",
     "flow",
@@ -78,6 +79,8 @@ def row_spec(row: str, extra: dict[str, Any]) -> ModelSpec:
         spec = flow.default_spec()
     elif row == "motionflow":
         spec = motionflow.default_spec()
+    elif row == "objects":
+        spec = objects.default_spec()
     elif row == "fusion":
         spec = size
     elif row == "fusion_mf":  # what the local CNN adds to the default model, at its size

@@ -46,6 +46,48 @@ class FrameRef:
     analyse: bool
 
 
+# Why an object is unusual, as object-level models say it (their output carries the index).
+REASONS = (
+    "fast",
+    "slow",
+    "large",
+    "small",
+    "unusual place",
+    "wrong way",
+    "unusual look",
+    "lingering",
+    "left behind",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DetectedObject:
+    """One object an object-level model scored: where, how unusual, and why."""
+
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 relative to the frame
+    score: float  # the object's normalised score (the frame score is the highest)
+    reason: str  # e.g. "fast", "unusual place", "left behind"
+
+    def as_dict(self) -> dict[str, object]:
+        return {"box": [round(v, 4) for v in self.box], "score": self.score, "reason": self.reason}
+
+    @staticmethod
+    def from_rows(rows: np.ndarray | None) -> tuple[DetectedObject, ...]:
+        """Object rows (K, 7) of a model's output -> the valid ones, highest score first."""
+        if rows is None:
+            return ()
+        found = [
+            DetectedObject(
+                (float(r[0]), float(r[1]), float(r[2]), float(r[3])),
+                float(r[4]),
+                REASONS[int(r[5])] if 0 <= int(r[5]) < len(REASONS) else "unusual",
+            )
+            for r in rows
+            if r[6] > 0
+        ]
+        return tuple(sorted(found, key=lambda o: -o.score))
+
+
 @dataclass(frozen=True, slots=True)
 class ScoredFrame:
     """One analysed frame: what the inference stage hands to alerting and the API."""
@@ -57,6 +99,7 @@ class ScoredFrame:
     anomaly_map: np.ndarray  # (gh, gw) normalised patch scores, float32
     scored_at: float  # time.time() when scoring finished
     normal_peak: float | None = None  # highest smoothed score of held-out normal footage
+    objects: tuple[DetectedObject, ...] = ()  # object-level models: highest score first
 
     @property
     def latency_s(self) -> float:

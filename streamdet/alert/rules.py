@@ -19,6 +19,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from streamdet.frames import DetectedObject
+
 _EPS = 1e-6  # frame times are sums of 1/fps: 0.6 - 0.2 must count as 0.4
 
 
@@ -41,6 +43,7 @@ class Observation:
     threshold: float
     anomaly_map: np.ndarray  # (gh, gw)
     normal_peak: float | None = None  # held-out normal footage's highest score, if known
+    objects: tuple[DetectedObject, ...] = ()  # object-level models: highest score first
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class EventState:
     peak_seq: int
     region: tuple[float, float, float, float]  # x0, y0, x1, y1 relative to the frame
     threshold: float
+    reason: str | None = None  # why, at the peak (object-level models)
+    objects: tuple[DetectedObject, ...] = ()  # the peak frame's unusual objects
 
 
 class Change(enum.Enum):
@@ -67,6 +72,13 @@ class Change(enum.Enum):
 class Update:
     change: Change
     event: EventState
+
+
+def unusual_objects(obs: Observation) -> tuple[DetectedObject, ...]:
+    """The objects above the threshold, or the highest one when none is (smoothing can keep
+    the frame above while no single object is)."""
+    above = tuple(o for o in obs.objects if o.score > obs.threshold)
+    return above or obs.objects[:1]
 
 
 def region_of(anomaly_map: np.ndarray, level: float) -> tuple[float, float, float, float]:
@@ -125,6 +137,8 @@ class EventTracker:
             peak_seq=first.seq,
             region=region_of(first.anomaly_map, first.threshold),
             threshold=first.threshold,
+            reason=first.objects[0].reason if first.objects else None,
+            objects=unusual_objects(first),
         )
         updates = [Update(Change.STARTED, self.event)]
         if obs is not first and obs.smoothed > first.smoothed:
@@ -158,5 +172,7 @@ class EventTracker:
             peak_time=obs.time,
             peak_seq=obs.seq,
             region=region_of(obs.anomaly_map, obs.threshold),
+            reason=obs.objects[0].reason if obs.objects else self.event.reason,
+            objects=unusual_objects(obs) or self.event.objects,
         )
         return [Update(Change.UPDATED, self.event)]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from streamdet.frames import DetectedObject
 
 
 def render_snapshot(
@@ -13,8 +16,11 @@ def render_snapshot(
     anomaly_map: np.ndarray,
     threshold: float,
     region: tuple[float, float, float, float],
+    objects: Sequence[DetectedObject] = (),
 ) -> np.ndarray:
-    """BGR image: the frame, a heatmap of the map cells near and above the threshold, the region."""
+    """BGR image: the frame, a heatmap of the map cells near and above the threshold, and the
+    region outlined; with an object-level model, each unusual object boxed and labelled with
+    its reason instead of the region."""
     image = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame.copy()
     height, width = image.shape[:2]
     # 0 at half the threshold, full colour at the threshold and above.
@@ -23,14 +29,21 @@ def render_snapshot(
     colour = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET)
     alpha = (heat * 0.6)[..., None]
     blended = (image * (1 - alpha) + colour * alpha).astype(np.uint8)
-    x0, y0, x1, y1 = region
-    cv2.rectangle(
-        blended,
-        (int(x0 * width), int(y0 * height)),
-        (int(x1 * width) - 1, int(y1 * height) - 1),
-        (0, 0, 255),
-        2,
-    )
+    boxes = [(o.box, o.reason) for o in objects] or [(region, "")]
+    thick = max(1, round(height / 240))
+    for (x0, y0, x1, y1), label in boxes:
+        top_left = (int(x0 * width), int(y0 * height))
+        cv2.rectangle(
+            blended, top_left, (int(x1 * width) - 1, int(y1 * height) - 1), (0, 0, 255), 2 * thick
+        )
+        if label:
+            scale = 0.4 * thick
+            (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+            x, y = top_left[0], max(top_left[1] - 3, th + 3)
+            cv2.rectangle(blended, (x, y - th - 3), (x + tw + 2, y + 2), (0, 0, 255), -1)
+            cv2.putText(
+                blended, label, (x + 1, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick
+            )
     return blended
 
 

@@ -146,6 +146,7 @@ class AlertStage:
             frame.threshold,
             frame.anomaly_map,
             frame.normal_peak,
+            frame.objects,
         )
         for update in self.trackers[camera].feed(obs):
             if update.change is not Change.ENDED and update.event.peak_seq == frame.ref.seq:
@@ -236,7 +237,11 @@ class AlertStage:
         if state.peak_frame is None or state.peak_map is None or self.store is None:
             return
         image = render_snapshot(
-            state.peak_frame, state.peak_map, update.event.threshold, update.event.region
+            state.peak_frame,
+            state.peak_map,
+            update.event.threshold,
+            update.event.region,
+            update.event.objects,
         )
         path = self.config.dir / "snapshots" / f"{state.event_id}.jpg"
         await asyncio.to_thread(write_jpeg, path, image)

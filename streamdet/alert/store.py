@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS events (
     id TEXT PRIMARY KEY, camera TEXT NOT NULL, start REAL NOT NULL, end REAL,
     peak_score REAL NOT NULL, peak_time REAL NOT NULL, region TEXT NOT NULL,
     threshold REAL NOT NULL, model TEXT NOT NULL, revision INTEGER NOT NULL,
-    snapshot TEXT, clip TEXT
+    snapshot TEXT, clip TEXT, reason TEXT, objects TEXT
 );
 CREATE INDEX IF NOT EXISTS events_camera_start ON events (camera, start);
 CREATE TABLE IF NOT EXISTS outbox (
@@ -61,6 +61,10 @@ class EventStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            columns = {r["name"] for r in self._db.execute("PRAGMA table_info(events)")}
+            for column in ("reason", "objects"):  # stores written before events had reasons
+                if column not in columns:
+                    self._db.execute(f"ALTER TABLE events ADD COLUMN {column} TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -80,10 +84,12 @@ class EventStore:
                 revision = 0 if row is None else int(row["revision"]) + 1
                 self._db.execute(
                     "INSERT INTO events (id, camera, start, end, peak_score, peak_time, region,"
-                    " threshold, model, revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " threshold, model, revision, reason, objects)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (id) DO UPDATE SET end = excluded.end,"
                     " peak_score = excluded.peak_score, peak_time = excluded.peak_time,"
-                    " region = excluded.region, revision = excluded.revision",
+                    " region = excluded.region, revision = excluded.revision,"
+                    " reason = excluded.reason, objects = excluded.objects",
                     (
                         event_id,
                         event.camera,
@@ -95,6 +101,8 @@ class EventStore:
                         event.threshold,
                         model,
                         revision,
+                        event.reason,
+                        json.dumps([o.as_dict() for o in event.objects]),
                     ),
                 )
                 payload = {**self._get(event_id), "change": change.value}
@@ -213,4 +221,6 @@ def _event_json(row: sqlite3.Row) -> dict[str, Any]:
         "revision": row["revision"],
         "snapshot": row["snapshot"],
         "clip": row["clip"],
+        "reason": row["reason"],
+        "objects": json.loads(row["objects"]) if row["objects"] else [],
     }

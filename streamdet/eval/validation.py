@@ -55,11 +55,17 @@ def person_sprites(clips: list[np.ndarray], count: int = 40, seed: int = 0) -> l
                 x, y, w, h, area = stats[j]
                 walker = 14 * s <= h <= 28 * s and 5 * s <= w <= 13 * s
                 if walker and area > 0.35 * w * h and y > 60 * s:
-                    mask = (labels[y : y + h, x : x + w] == j).astype(np.float32)
-                    mask = cv2.GaussianBlur(cv2.dilate(mask, np.ones((3, 3))), (3, 3), 0)
-                    out.append((clip[i, y : y + h, x : x + w].astype(np.float32), mask))
+                    out.append(cutout(clip[i], labels, j, (x, y, w, h)))
     order = rng.permutation(len(out))
     return [out[k] for k in order[:count]]
+
+
+def cutout(frame: np.ndarray, labels: np.ndarray, j: int, box: tuple[int, int, int, int]) -> Sprite:
+    """Region ``j`` of a label image as a sprite: its pixels and a softened mask."""
+    x, y, w, h = box
+    mask = (labels[y : y + h, x : x + w] == j).astype(np.float32)
+    mask = cv2.GaussianBlur(cv2.dilate(mask, np.ones((3, 3))), (3, 3), 0)
+    return frame[y : y + h, x : x + w].astype(np.float32), mask
 
 
 def paste(frame: np.ndarray, sprite: Sprite, x: float, y: float) -> tuple[np.ndarray, bool]:

@@ -13,7 +13,7 @@ import numpy as np
 from streamdet.capture.ring import FrameRing
 from streamdet.config import CameraConfig, ModelsConfig
 from streamdet.errors import ModelError, StreamdetError
-from streamdet.frames import ModelState
+from streamdet.frames import DetectedObject, ModelState
 from streamdet.log import camera_logger
 from streamdet.models.base import AnomalyModel, TrainSettings, no_progress
 from streamdet.models.checkpoint import load_checkpoint, save_checkpoint
@@ -160,6 +160,19 @@ class Detector:
                 anomaly_map.shape, self.camera.zones, self.camera.masks
             )
         return zones.apply(anomaly_map, self._zone_mask)
+
+    def restrict_objects(self, objects: tuple[DetectedObject, ...]) -> tuple[DetectedObject, ...]:
+        """The objects whose box centre is in a counted cell (call after ``restrict``)."""
+        mask = self._zone_mask
+        if mask is None or not objects:
+            return objects
+        rows, cols = mask.shape
+
+        def counted(o: DetectedObject) -> bool:
+            x, y = (o.box[0] + o.box[2]) / 2, (o.box[1] + o.box[3]) / 2
+            return bool(mask[min(int(y * rows), rows - 1), min(int(x * cols), cols - 1)])
+
+        return tuple(o for o in objects if counted(o))
 
     def status(self) -> DetectorStatus:
         progress = 0.0

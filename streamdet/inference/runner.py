@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 class Scores(NamedTuple):
     score: float
     anomaly_map: np.ndarray  # (gh, gw) float32
+    objects: np.ndarray | None = None  # (K, 7) object rows (see ModelOutput), object models
 
 
 def choose_device(preference: str = "auto") -> torch.device:
@@ -65,6 +66,7 @@ class _Group:
 
 
 GROUPINGS = ("auto", "vmap", "loop")
+_Batch = tuple[Tensor, Tensor, Tensor | None]  # scores, maps, object rows (object models)
 
 
 class ModelRunner:
@@ -131,12 +133,16 @@ class ModelRunner:
         frames = torch.from_numpy(np.stack([windows[c] for c in cameras])).to(self.device)
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda"):
             if len(cameras) > 1 and self._mode(group, cameras, frames) == "vmap":
-                score, amap = self._vmapped(group, cameras, frames)
+                score, amap, objects = self._vmapped(group, cameras, frames)
             else:
-                score, amap = self._looped(group, cameras, frames)
+                score, amap, objects = self._looped(group, cameras, frames)
         score_np = score.float().cpu().numpy()
         map_np = amap.float().cpu().numpy()
-        return {c: Scores(float(score_np[i]), map_np[i]) for i, c in enumerate(cameras)}
+        obj_np = None if objects is None else objects.float().cpu().numpy()
+        return {
+            c: Scores(float(score_np[i]), map_np[i], None if obj_np is None else obj_np[i])
+            for i, c in enumerate(cameras)
+        }
 
     def _mode(self, group: _Group, cameras: list[str], frames: Tensor) -> str:
         if group.mode is not None:
@@ -179,7 +185,7 @@ class ModelRunner:
 
     def _timed(
         self,
-        way: Callable[[_Group, list[str], Tensor], tuple[Tensor, Tensor]],
+        way: Callable[[_Group, list[str], Tensor], _Batch],
         group: _Group,
         cameras: list[str],
         frames: Tensor,
@@ -194,26 +200,30 @@ class ModelRunner:
         """Per group (its first camera's name): how its cameras are scored, once chosen."""
         return {g.cameras[0]: g.mode for g in self._groups.values()}
 
-    def _looped(self, group: _Group, cameras: list[str], frames: Tensor) -> tuple[Tensor, Tensor]:
+    def _looped(self, group: _Group, cameras: list[str], frames: Tensor) -> _Batch:
         outs = [
             group.models[group.cameras.index(c)](frames[i : i + 1]) for i, c in enumerate(cameras)
         ]
-        return torch.cat([o.score for o in outs]), torch.cat([o.anomaly_map for o in outs])
+        objects = None if outs[0].objects is None else torch.cat([o.objects for o in outs])
+        return torch.cat([o.score for o in outs]), torch.cat([o.anomaly_map for o in outs]), objects
 
-    def _vmapped(self, group: _Group, cameras: list[str], frames: Tensor) -> tuple[Tensor, Tensor]:
+    def _vmapped(self, group: _Group, cameras: list[str], frames: Tensor) -> _Batch:
         grouped = getattr(group.models[0], "forward_grouped", None)
         if group.stacked is None or (group.call is None and grouped is None):
             group.stacked = stack_module_state(group.models)
         if grouped is not None:  # the model's own grouped computation (e.g. OpenCV inside)
-            _, buffers = group.stacked
+            # its per-camera state: buffers and (for a model with weights) parameters
+            params, buffers = group.stacked
             index = torch.tensor([group.cameras.index(c) for c in cameras], device=self.device)
-            out = grouped(frames, {k: v.index_select(0, index) for k, v in buffers.items()})
-            return out.score, out.anomaly_map
+            state = {k: v.index_select(0, index) for k, v in {**params, **buffers}.items()}
+            out = grouped(frames, state)
+            return out.score, out.anomaly_map, out.objects
         if group.call is None:
             base = copy.deepcopy(group.models[0]).to("meta")
 
             def call(params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Any:
-                return tuple(functional_call(base, (params, buffers), (x,)))
+                out = functional_call(base, (params, buffers), (x,))
+                return out[0], out[1]
 
             group.call = torch.vmap(call)
         params, buffers = group.stacked
@@ -222,7 +232,7 @@ class ModelRunner:
             params = {k: v.index_select(0, index) for k, v in params.items()}
             buffers = {k: v.index_select(0, index) for k, v in buffers.items()}
         score, amap = group.call(params, buffers, frames.unsqueeze(1))
-        return score.squeeze(1), amap.squeeze(1)
+        return score.squeeze(1), amap.squeeze(1), None
 
     def warm_up(self, shape: dict[str, tuple[int, ...]]) -> None:
         """One call per group at the real input shapes, so the first live batch is not slow."""

@@ -21,7 +21,7 @@ import numpy as np
 
 from streamdet.capture.stage import CaptureStage
 from streamdet.config import CameraConfig, InferenceConfig, ModelsConfig
-from streamdet.frames import FrameRef, ModelState, ScoredFrame
+from streamdet.frames import DetectedObject, FrameRef, ModelState, ScoredFrame
 from streamdet.inference.batcher import Batcher
 from streamdet.inference.detector import Detector, DetectorStatus
 from streamdet.inference.runner import ModelRunner, Scores
@@ -171,6 +171,7 @@ class InferenceStage:
                 anomaly_map=anomaly_map,
                 scored_at=scored_at,
                 normal_peak=detector.normal_peak,
+                objects=detector.restrict_objects(DetectedObject.from_rows(result.objects)),
             )
             self._publish(frame)
 

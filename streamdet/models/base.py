@@ -27,6 +27,8 @@ from torch import Tensor, nn
 class ModelOutput(NamedTuple):
     score: Tensor  # (B,) frame score: max over the normalised map
     anomaly_map: Tensor  # (B, gh, gw) normalised patch scores
+    # (B, K, 7) per object: box x0 y0 x1 y1 (0..1), score, reason index, valid; object models only
+    objects: Tensor | None = None
 
 
 @dataclass(frozen=True)

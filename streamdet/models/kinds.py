@@ -3,6 +3,7 @@
 MODEL_KINDS = (
     "framediff",
     "motionflow",
+    "objects",
     "motion",
     "flow",
     "patchae",

@@ -7,7 +7,16 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from streamdet.errors import ModelError
-from streamdet.models import autoencoder, flow, fusion, local, motion, motionflow, predictor
+from streamdet.models import (
+    autoencoder,
+    flow,
+    fusion,
+    local,
+    motion,
+    motionflow,
+    objects,
+    predictor,
+)
 from streamdet.models.base import (
     AnomalyModel,
     ModelSpec,
@@ -42,6 +51,14 @@ MODELS: dict[str, ModelEntry] = {
         0.5,
         "default: moving share + DIS optical-flow speed per square, z-scored by normal frame"
         " maxima",
+    ),
+    "objects": ModelEntry(
+        objects.build,
+        objects.train_objects,
+        objects.default_spec(),
+        0.5,
+        "objects from a learned background (place, size, speed, direction, stillness, a crop "
+        "embedding) against a k-NN bank of the camera's normal objects, with a reason",
     ),
     "motion": ModelEntry(
         motion.build,

@@ -1,0 +1,556 @@
+"""Objects against the camera's own normal ("objects"): what kinds of things happen where.
+
+Per window (the newest frame and the one before), at the model's input size:
+
+1. **Objects without a downloaded detector.** The camera's background is learned from its normal
+   footage (the per-pixel median of training frames) with each pixel's own normal variation (its
+   median absolute deviation), so a flickering screen or a burned-in clock needs a larger change
+   than a quiet wall. A pixel is foreground where it differs from the background by more than
+   ``max(bg_level, noise_k x its variation)``, after removing the frame's median offset (a
+   global exposure change). Connected regions of the cleaned mask are the objects.
+2. **Per object:** where its foot is, how tall and wide it is, how fast and which way it moves
+   (DIS optical flow, as ``motionflow``, averaged over the object's pixels), how much of it is
+   still (a lingering person, a left bag), and an appearance/motion embedding from a small
+   convolutional autoencoder trained on this camera's own object crops (grey and frame
+   difference, 24x24). Size and speed are given twice: raw, and divided by the object height
+   expected at the foot's row (a line fitted on the training objects), so that perspective is
+   learned: a walker near the camera is big and fast in pixels *there*.
+3. **Density of normal:** a bank of the training objects' standardised features; an object's
+   score is its mean distance to its ``k`` nearest normal objects over the same mean for the
+   bank's own members (leave-one-out), so 1 is typical. ``k`` neighbours and down-weighted
+   position make the density smooth: a normal walker at a rarely visited spot has walkers of
+   its size and speed nearby in the other features.
+4. **Score and reason:** the frame score is the highest object score (0 with no object); the
+   anomaly map paints each object's score over its box; the reason is the feature group
+   (fast, large/small, unusual place, wrong way, unusual look, lingering, left behind) that
+   contributes most to the object's distance from its nearest normal neighbours.
+
+The CNN is the only part with weights; it runs in torch for all cameras' crops in one call
+(``forward_grouped`` maps each camera's encoder over its crops with ``torch.vmap``) and exports
+to ONNX on its own (``encoder_onnx``). The background subtraction, connected regions and flow are
+OpenCV/NumPy outside torch, like ``motionflow``'s flow.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from streamdet.errors import ModelError
+from streamdet.frames import REASONS
+from streamdet.models.base import (
+    AnomalyModel,
+    ModelOutput,
+    ModelSpec,
+    Progress,
+    TrainingData,
+    TrainSettings,
+)
+from streamdet.models.motion import sample_windows
+from streamdet.models.motionflow import flow_pool, thread_dis
+
+OBJECT_DEFAULTS: dict[str, Any] = {
+    "bg_level": 20.0,  # grey levels: least difference from the background that is foreground
+    "noise_k": 4.0,  # x a pixel's normal variation (robust std) when that is larger
+    "motion_level": 16.0,  # grey levels: a pixel of an object "moves" above this frame change
+    "min_area": 24,  # pixels at the model's size: smaller regions are noise
+    "min_side": 4,  # pixels: thinner regions are edges and compression lines, not objects
+    "max_objects": 8,  # largest objects kept per frame (the output has this many rows)
+    "k": 5,  # nearest normal objects an object is compared with
+    "bank": 4096,  # normal objects kept (fixed, so that cameras' models stack)
+    "samples": 1500,  # training windows looked at
+    "background_frames": 300,  # training frames the background median is taken over
+    "place_weight": 0.5,  # weight of the position features against the others
+    "look_weight": 0.5,  # weight of the embedding (spread over its dimensions)
+    "embed": 8,  # embedding size
+    "crop": 24,  # crop side, pixels
+    "ae_steps": 400,  # autoencoder training steps (batch 128)
+}
+# Feature columns. Groups give an event its reason.
+FEATURES = (
+    "foot_x",
+    "foot_y",
+    "log_height",
+    "log_aspect",
+    "log_height_for_place",
+    "speed",
+    "speed_for_place",
+    "vx_for_place",
+    "vy_for_place",
+    "still_share",
+)
+GROUPS: dict[str, tuple[int, ...]] = {
+    "place": (0, 1),
+    "size": (2, 4),
+    "speed": (5, 6),
+    "direction": (7, 8),
+    "still": (9,),
+    "look": (3,),  # the embedding's columns are added to it
+}
+BOX_COLUMNS = 7  # x0, y0, x1, y1 (0..1), score, reason index, valid (0/1)
+FAR = 1e3  # where unused bank rows sit: never anyone's nearest neighbour
+
+
+def default_spec() -> ModelSpec:
+    return ModelSpec(kind="objects", width=360, height=240, patch=16, params={})
+
+
+class CropEncoder(nn.Module):
+    """A small convolutional autoencoder for 2x24x24 crops (grey, frame difference)."""
+
+    def __init__(self, embed: int, crop: int) -> None:
+        super().__init__()
+        side = crop // 4
+        self.side = side
+        self.encode = nn.Sequential(
+            nn.Conv2d(2, 16, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(32 * side * side, embed),
+        )
+        self.decode = nn.Sequential(
+            nn.Linear(embed, 32 * side * side),
+            nn.ReLU(),
+            nn.Unflatten(1, (32, side, side)),
+            nn.ConvTranspose2d(32, 16, 4, stride=2, padding=1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(16, 2, 4, stride=2, padding=1),
+        )
+
+    def forward(self, crops: Tensor) -> Tensor:
+        """(N, 2, c, c) float -> (N, embed)."""
+        out: Tensor = self.encode(crops)
+        return out
+
+
+class ObjectModel(AnomalyModel):
+    """Objects from a learned background, scored against a bank of the camera's normal ones."""
+
+    kind = "objects"
+    onnx_exportable: ClassVar[bool] = False  # the encoder exports alone: encoder_onnx
+    background: Tensor
+    noise: Tensor
+    perspective: Tensor
+    feat_mean: Tensor
+    feat_std: Tensor
+    bank: Tensor
+    bank_ref: Tensor
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
+        unknown = set(spec.params) - set(OBJECT_DEFAULTS)
+        if unknown:
+            raise ModelError(
+                f"objects: unknown params {sorted(unknown)}; known: {', '.join(OBJECT_DEFAULTS)}"
+            )
+        p = {**OBJECT_DEFAULTS, **spec.params}
+        self.params = p
+        if int(p["crop"]) % 4 or int(p["crop"]) < 8:
+            raise ModelError(f"objects: crop must be a multiple of 4, >= 8; got {p['crop']}")
+        if int(p["k"]) < 1 or int(p["bank"]) <= int(p["k"]):
+            raise ModelError(f"objects: need 1 <= k < bank; got k={p['k']}, bank={p['bank']}")
+        self.context = 1
+        h, w = spec.height, spec.width
+        dims = len(FEATURES) + int(p["embed"])
+        self.encoder = CropEncoder(int(p["embed"]), int(p["crop"]))
+        self.register_buffer("background", torch.zeros(h, w))
+        self.register_buffer("noise", torch.zeros(h, w))
+        self.register_buffer("perspective", torch.tensor([0.0, 0.1 * h, 4.0]))  # slope, icpt, min
+        self.register_buffer("feat_mean", torch.zeros(dims))
+        self.register_buffer("feat_std", torch.ones(dims))
+        self.register_buffer("bank", torch.full((int(p["bank"]), dims), FAR))
+        self.register_buffer("bank_ref", torch.ones(()))
+        self._weights = self._feature_weights(dims)
+
+    def _feature_weights(self, dims: int) -> Tensor:
+        weights = torch.ones(dims)
+        weights[list(GROUPS["place"])] = float(self.params["place_weight"])
+        embed = int(self.params["embed"])
+        weights[len(FEATURES) :] = float(self.params["look_weight"]) / math.sqrt(max(embed, 1))
+        return weights
+
+    # ------------------------------------------------------------------ objects (OpenCV)
+    def regions(
+        self, prev: np.ndarray, cur: np.ndarray, background: np.ndarray, limit: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Foreground regions of ``cur``: boxes (n, 4) x, y, w, h; label image; moving mask."""
+        diff = cur.astype(np.int16) - background
+        diff -= np.int16(np.median(diff[::4, ::4]))  # a global exposure change is no object
+        fg = (np.abs(diff) > limit).astype(np.uint8)
+        fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
+        fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+        area, side = int(self.params["min_area"]), int(self.params["min_side"])
+        keep = [
+            j
+            for j in range(1, n)
+            if stats[j, 4] >= area and stats[j, 2] >= side and stats[j, 3] >= side
+        ]
+        keep.sort(key=lambda j: -stats[j, 4])
+        keep = keep[: int(self.params["max_objects"])]
+        moving = cv2.absdiff(prev, cur) > float(self.params["motion_level"])
+        boxes = np.array([[*stats[j, :4], j] for j in keep], np.int32).reshape(-1, 5)
+        return boxes, labels, moving
+
+    def describe(
+        self, pair: np.ndarray, background: np.ndarray, limit: np.ndarray, perspective: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One window -> (features (n, F), crops (n, 2, c, c), boxes (n, 4) x0 y0 x1 y1 in 0..1)."""
+        prev, cur = pair[-2], pair[-1]
+        h, w = background.shape
+        if cur.shape != (h, w):  # a window at another size than the model learned at
+            prev = cv2.resize(prev, (w, h), interpolation=cv2.INTER_AREA)
+            cur = cv2.resize(cur, (w, h), interpolation=cv2.INTER_AREA)
+        boxes, labels, moving = self.regions(prev, cur, background, limit)
+        c = int(self.params["crop"])
+        feats = np.zeros((len(boxes), len(FEATURES)), np.float32)
+        crops = np.zeros((len(boxes), 2, c, c), np.float32)
+        norm_boxes = np.zeros((len(boxes), 4), np.float32)
+        if not len(boxes):
+            return feats, crops, norm_boxes
+        flow = thread_dis(self.params).calc(prev, cur, None)  # type: ignore[call-overload]
+        slope, icpt, floor = (float(v) for v in perspective)
+        diff = cv2.absdiff(prev, cur)
+        for i, (x, y, bw, bh, j) in enumerate(boxes):
+            inside = labels[y : y + bh, x : x + bw] == j
+            vx = float(flow[y : y + bh, x : x + bw, 0][inside].mean())
+            vy = float(flow[y : y + bh, x : x + bw, 1][inside].mean())
+            mag = np.hypot(flow[y : y + bh, x : x + bw, 0], flow[y : y + bh, x : x + bw, 1])
+            speed = float(mag[inside].mean())
+            foot = y + bh
+            expected = max(slope * foot + icpt, floor)
+            still = 1.0 - float(moving[y : y + bh, x : x + bw][inside].mean())
+            feats[i] = (
+                (x + bw / 2) / w,
+                foot / h,
+                math.log(bh / h),
+                math.log(bw / bh),
+                math.log(bh / expected),
+                speed / h * 100.0,
+                speed / expected,
+                vx / expected,
+                vy / expected,
+                still,
+            )
+            crops[i] = _crop(cur, diff, (x, y, bw, bh), c)
+            norm_boxes[i] = (x / w, y / h, (x + bw) / w, (y + bh) / h)
+        return feats, crops, norm_boxes
+
+    def _describe_all(
+        self, pairs: np.ndarray, state: dict[str, Tensor]
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Every window's objects, spread over ``flow_pool()`` (the flow is the cost)."""
+        backgrounds = state["background"].cpu().numpy()
+        limits = self._limits(state["noise"].cpu().numpy())
+        persp = state["perspective"].cpu().numpy()
+        bg16 = np.rint(backgrounds).astype(np.int16)
+
+        def one(b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            s = b if len(bg16) > 1 else 0
+            return self.describe(pairs[b], bg16[s], limits[s], persp[s])
+
+        if len(pairs) == 1:
+            return [one(0)]
+        return list(flow_pool().map(one, range(len(pairs))))
+
+    def _limits(self, noise: np.ndarray) -> np.ndarray:
+        level = float(self.params["bg_level"])
+        return np.maximum(level, float(self.params["noise_k"]) * noise).astype(np.int16)
+
+    # ------------------------------------------------------------------ scoring (torch)
+    def forward(self, frames: Tensor) -> ModelOutput:
+        state = {k: v.unsqueeze(0) for k, v in self.named_buffers()}
+        state.update({k: v.unsqueeze(0) for k, v in self.named_parameters()})
+        return self.forward_grouped(frames, state)
+
+    def forward_grouped(self, frames: Tensor, state: dict[str, Tensor]) -> ModelOutput:
+        """Score the windows of several cameras at once: ``frames`` (B, T, H, W), every state
+        tensor stacked per camera (B, ...) or shared (1, ...). The crops of all windows go
+        through the cameras' encoders in one vmapped call."""
+        pairs = frames[:, -2:].cpu().numpy()
+        described = self._describe_all(pairs, state)
+        b, k_max = len(pairs), int(self.params["max_objects"])
+        c = int(self.params["crop"])
+        crops = torch.zeros(b, k_max, 2, c, c)
+        feats = torch.zeros(b, k_max, len(FEATURES))
+        boxes = torch.zeros(b, k_max, 4)
+        valid = torch.zeros(b, k_max, dtype=torch.bool)
+        for i, (f, cr, bx) in enumerate(described):
+            n = len(f)
+            feats[i, :n], crops[i, :n], boxes[i, :n] = (
+                torch.from_numpy(f),
+                torch.from_numpy(cr),
+                torch.from_numpy(bx),
+            )
+            valid[i, :n] = True
+        device = frames.device
+        embed = self._embed(crops.to(device), state)  # (B, K, E)
+        full = torch.cat([feats.to(device), embed], dim=2)
+        return self._score(full, boxes.to(device), valid.to(device), state)
+
+    def _embed(self, crops: Tensor, state: dict[str, Tensor]) -> Tensor:
+        b, k = crops.shape[:2]
+        params = {n[len("encoder.") :]: v for n, v in state.items() if n.startswith("encoder.")}
+        dtype = next(iter(params.values())).dtype
+        crops = crops.to(dtype)
+        if next(iter(params.values())).shape[0] == 1:  # one camera's encoder for every window
+            one = {n: v[0] for n, v in params.items()}
+            out: Tensor = functional_call(self.encoder, one, (crops.flatten(0, 1),))
+            return out.view(b, k, -1).float()
+
+        def call(p: dict[str, Tensor], x: Tensor) -> Tensor:
+            each: Tensor = functional_call(self.encoder, p, (x,))
+            return each
+
+        stacked: Tensor = torch.vmap(call)(params, crops)
+        return stacked.float()
+
+    def _score(
+        self, full: Tensor, boxes: Tensor, valid: Tensor, state: dict[str, Tensor]
+    ) -> ModelOutput:
+        b, k_max, dims = full.shape
+        mean, std = state["feat_mean"].view(-1, 1, dims), state["feat_std"].view(-1, 1, dims)
+        weights = self._weights.to(full.device)
+        z = (full - mean) / std * weights  # (B, K, D)
+        bank = state["bank"]  # (B or 1, M, D), already standardised and weighted
+        if bank.shape[0] != b:
+            bank = bank.expand(b, -1, -1)
+        k = int(self.params["k"])
+        dist = torch.cdist(z.float(), bank.float())  # (B, K, M)
+        near, idx = dist.topk(k, dim=2, largest=False)
+        ref = state["bank_ref"].view(-1, 1)
+        obj = near.mean(dim=2) / ref  # (B, K)
+        obj = torch.where(valid, obj, torch.zeros_like(obj))
+        neighbours = torch.gather(bank, 1, idx.flatten(1).unsqueeze(-1).expand(-1, -1, dims)).view(
+            b, k_max, k, dims
+        )
+        reasons = self._reasons(z, neighbours)
+        score = obj.amax(dim=1)
+        amap = self._paint(obj, boxes, valid)
+        table = torch.cat(
+            [boxes, obj.unsqueeze(-1), reasons.unsqueeze(-1).float(), valid.unsqueeze(-1).float()],
+            dim=2,
+        )
+        normalised = (score - state["norm_mean"].view(-1)) / state["norm_std"].view(-1)
+        return ModelOutput(normalised, amap, table)
+
+    def _reasons(self, z: Tensor, neighbours: Tensor) -> Tensor:
+        """The reason index of each object: the feature group farthest from its neighbours."""
+        gap = z.unsqueeze(2) - neighbours  # (B, K, k, D): object minus each neighbour
+        sq = (gap**2).mean(dim=2)  # (B, K, D)
+        signed = gap.mean(dim=2)
+        groups = list(GROUPS)
+        cols = {g: list(GROUPS[g]) for g in groups}
+        cols["look"] = [*GROUPS["look"], *range(len(FEATURES), z.shape[2])]
+        shares = torch.stack([sq[..., cols[g]].sum(-1) for g in groups], dim=-1)
+        best = shares.argmax(-1)  # index into groups
+        still_obj = z[..., GROUPS["still"][0]] > 0  # stiller than the normal median
+        out = torch.full_like(best, REASONS.index("unusual look"))
+        faster = signed[..., 6] > 0
+        bigger = signed[..., 4] > 0
+        moving_a_little = z[..., 5] > -0.5
+        rules = {
+            "speed": torch.where(
+                faster,
+                REASONS.index("fast"),
+                torch.where(still_obj, REASONS.index("lingering"), REASONS.index("slow")),
+            ),
+            "size": torch.where(bigger, REASONS.index("large"), REASONS.index("small")),
+            "place": torch.full_like(best, REASONS.index("unusual place")),
+            "direction": torch.full_like(best, REASONS.index("wrong way")),
+            "still": torch.where(
+                moving_a_little, REASONS.index("lingering"), REASONS.index("left behind")
+            ),
+            "look": torch.full_like(best, REASONS.index("unusual look")),
+        }
+        for i, g in enumerate(groups):
+            out = torch.where(best == i, torch.as_tensor(rules[g]).expand_as(best), out)
+        return out
+
+    def _paint(self, obj: Tensor, boxes: Tensor, valid: Tensor) -> Tensor:
+        """(B, gh, gw): each cell the highest score of the objects whose box covers it."""
+        gh, gw = self.spec.grid
+        ys = (torch.arange(gh, device=obj.device) + 0.5) / gh
+        xs = (torch.arange(gw, device=obj.device) + 0.5) / gw
+        half_h, half_w = 0.5 / gh, 0.5 / gw
+        inside_y = (ys.view(1, 1, -1) + half_h > boxes[..., 1:2]) & (
+            ys.view(1, 1, -1) - half_h < boxes[..., 3:4]
+        )
+        inside_x = (xs.view(1, 1, -1) + half_w > boxes[..., 0:1]) & (
+            xs.view(1, 1, -1) - half_w < boxes[..., 2:3]
+        )
+        cover = inside_y.unsqueeze(-1) & inside_x.unsqueeze(-2) & valid[..., None, None]
+        painted = torch.where(cover, obj[..., None, None], torch.zeros_like(obj[..., None, None]))
+        return painted.amax(dim=1)
+
+    def encoder_onnx(self, path: str) -> None:
+        """Export the crop encoder (the part with weights) to ONNX: (N, 2, c, c) -> (N, embed)."""
+        c = int(self.params["crop"])
+        torch.onnx.export(
+            self.encoder.cpu().eval(),
+            (torch.zeros(1, 2, c, c),),
+            path,
+            input_names=["crops"],
+            output_names=["embedding"],
+            dynamic_axes={"crops": {0: "n"}, "embedding": {0: "n"}},
+        )
+
+
+def _crop(cur: np.ndarray, diff: np.ndarray, box: tuple[int, int, int, int], c: int) -> np.ndarray:
+    """The object's square neighbourhood, grey and frame difference, scaled to ``c`` x ``c``."""
+    x, y, bw, bh = box
+    side = max(bw, bh) + 4
+    cx, cy = x + bw // 2, y + bh // 2
+    x0, y0 = max(cx - side // 2, 0), max(cy - side // 2, 0)
+    grey = cur[y0 : y0 + side, x0 : x0 + side]
+    moving = diff[y0 : y0 + side, x0 : x0 + side]
+    out = np.empty((2, c, c), np.float32)
+    out[0] = cv2.resize(grey, (c, c), interpolation=cv2.INTER_AREA) / 255.0
+    out[1] = cv2.resize(moving, (c, c), interpolation=cv2.INTER_AREA) / 64.0
+    return out
+
+
+# ---------------------------------------------------------------------- training
+def learn_background(data: TrainingData, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel median of ``count`` frames spread over the footage, and each pixel's robust
+    spread around it (1.4826 x the median absolute deviation)."""
+    frames = np.concatenate(data.clips)
+    pick = np.linspace(0, len(frames) - 1, min(count, len(frames))).astype(int)
+    sample = frames[pick].astype(np.float32)
+    background = np.median(sample, axis=0)
+    spread = 1.4826 * np.median(np.abs(sample - background), axis=0)
+    return background, spread
+
+
+def fit_perspective(boxes: list[tuple[float, float]], height: int) -> tuple[float, float, float]:
+    """Expected object height (pixels) at a foot row: a robust line through (foot, height)
+    pairs of the training objects; a floor of a quarter of their median height. Without enough
+    objects (or a slope that makes heights negative) the line is flat at the median."""
+    if len(boxes) < 10:
+        return 0.0, 0.1 * height, max(2.0, 0.025 * height)
+    foot, tall = (np.array(v, np.float64) for v in zip(*boxes, strict=True))
+    median = float(np.median(tall))
+    keep = np.ones(len(foot), bool)
+    slope, icpt = 0.0, median
+    for _ in range(3):  # refit without the worst-fitting (merged groups, fragments)
+        if keep.sum() < 10 or np.ptp(foot[keep]) < 1e-6:
+            break
+        slope, icpt = np.polyfit(foot[keep], tall[keep], 1)
+        resid = np.abs(tall - (slope * foot + icpt))
+        keep = resid <= 2.5 * max(float(np.median(resid[keep])), 1e-6)
+    floor = max(2.0, 0.25 * median)
+    if slope * height + icpt < floor and icpt < floor:
+        slope, icpt = 0.0, median
+    return float(slope), float(icpt), floor
+
+
+def train_objects(
+    model: AnomalyModel, data: TrainingData, settings: TrainSettings, progress: Progress
+) -> None:
+    """Background, perspective, crop autoencoder and the bank of normal objects."""
+    if not isinstance(model, ObjectModel):
+        raise ModelError(f"train_objects needs an ObjectModel, got {type(model).__name__}")
+    p = model.params
+    progress("background", 0.0, {})
+    background, spread = learn_background(data, int(p["background_frames"]))
+    model.background.copy_(torch.from_numpy(background))
+    model.noise.copy_(torch.from_numpy(spread))
+    batches = sample_windows(data, model.context, int(p["samples"]), settings.seed)
+    windows_all = np.concatenate(batches) if batches else np.zeros((0, 2, 1, 1), np.uint8)
+    flat = torch.zeros(3)
+    model.perspective.copy_(flat + torch.tensor([0.0, 0.1 * model.spec.height, 4.0]))
+    state = {k: v.unsqueeze(0) for k, v in model.named_buffers()}
+    # first pass: boxes for the perspective line (the line does not change the regions)
+    described = model._describe_all(windows_all, state)
+    pairs = [
+        (b[3] * model.spec.height, (b[3] - b[1]) * model.spec.height)
+        for _, _, bx in described
+        for b in bx
+    ]
+    slope, icpt, floor = fit_perspective(pairs, model.spec.height)
+    model.perspective.copy_(torch.tensor([slope, icpt, floor]))
+    state["perspective"] = model.perspective.unsqueeze(0)
+    progress("objects", 0.5, {"windows": float(len(windows_all))})
+    described = model._describe_all(windows_all, state)
+    feats = np.concatenate([d[0] for d in described]) if described else np.zeros((0, 10))
+    crops = np.concatenate([d[1] for d in described]) if described else np.zeros((0, 2, 1, 1))
+    if len(feats) < 4 * int(p["k"]):
+        raise ModelError(
+            f"objects: only {len(feats)} objects in {len(windows_all)} training windows; "
+            f"need at least {4 * int(p['k'])} (is anything moving in the footage?)"
+        )
+    crops_t = torch.from_numpy(crops.astype(np.float32))
+    _train_encoder(model.encoder, crops_t, settings, progress, int(p["ae_steps"]))
+    with torch.no_grad():
+        embed = torch.cat(
+            [model.encoder(crops_t[i : i + 512]) for i in range(0, len(crops_t), 512)]
+        )
+    full = torch.cat([torch.from_numpy(feats), embed], dim=1)
+    block = np.concatenate([np.full(len(d[0]), i // REF_BLOCK) for i, d in enumerate(described)])
+    _fill_bank(model, full, torch.from_numpy(block % REF_EVERY == REF_EVERY - 1), settings.seed)
+    progress("objects", 1.0, {"objects": float(len(full))})
+
+
+def _train_encoder(
+    encoder: CropEncoder, crops: Tensor, settings: TrainSettings, progress: Progress, steps: int
+) -> None:
+    generator = torch.Generator().manual_seed(settings.seed)
+    optimiser = torch.optim.Adam(encoder.parameters(), lr=2e-3)
+    encoder.train()
+    for step in range(steps):
+        pick = torch.randint(len(crops), (min(128, len(crops)),), generator=generator)
+        batch = crops[pick]
+        loss = F.mse_loss(encoder.decode(encoder.encode(batch)), batch)
+        optimiser.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimiser.step()
+        if step % 100 == 0:
+            progress("crop autoencoder", step / steps, {"loss": float(loss.detach())})
+    encoder.eval()
+
+
+REF_BLOCK, REF_EVERY = 20, 5  # windows per block; every 5th block measures the scale
+
+
+@torch.no_grad()
+def _fill_bank(model: ObjectModel, full: Tensor, reference: Tensor, seed: int) -> None:
+    """Standardise, weight and store (a sample of) the normal objects. The scale object scores
+    are measured in is the median distance of ``reference`` objects (every fifth block of
+    training windows) to their k nearest among the *other* blocks' objects: neighbours from
+    the same moment are near-copies of an object, and a leave-one-out distance among them
+    would be far smaller than any new footage's."""
+    mean = full.median(dim=0).values
+    std = full.std(dim=0).clamp(min=1e-3)
+    model.feat_mean.copy_(mean)
+    model.feat_std.copy_(std)
+    z = (full - mean) / std * model._weights
+    size = model.bank.shape[0]
+    rng = np.random.default_rng(seed)
+    if len(z) > size:
+        z = z[torch.from_numpy(np.sort(rng.permutation(len(z))[:size]))]
+    model.bank.fill_(FAR)
+    model.bank[: len(z)] = z
+    k = int(model.params["k"])
+    zall = (full - mean) / std * model._weights
+    ref, rest = zall[reference], zall[~reference]
+    if len(ref) < 1 or len(rest) <= k:  # too little footage for blocks: leave-one-out
+        ref, rest, skip = zall, zall, 1
+    else:
+        skip = 0
+    near = torch.cdist(ref, rest).topk(k + skip, dim=1, largest=False).values[:, skip:]
+    model.bank_ref.fill_(float(near.mean(dim=1).median().clamp(min=1e-3)))
+
+
+def build(spec: ModelSpec) -> AnomalyModel:
+    if spec.kind != ObjectModel.kind:
+        raise ModelError(f"objects.build: unknown kind {spec.kind!r}")
+    return ObjectModel(spec)
