@@ -13,19 +13,32 @@ import sys
 from collections.abc import MutableMapping
 from typing import Any
 
-# scheme://user:password@host -> scheme://***@host; also catches user-only and odd characters
-# in passwords (anything up to the last '@' before the host part).
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]+@")
+# Every URL in a piece of text: a scheme, then everything up to the next whitespace. Passwords
+# may hold any other character ('@', ':', '/', '#'), so the URL cannot be cut any shorter.
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S+")
 # key=value style secrets in query strings (e.g. ?password=...&token=...).
 _QUERY_SECRET = re.compile(
     r"(?P<key>[?&;](?:password|passwd|pwd|pass|token|auth|key|secret)=)[^&\s;#]+", re.IGNORECASE
 )
 
 
+def redact_url(url: str) -> str:
+    """``url`` with its userinfo as ``***``.
+
+    A password may hold '@', ':', '/' or '#', so the userinfo is taken to end at the *last* '@':
+    such a password is hidden whole. A path with an '@' in it is hidden along with it: showing
+    too little is the safe mistake.
+    """
+    scheme, sep, rest = url.partition("://")
+    at = rest.rfind("@")
+    if sep and at >= 0:
+        url = f"{scheme}://***@{rest[at + 1 :]}"
+    return _QUERY_SECRET.sub(r"\g<key>***", url)
+
+
 def redact(text: str) -> str:
-    """Replace credentials in every URL found in ``text`` by ``***``."""
-    text = _CREDENTIALS.sub(r"\g<scheme>***@", text)
-    return _QUERY_SECRET.sub(r"\g<key>***", text)
+    """Replace the credentials of every URL found in ``text`` by ``***`` (see ``redact_url``)."""
+    return _URL.sub(lambda match: redact_url(match[0]), text)
 
 
 class RedactingFilter(logging.Filter):

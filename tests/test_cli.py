@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -21,6 +22,8 @@ STREAMDET = str(Path(sys.executable).with_name("streamdet"))
 def run(
     *args: str, timeout: float = 60, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
+    if env is not None:  # a bare environment still runs this tree's package (tests/conftest.py)
+        env = {"PYTHONPATH": os.environ["PYTHONPATH"], **env}
     return subprocess.run(
         [STREAMDET, *args], capture_output=True, text=True, timeout=timeout, env=env
     )
@@ -175,3 +178,20 @@ def test_capture_with_bad_config_exits_2(tmp_path: Path) -> None:
     bad.write_text("cameras: 3\n")
     result = run("capture", "--config", str(bad), "--duration", "1")
     assert result.returncode == 2 and "cameras: Input should be a valid list" in result.stderr
+
+
+AT_PASSWORD_URL = "rtsp://admin:Xq9@Leak7@127.0.0.1:1/x"  # the password is "Xq9@Leak7"
+
+
+def test_passwords_holding_at_signs_are_hidden_by_check_config_and_probe(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"  # an rtsp source given an http URL: the error quotes the URL
+    bad.write_text(
+        "cameras:\n  - name: a\n    source: {kind: rtsp, url: 'http://admin:Xq9@Leak7@h:1/x'}\n"
+    )
+    checked = run("check-config", str(bad))
+    assert checked.returncode == 2 and "got 'http://***@h:1/x'" in checked.stderr
+    probed = run("probe", AT_PASSWORD_URL, "--timeout", "2")
+    assert probed.returncode == 1
+    assert "error: cannot open rtsp://***@127.0.0.1:1/x" in probed.stderr
+    for result in (checked, probed):
+        assert "Leak7" not in result.stdout + result.stderr

@@ -22,6 +22,14 @@ from streamdet.log import camera_logger, redact, setup_logging
         ),
         ("http://cam/video?user=a&password=zz&x=1", "http://cam/video?user=a&password=***&x=1"),
         ("rtsp://host/no-credentials", "rtsp://host/no-credentials"),
+        # Passwords holding the characters that end a URL's parts elsewhere: hidden whole.
+        ("rtsp://admin:Xq9@Leak7@127.0.0.1:18555/x", "rtsp://***@127.0.0.1:18555/x"),
+        ("rtsp://admin:Xq9:Leak7@127.0.0.1/x", "rtsp://***@127.0.0.1/x"),
+        ("rtsp://admin:Xq9/Leak7@127.0.0.1/x", "rtsp://***@127.0.0.1/x"),
+        ("rtsp://admin:Xq9#Leak7@127.0.0.1/x", "rtsp://***@127.0.0.1/x"),
+        ("rtsp://admin:Xq9%40Leak7@127.0.0.1/x", "rtsp://***@127.0.0.1/x"),
+        ("rtsp://a@b@c:d@@h/x", "rtsp://***@h/x"),
+        ("cannot open 'rtsp://u:Xq9@Leak7@h/x': 401", "cannot open 'rtsp://***@h/x': 401"),
         ("plain text", "plain text"),
     ],
 )

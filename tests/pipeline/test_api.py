@@ -1,0 +1,39 @@
+"""The JSON API of a running pipeline over real HTTP on 127.0.0.1: what it shows and refuses."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from streamdet.config import parse_config
+from tests.pipeline.test_run import Running
+from tests.support.waiting import wait_for
+
+LEAKY_URL = "rtsp://admin:Xq9@Leak7@127.0.0.1:1/x"  # nothing listens on port 1
+
+
+def test_cameras_api_and_logs_hide_passwords_holding_at_signs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    config = parse_config(
+        {
+            "cameras": [{"name": "door", "source": {"kind": "rtsp", "url": LEAKY_URL}}],
+            "models": {"dir": str(tmp_path / "models")},
+            "alerts": {"dir": str(tmp_path / "events")},
+            "server": {"port": 0},
+        }
+    )
+    with Running(config) as run:
+        worker = run.app.capture.worker("door")
+        wait_for(lambda: bool(worker.stats.errors), 20, "a failed connection")
+        status, body = run.get("/api/cameras")
+    assert status == 200
+    (door,) = json.loads(body)["cameras"]
+    assert door["source"] == "rtsp://***@127.0.0.1:1/x"
+    assert "cannot open rtsp://***@127.0.0.1:1/x" in door["last_error"]
+    assert "Leak7" not in body
+    assert "rtsp://***@127.0.0.1:1/x" in caplog.text and "Leak7" not in caplog.text
