@@ -195,3 +195,12 @@ def test_passwords_holding_at_signs_are_hidden_by_check_config_and_probe(tmp_pat
     assert "error: cannot open rtsp://***@127.0.0.1:1/x" in probed.stderr
     for result in (checked, probed):
         assert "Leak7" not in result.stdout + result.stderr
+
+
+def test_query_string_secrets_are_hidden_by_probe() -> None:
+    url = "rtsp://127.0.0.1:1/x?access_token=Leak7&apikey=Leak7&pw=Leak7&channel=1"
+    result = run("probe", url, "--timeout", "2")
+    assert result.returncode == 1
+    shown = "rtsp://127.0.0.1:1/x?access_token=***&apikey=***&pw=***&channel=1"
+    assert f"probing {shown} ..." in result.stderr
+    assert "Leak7" not in result.stdout + result.stderr

@@ -12,16 +12,24 @@ from streamdet.config import parse_config
 from tests.pipeline.test_run import Running
 from tests.support.waiting import wait_for
 
-LEAKY_URL = "rtsp://admin:Xq9@Leak7@127.0.0.1:1/x"  # nothing listens on port 1
+# Nothing listens on port 1: each camera fails to connect, and its errors quote its URL.
+LEAKY_URLS = [
+    ("rtsp://admin:Xq9@Leak7@127.0.0.1:1/x", "rtsp://***@127.0.0.1:1/x"),
+    (
+        "rtsp://127.0.0.1:1/x?access_token=Leak7&apikey=Leak7&pw=Leak7&channel=1",
+        "rtsp://127.0.0.1:1/x?access_token=***&apikey=***&pw=***&channel=1",
+    ),
+]
 
 
-def test_cameras_api_and_logs_hide_passwords_holding_at_signs(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(("url", "shown"), LEAKY_URLS, ids=["at-in-password", "query"])
+def test_cameras_api_and_logs_hide_secrets_in_urls(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, url: str, shown: str
 ) -> None:
     caplog.set_level(logging.DEBUG)
     config = parse_config(
         {
-            "cameras": [{"name": "door", "source": {"kind": "rtsp", "url": LEAKY_URL}}],
+            "cameras": [{"name": "door", "source": {"kind": "rtsp", "url": url}}],
             "models": {"dir": str(tmp_path / "models")},
             "alerts": {"dir": str(tmp_path / "events")},
             "server": {"port": 0},
@@ -33,7 +41,7 @@ def test_cameras_api_and_logs_hide_passwords_holding_at_signs(
         status, body = run.get("/api/cameras")
     assert status == 200
     (door,) = json.loads(body)["cameras"]
-    assert door["source"] == "rtsp://***@127.0.0.1:1/x"
-    assert "cannot open rtsp://***@127.0.0.1:1/x" in door["last_error"]
+    assert door["source"] == shown
+    assert f"cannot open {shown}" in door["last_error"]
     assert "Leak7" not in body
-    assert "rtsp://***@127.0.0.1:1/x" in caplog.text and "Leak7" not in caplog.text
+    assert shown in caplog.text and "Leak7" not in caplog.text
