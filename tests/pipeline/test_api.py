@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from streamdet.config import parse_config
-from tests.pipeline.test_run import Running
+from tests.pipeline.test_run import Running, pipeline_config
 from tests.support.waiting import wait_for
 
 # Nothing listens on port 1: each camera fails to connect, and its errors quote its URL.
@@ -45,3 +46,44 @@ def test_cameras_api_and_logs_hide_secrets_in_urls(
     assert f"cannot open {shown}" in door["last_error"]
     assert "Leak7" not in body
     assert shown in caplog.text and "Leak7" not in caplog.text
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """One pipeline (two synthetic cameras) for the tests that only ask its API."""
+    with Running(pipeline_config(tmp_path_factory.mktemp("api") / "models")) as run:
+        yield run
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=nan",
+        "limit=inf",
+        "limit=-inf",
+        "limit=0",
+        "limit=501",
+        "limit=2.5",
+        "limit=",
+        "limit=1e2",
+        "offset=nan",
+        "offset=1e30",
+        "offset=-1",
+        "offset=99999999999999999999",
+        "since=nan",
+        "until=inf",
+        "since=soon",
+    ],
+)
+def test_events_refuse_bad_numbers_naming_the_parameter(running: Running, query: str) -> None:
+    status, body = running.get(f"/api/events?{query}")
+    assert status == 400, body
+    answer = json.loads(body)
+    assert answer["error"] == "bad request"
+    assert answer["detail"].startswith(query.split("=")[0] + ": "), answer
+
+
+def test_events_accept_good_numbers(running: Running) -> None:
+    status, body = running.get("/api/events?limit=500&offset=0&since=0&until=1e12")
+    assert status == 200, body
+    assert json.loads(body) == {"events": [], "limit": 500, "offset": 0}
