@@ -647,15 +647,37 @@ def _format_error(error: Any) -> str:
     return f"{_path_str(tuple(error['loc']))}: {redact(message)}"
 
 
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _decode(raw: bytes, source: str) -> str:
+    """The text of a config file, which must be UTF-8 (a UTF-8 byte-order mark is allowed:
+    Windows editors write one). Raises ``ConfigError`` saying what the bytes are instead."""
+    if raw.startswith(_UTF16_BOMS):
+        problem = "the file is UTF-16 (it starts with a UTF-16 byte-order mark)"
+        raise ConfigError(source, [f"(file): {problem}; save it as UTF-8"])
+    # NUL is valid UTF-8 but never in text: UTF-16 without a byte-order mark, or binary.
+    bad = raw.find(b"\x00")
+    try:
+        if bad < 0:
+            return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        bad = exc.start
+    line = raw.count(b"\n", 0, bad) + 1
+    problem = f"not UTF-8 text: byte 0x{raw[bad]:02x} at line {line} (offset {bad})"
+    raise ConfigError(source, [f"(file): {problem}; save it as UTF-8"])
+
+
 def load_config(
     path: str | Path, *, env: Mapping[str, str] | None = None, check_paths: bool = True
 ) -> Config:
     """Read, substitute and validate a YAML config file. Raises ``ConfigError``."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(str(path), [f"(file): cannot read: {exc.strerror or exc}"]) from None
+    text = _decode(raw, str(path))
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -204,3 +204,13 @@ def test_query_string_secrets_are_hidden_by_probe() -> None:
     shown = "rtsp://127.0.0.1:1/x?access_token=***&apikey=***&pw=***&channel=1"
     assert f"probing {shown} ..." in result.stderr
     assert "Leak7" not in result.stdout + result.stderr
+
+
+def test_check_config_of_a_utf16_file_exits_2_naming_it(tmp_path: Path) -> None:
+    config = tmp_path / "windows.yaml"
+    config.write_bytes("cameras:\n  - {name: a, source: {kind: synthetic}}\n".encode("utf-16"))
+    result = run("check-config", str(config))
+    assert result.returncode == 2, result.stderr
+    assert f"invalid configuration {config}:" in result.stderr
+    assert "(file): the file is UTF-16" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -191,3 +191,32 @@ def test_every_field_is_documented() -> None:
 
     walk(Config, "")
     assert not missing
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        ("cameras: []\n".encode("utf-16"), "(file): the file is UTF-16"),
+        ("cameras: []\n".encode("utf-16-be"), "(file): not UTF-8 text: byte 0x00 at line 1"),
+        (b"cameras:\n  - name: caf\xe9\n", "(file): not UTF-8 text: byte 0xe9 at line 2"),
+        (
+            b"cameras: [" + bytes(range(256)),
+            "(file): not UTF-8 text: byte 0x00 at line 1 (offset 10)",
+        ),
+    ],
+    ids=["utf-16-bom", "utf-16-be", "latin-1", "binary"],
+)
+def test_config_that_is_not_utf8_is_named(tmp_path: Path, data: bytes, problem: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.source == str(path)
+    assert info.value.problems[0].startswith(problem), info.value.problems
+    assert info.value.problems[0].endswith("save it as UTF-8")
+
+
+def test_config_with_a_utf8_byte_order_mark_loads(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"\xef\xbb\xbfcameras:\n  - {name: a, source: {kind: synthetic}}\n")
+    assert load_config(path).cameras[0].name == "a"
