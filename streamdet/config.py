@@ -29,6 +29,7 @@ from pydantic import (
 from streamdet.errors import ConfigError
 from streamdet.log import redact
 from streamdet.models.kinds import DEFAULT_KIND, MODEL_KINDS
+from streamdet.yamlfile import load_yaml
 
 
 class _Model(BaseModel):
@@ -679,7 +680,7 @@ def load_config(
         raise ConfigError(str(path), [f"(file): cannot read: {exc.strerror or exc}"]) from None
     text = _decode(raw, str(path))
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"

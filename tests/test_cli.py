@@ -214,3 +214,15 @@ def test_check_config_of_a_utf16_file_exits_2_naming_it(tmp_path: Path) -> None:
     assert f"invalid configuration {config}:" in result.stderr
     assert "(file): the file is UTF-16" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_check_config_refuses_a_billion_laughs_at_once(tmp_path: Path) -> None:
+    from tests.test_config import alias_bomb
+
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(alias_bomb(9))  # 526 bytes, 387 million values once expanded
+    started = time.monotonic()
+    result = run("check-config", str(bomb), timeout=20)
+    assert time.monotonic() - started < 10
+    assert result.returncode == 2, result.stderr
+    assert "invalid YAML: its aliases expand to more than 100000 values" in result.stderr

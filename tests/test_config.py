@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import yaml
 from streamdet.config import Config, RtspSource, load_config, parse_config
 from streamdet.demo import demo_config
 from streamdet.errors import ConfigError
+from streamdet.yamlfile import load_yaml
 from tests.support.media import make_clip
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -220,3 +223,51 @@ def test_config_with_a_utf8_byte_order_mark_loads(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_bytes(b"\xef\xbb\xbfcameras:\n  - {name: a, source: {kind: synthetic}}\n")
     assert load_config(path).cameras[0].name == "a"
+
+
+def alias_bomb(levels: int) -> str:
+    """A "billion laughs": each level is nine aliases of the one before (9**levels values)."""
+    lines = ['l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for n in range(1, levels + 1):
+        lines.append(f"l{n}: &l{n} [" + ",".join([f"*l{n - 1}"] * 9) + "]")
+    return "\n".join([*lines, "cameras: [{name: a, source: {kind: synthetic}}]", ""])
+
+
+def test_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
+    # 5 levels, 0.6 million values (before the fix: 5 s and 14 MB, then "unknown key"); the full
+    # 9 levels (387 million values) are tried by test_cli.py, in a process with a time limit.
+    path = tmp_path / "bomb.yaml"
+    path.write_text(alias_bomb(5))
+    started = time.monotonic()
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.0 and peak < 5_000_000, (elapsed, peak)
+    (problem,) = info.value.problems
+    assert problem.startswith("line ") and problem.endswith(
+        "invalid YAML: its aliases expand to more than 100000 values"
+    ), problem
+
+
+def test_aliases_within_the_bound_still_work() -> None:
+    text = "base: &cam {kind: synthetic, width: 160}\ncameras:\n  - {name: a, source: *cam}\n"
+    assert load_yaml(text)["cameras"][0]["source"] == {"kind": "synthetic", "width": 160}
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("a: &a [1, *a]\n", "an alias refers to a node it is part of"),
+        ("a: " + "[" * 100 + "]" * 100 + "\n", "nested deeper than 64 levels"),
+        ("a: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than 64 levels"),
+    ],
+    ids=["recursive", "deep", "deeper-than-python-recursion"],
+)
+def test_self_referring_and_deep_yaml_is_refused(text: str, problem: str) -> None:
+    with pytest.raises(yaml.YAMLError, match=problem):
+        load_yaml(text)
