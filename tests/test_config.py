@@ -271,3 +271,37 @@ def test_aliases_within_the_bound_still_work() -> None:
 def test_self_referring_and_deep_yaml_is_refused(text: str, problem: str) -> None:
     with pytest.raises(yaml.YAMLError, match=problem):
         load_yaml(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            "cameras:\n  - {name: a, source: {kind: synthetic}}\n"
+            "cameras:\n  - {name: b, source: {kind: synthetic}}\n",
+            "line 3, column 1: invalid YAML: duplicate key 'cameras' (first at line 1)",
+        ),
+        (
+            "cameras:\n  - name: a\n    source: {kind: synthetic}\n    name: b\n",
+            "line 4, column 5: invalid YAML: duplicate key 'name' (first at line 2)",
+        ),
+        (
+            "cameras:\n  - {name: a, source: {kind: synthetic, seed: 1, seed: 2}}\n",
+            "line 2, column 50: invalid YAML: duplicate key 'seed' (first at line 2)",
+        ),
+    ],
+    ids=["top-level", "block", "flow"],
+)
+def test_duplicate_keys_are_refused_with_their_lines(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == [problem]
+
+
+def test_merge_keys_may_be_overridden() -> None:
+    text = "base: &b {kind: synthetic, seed: 1}\nsource: {<<: *b, seed: 2}\n"
+    assert load_yaml(text)["source"] == {"kind": "synthetic", "seed": 2}
