@@ -33,7 +33,9 @@ from streamdet.yamlfile import load_yaml
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: YAML's .nan fails every bound check (NaN compares false), so it was
+    # reported as "less than or equal to 120"; now it and .inf are "a finite number".
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _url(url: str, schemes: str, expected: str) -> str:
@@ -645,6 +647,8 @@ def _format_error(error: Any) -> str:
         message = f"unknown source kind; expected one of {', '.join(SOURCE_KINDS)}"
     elif error["type"] == "union_tag_not_found":
         message = f"missing 'kind'; expected one of {', '.join(SOURCE_KINDS)}"
+    elif error["type"] == "finite_number":
+        message = f"Input should be a finite number, not {error['input']!r}"
     return f"{_path_str(tuple(error['loc']))}: {redact(message)}"
 
 

@@ -226,3 +226,15 @@ def test_check_config_refuses_a_billion_laughs_at_once(tmp_path: Path) -> None:
     assert time.monotonic() - started < 10
     assert result.returncode == 2, result.stderr
     assert "invalid YAML: its aliases expand to more than 100000 values" in result.stderr
+
+
+def test_check_config_calls_nan_and_inf_not_finite(tmp_path: Path) -> None:
+    config = tmp_path / "nan.yaml"
+    config.write_text(
+        "cameras:\n  - name: a\n    source: {kind: synthetic, fps: .inf}\n    analysis_fps: .nan\n"
+    )
+    result = run("check-config", str(config))
+    assert result.returncode == 2, result.stderr
+    assert "cameras[0].source.fps: Input should be a finite number, not inf" in result.stderr
+    assert "cameras[0].analysis_fps: Input should be a finite number, not nan" in result.stderr
+    assert "less than" not in result.stderr

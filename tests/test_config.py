@@ -94,6 +94,22 @@ def test_missing_env_var_names_key_and_variable() -> None:
         (minimal(colour="grey"), "cameras[0].colour: unknown key"),
         (minimal(analysis_fps="fast"), "cameras[0].analysis_fps: Input should be a valid number"),
         (minimal(analysis_fps=0), "cameras[0].analysis_fps: Input should be greater than 0"),
+        (
+            minimal(analysis_fps=float("nan")),
+            "cameras[0].analysis_fps: Input should be a finite number, not nan",
+        ),
+        (
+            minimal(source={"kind": "synthetic", "fps": float("inf")}),
+            "cameras[0].source.fps: Input should be a finite number, not inf",
+        ),
+        (
+            {"capture": {"ring_size": float("-inf")}, **minimal()},
+            "capture.ring_size: Input should be a finite number, not -inf",
+        ),
+        (
+            minimal(zones=[[(0, 0), (1, float("nan")), (1, 1)]]),
+            "cameras[0].zones[0][1][1]: Input should be a finite number, not nan",
+        ),
         (minimal(frame={"width": 99999}), "cameras[0].frame.width: Input should be less than"),
         (minimal(source={"kind": "tape"}), "cameras[0].source: unknown source kind"),
         (minimal(source={"url": "rtsp://h/x"}), "cameras[0].source: missing 'kind'"),
