@@ -238,3 +238,22 @@ def test_check_config_calls_nan_and_inf_not_finite(tmp_path: Path) -> None:
     assert "cameras[0].source.fps: Input should be a finite number, not inf" in result.stderr
     assert "cameras[0].analysis_fps: Input should be a finite number, not nan" in result.stderr
     assert "less than" not in result.stderr
+
+
+def test_check_config_and_run_refuse_a_server_host_that_does_not_resolve(tmp_path: Path) -> None:
+    for host, problem in [
+        ("nosuch.invalid", "server.host: cannot resolve 'nosuch.invalid'"),
+        ("300.1.2.3", "server.host: cannot resolve '300.1.2.3'"),
+        ("192.0.2.1", "server.host: cannot serve on '192.0.2.1': Cannot assign requested address"),
+    ]:
+        config = tmp_path / "host.yaml"
+        config.write_text(
+            "cameras: [{name: a, source: {kind: synthetic}}]\n"
+            f"models: {{dir: {tmp_path / 'models'}}}\nalerts: {{dir: {tmp_path / 'events'}}}\n"
+            f"server: {{host: '{host}', port: 0}}\n"
+        )
+        for args in (["check-config", str(config)], ["run", "--config", str(config)]):
+            result = run(*args, timeout=30)
+            assert result.returncode == 2, (args, result.stderr)
+            assert problem in result.stderr, (args, result.stderr)
+    assert not (tmp_path / "events").exists()  # refused before anything started
