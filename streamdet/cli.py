@@ -30,12 +30,12 @@ def _print_config_error(exc: ConfigError) -> None:
         print(f"  {problem}", file=sys.stderr)
 
 
-def _preflight(config: Config, source: str) -> bool:
+def _preflight(config: Config, source: str, *, pipeline: bool = True) -> bool:
     """Check ``config`` against this machine (``streamdet.preflight``); print what is wrong."""
     from streamdet import preflight
 
     try:
-        preflight.check(config, source)
+        preflight.check(config, source, pipeline=pipeline)
     except ConfigError as exc:
         _print_config_error(exc)
         return False
@@ -89,7 +89,7 @@ def _run_capture(config_path: str | None, duration: float | None, title: str) ->
     from streamdet.log import setup_logging
 
     config = _load(config_path)
-    if config is None:
+    if config is None or not _preflight(config, config_path or "", pipeline=False):
         return EXIT_USAGE
     setup_logging(config.logging.level)
     stop = threading.Event()

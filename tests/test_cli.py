@@ -257,3 +257,29 @@ def test_check_config_and_run_refuse_a_server_host_that_does_not_resolve(tmp_pat
             assert result.returncode == 2, (args, result.stderr)
             assert problem in result.stderr, (args, result.stderr)
     assert not (tmp_path / "events").exists()  # refused before anything started
+
+
+def test_check_config_and_run_refuse_what_run_would_crash_on(tmp_path: Path) -> None:
+    from streamdet.preflight import machine_memory
+
+    (tmp_path / "events").write_text("a file where alerts.dir wants a folder")
+    memory = machine_memory() or 2**40
+    cameras = int(memory / (4096 * 1920 * 1080 * 3) / 2) + 1  # 23.7 GiB each: over half
+    config = tmp_path / "crash.yaml"
+    config.write_text(
+        "cameras:\n"
+        + "".join(
+            f"  - {{name: c{i}, source: {{kind: synthetic}},"
+            " frame: {width: 1920, height: 1080, color: bgr}}\n"
+            for i in range(cameras)
+        )
+        + "capture: {ring_size: 4096}\n"
+        f"models: {{dir: {tmp_path / 'models'}}}\nalerts: {{dir: {tmp_path / 'events'}}}\n"
+        "server: {port: 0}\n"
+    )
+    for args in (["check-config", str(config)], ["run", "--config", str(config)]):
+        result = run(*args, timeout=30)
+        assert result.returncode == 2, (args, result.stderr)
+        assert f"alerts.dir: {tmp_path / 'events'} is a file, not a folder" in result.stderr
+        assert "capture.ring_size: 4096 frames for each of" in result.stderr
+        assert "Traceback" not in result.stderr
