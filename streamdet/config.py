@@ -387,6 +387,7 @@ class MqttSinkConfig(_Model):
 SinkConfig = Annotated[
     JsonlSinkConfig | WebhookSinkConfig | MqttSinkConfig, Field(discriminator="kind")
 ]
+SINK_KINDS = ("jsonl", "webhook", "mqtt")
 
 
 def _default_sinks() -> list[JsonlSinkConfig | WebhookSinkConfig | MqttSinkConfig]:
@@ -563,7 +564,7 @@ def _is_union_tag(loc: tuple[int | str, ...], i: int) -> bool:
     item = loc[i]
     if i > 0 and loc[i - 1] == "source" and item in SOURCE_KINDS:
         return True
-    return i > 1 and loc[i - 2] == "sinks" and item in ("jsonl", "webhook", "mqtt")
+    return i > 1 and loc[i - 2] == "sinks" and item in SINK_KINDS
 
 
 def _substitute(
@@ -643,10 +644,13 @@ def _format_error(error: Any) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key"
-    elif error["type"] == "union_tag_invalid":
-        message = f"unknown source kind; expected one of {', '.join(SOURCE_KINDS)}"
-    elif error["type"] == "union_tag_not_found":
-        message = f"missing 'kind'; expected one of {', '.join(SOURCE_KINDS)}"
+    elif error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        # Two unions have a `kind`: a camera's source, and each of alerts.sinks[i].
+        what, kinds = ("sink", SINK_KINDS) if "sinks" in error["loc"] else ("source", SOURCE_KINDS)
+        problem = (
+            f"unknown {what} kind" if error["type"] == "union_tag_invalid" else "missing 'kind'"
+        )
+        message = f"{problem}; expected one of {', '.join(kinds)}"
     elif error["type"] == "finite_number":
         message = f"Input should be a finite number, not {error['input']!r}"
     return f"{_path_str(tuple(error['loc']))}: {redact(message)}"

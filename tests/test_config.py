@@ -114,6 +114,14 @@ def test_missing_env_var_names_key_and_variable() -> None:
         (minimal(source={"kind": "tape"}), "cameras[0].source: unknown source kind"),
         (minimal(source={"url": "rtsp://h/x"}), "cameras[0].source: missing 'kind'"),
         (
+            {**minimal(), "alerts": {"sinks": [{"kind": "jsonl"}, {"kind": "email"}]}},
+            "alerts.sinks[1]: unknown sink kind; expected one of jsonl, webhook, mqtt",
+        ),
+        (
+            {**minimal(), "alerts": {"sinks": [{"url": "http://h/x"}]}},
+            "alerts.sinks[0]: missing 'kind'; expected one of jsonl, webhook, mqtt",
+        ),
+        (
             minimal(source={"kind": "rtsp", "url": "http://h/x"}),
             "cameras[0].source.url: expected rtsp://",
         ),
