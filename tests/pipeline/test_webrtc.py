@@ -221,6 +221,8 @@ def test_webrtc_bad_offers_answer_400_naming_the_problem(tmp_path: Path) -> None
             await viewer.connect(url)
             await viewer.frames(1)
             await viewer.pc.close()
+            # Let both ends finish closing before this loop ends (no task left pending).
+            await asyncio.to_thread(wait_for, lambda: not viewers_of(run).peers, 10, "freed")
 
         asyncio.run(good())
     for expected, status, answer in results:
