@@ -494,6 +494,17 @@ class WebRtcConfig(_Model):
         return addresses
 
 
+class MjpegConfig(_Model):
+    """The MJPEG live view (/api/cameras/{name}/mjpeg): a JPEG encoded per viewer and frame."""
+
+    max_viewers: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="MJPEG streams at once, over all cameras; more are refused (503).",
+    )
+
+
 class ServerConfig(_Model):
     """The HTTP server: /metrics, /healthz, /readyz, /api, the live view page."""
 
@@ -506,6 +517,7 @@ class ServerConfig(_Model):
         "use ${VAR}. Default: none.",
     )
     webrtc: WebRtcConfig = Field(default_factory=WebRtcConfig, description="The WebRTC live view.")
+    mjpeg: MjpegConfig = Field(default_factory=MjpegConfig, description="The MJPEG live view.")
 
     @field_validator("token")
     @classmethod

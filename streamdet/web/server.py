@@ -47,6 +47,7 @@ def build_app(
     app.router.add_get("/api/events/{id}", event)
     app.router.add_get("/api/events/{id}/snapshot.jpg", snapshot)
     app.router.add_get("/api/events/{id}/clip.mp4", clip)
+    app[liveview.MJPEG] = liveview.MjpegViewers(config.mjpeg)
     app.router.add_get("/api/cameras/{name}/mjpeg", liveview.mjpeg)
     if config.webrtc.enabled:
         webrtc.add_routes(app, config.webrtc)

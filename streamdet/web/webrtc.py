@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from fractions import Fraction
 
 import aioice.ice
@@ -33,16 +33,14 @@ from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 
 from streamdet.config import WebRtcConfig
-from streamdet.web.errors import bad_request
+from streamdet.web.errors import bad_request, unavailable
 from streamdet.web.keys import INFERENCE
-from streamdet.web.liveview import camera_ring, newest_image
+from streamdet.web.liveview import NewestImage, camera_ring, newest_image
 
 logger = logging.getLogger(__name__)
 
 CLOCK_RATE = 90_000  # RTP video clock
 CONNECT_DEADLINE_S = 30.0  # a peer still not connected by then is closed
-
-NewestImage = Callable[[int], tuple[int, np.ndarray] | None]
 
 
 class NewestFrameTrack(VideoStreamTrack):
@@ -171,9 +169,8 @@ class WebRtcViewers:
     ) -> RTCSessionDescription:
         """A new peer sending ``track``; returns its answer (after gathering candidates)."""
         if len(self.peers) >= self.config.max_viewers:
-            raise web.HTTPServiceUnavailable(
-                text=f"{self.config.max_viewers} WebRTC viewers already: use MJPEG or try later"
-            )
+            limit = self.config.max_viewers
+            raise unavailable(f"{limit} WebRTC viewers already: use MJPEG or try later")
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers()))
         self.peers[pc] = track
         loop = asyncio.get_running_loop()
