@@ -11,6 +11,7 @@ import pytest
 
 from streamdet.config import parse_config
 from tests.pipeline.test_run import Running, pipeline_config
+from tests.support.media import make_clip
 from tests.support.waiting import wait_for
 
 # Nothing listens on port 1: each camera fails to connect, and its errors quote its URL.
@@ -87,3 +88,32 @@ def test_events_accept_good_numbers(running: Running) -> None:
     status, body = running.get("/api/events?limit=500&offset=0&since=0&until=1e12")
     assert status == 200, body
     assert json.loads(body) == {"events": [], "limit": 500, "offset": 0}
+
+
+def test_cameras_api_follows_a_resolution_change_mid_stream(tmp_path: Path) -> None:
+    # One MPEG-TS stream whose H.264 switches from 640x360 to 256x144 after 2 s (a new SPS),
+    # as a camera does when its profile is changed while streaming.
+    first = make_clip(tmp_path / "a.ts", frames=50, width=640, height=360)
+    second = make_clip(tmp_path / "b.ts", frames=150, width=256, height=144)
+    switching = tmp_path / "switching.ts"
+    switching.write_bytes(first.read_bytes() + second.read_bytes())
+    config = parse_config(
+        {
+            "cameras": [{"name": "cam", "source": {"kind": "file", "path": str(switching)}}],
+            "models": {"dir": str(tmp_path / "models"), "learn_in_place": False},
+            "alerts": {"dir": str(tmp_path / "events")},
+            "server": {"port": 0},
+        }
+    )
+    seen: list[object] = []
+
+    def resolution(run: Running) -> object:
+        status, body = run.get("/api/cameras")
+        assert status == 200, body
+        seen.append(json.loads(body)["cameras"][0]["resolution"])
+        return seen[-1]
+
+    with Running(config) as run:
+        wait_for(lambda: run.app.capture.worker("cam").stats.frames > 0, 20, "a frame")
+        assert resolution(run) == [640, 360]
+        wait_for(lambda: resolution(run) == [256, 144], 10, "the new resolution")
