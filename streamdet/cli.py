@@ -30,11 +30,25 @@ def _print_config_error(exc: ConfigError) -> None:
         print(f"  {problem}", file=sys.stderr)
 
 
+def _preflight(config: Config, source: str, *, pipeline: bool = True) -> bool:
+    """Check ``config`` against this machine (``streamdet.preflight``); print what is wrong."""
+    from streamdet import preflight
+
+    try:
+        preflight.check(config, source, pipeline=pipeline)
+    except ConfigError as exc:
+        _print_config_error(exc)
+        return False
+    return True
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from streamdet import preflight
     from streamdet.config import load_config, summary
 
     try:
         config = load_config(args.config)
+        preflight.check(config, args.config)
     except ConfigError as exc:
         _print_config_error(exc)
         return EXIT_USAGE
@@ -75,7 +89,7 @@ def _run_capture(config_path: str | None, duration: float | None, title: str) ->
     from streamdet.log import setup_logging
 
     config = _load(config_path)
-    if config is None:
+    if config is None or not _preflight(config, config_path or "", pipeline=False):
         return EXIT_USAGE
     setup_logging(config.logging.level)
     stop = threading.Event()
@@ -116,7 +130,7 @@ def _run_pipeline(config: Config, duration: float | None, title: str) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    if config is None:
+    if config is None or not _preflight(config, args.config):
         return EXIT_USAGE
     return _run_pipeline(config, args.duration, "streamdet run")
 
@@ -137,6 +151,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="streamdet-demo-") as models:
         # Every demo run learns anew, in a folder that is removed afterwards.
         config = demo_run_config(config, Path(models), events, args.learn_seconds, args.port)
+        if not _preflight(config, args.config or "the built-in demo config"):
+            return EXIT_USAGE
         code = _run_pipeline(config, args.duration, "streamdet demo (built-in synthetic cameras)")
     print(f"events: {events / 'events.jsonl'}")
     print(f"snapshots: {events / 'snapshots'}  clips: {events / 'clips'}")
@@ -263,7 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"streamdet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("check-config", help="validate a config file and summarise it")
+    p = sub.add_parser(
+        "check-config", help="validate a config file (and against this machine), summarise it"
+    )
     p.add_argument("config", help="YAML config file")
     p.set_defaults(func=cmd_check_config)
 

@@ -29,10 +29,13 @@ from pydantic import (
 from streamdet.errors import ConfigError
 from streamdet.log import redact
 from streamdet.models.kinds import DEFAULT_KIND, MODEL_KINDS
+from streamdet.yamlfile import load_yaml
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: YAML's .nan fails every bound check (NaN compares false), so it was
+    # reported as "less than or equal to 120"; now it and .inf are "a finite number".
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _url(url: str, schemes: str, expected: str) -> str:
@@ -384,6 +387,7 @@ class MqttSinkConfig(_Model):
 SinkConfig = Annotated[
     JsonlSinkConfig | WebhookSinkConfig | MqttSinkConfig, Field(discriminator="kind")
 ]
+SINK_KINDS = ("jsonl", "webhook", "mqtt")
 
 
 def _default_sinks() -> list[JsonlSinkConfig | WebhookSinkConfig | MqttSinkConfig]:
@@ -490,6 +494,17 @@ class WebRtcConfig(_Model):
         return addresses
 
 
+class MjpegConfig(_Model):
+    """The MJPEG live view (/api/cameras/{name}/mjpeg): a JPEG encoded per viewer and frame."""
+
+    max_viewers: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="MJPEG streams at once, over all cameras; more are refused (503).",
+    )
+
+
 class ServerConfig(_Model):
     """The HTTP server: /metrics, /healthz, /readyz, /api, the live view page."""
 
@@ -502,6 +517,7 @@ class ServerConfig(_Model):
         "use ${VAR}. Default: none.",
     )
     webrtc: WebRtcConfig = Field(default_factory=WebRtcConfig, description="The WebRTC live view.")
+    mjpeg: MjpegConfig = Field(default_factory=MjpegConfig, description="The MJPEG live view.")
 
     @field_validator("token")
     @classmethod
@@ -560,7 +576,7 @@ def _is_union_tag(loc: tuple[int | str, ...], i: int) -> bool:
     item = loc[i]
     if i > 0 and loc[i - 1] == "source" and item in SOURCE_KINDS:
         return True
-    return i > 1 and loc[i - 2] == "sinks" and item in ("jsonl", "webhook", "mqtt")
+    return i > 1 and loc[i - 2] == "sinks" and item in SINK_KINDS
 
 
 def _substitute(
@@ -640,11 +656,37 @@ def _format_error(error: Any) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key"
-    elif error["type"] == "union_tag_invalid":
-        message = f"unknown source kind; expected one of {', '.join(SOURCE_KINDS)}"
-    elif error["type"] == "union_tag_not_found":
-        message = f"missing 'kind'; expected one of {', '.join(SOURCE_KINDS)}"
+    elif error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        # Two unions have a `kind`: a camera's source, and each of alerts.sinks[i].
+        what, kinds = ("sink", SINK_KINDS) if "sinks" in error["loc"] else ("source", SOURCE_KINDS)
+        problem = (
+            f"unknown {what} kind" if error["type"] == "union_tag_invalid" else "missing 'kind'"
+        )
+        message = f"{problem}; expected one of {', '.join(kinds)}"
+    elif error["type"] == "finite_number":
+        message = f"Input should be a finite number, not {error['input']!r}"
     return f"{_path_str(tuple(error['loc']))}: {redact(message)}"
+
+
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _decode(raw: bytes, source: str) -> str:
+    """The text of a config file, which must be UTF-8 (a UTF-8 byte-order mark is allowed:
+    Windows editors write one). Raises ``ConfigError`` saying what the bytes are instead."""
+    if raw.startswith(_UTF16_BOMS):
+        problem = "the file is UTF-16 (it starts with a UTF-16 byte-order mark)"
+        raise ConfigError(source, [f"(file): {problem}; save it as UTF-8"])
+    # NUL is valid UTF-8 but never in text: UTF-16 without a byte-order mark, or binary.
+    bad = raw.find(b"\x00")
+    try:
+        if bad < 0:
+            return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        bad = exc.start
+    line = raw.count(b"\n", 0, bad) + 1
+    problem = f"not UTF-8 text: byte 0x{raw[bad]:02x} at line {line} (offset {bad})"
+    raise ConfigError(source, [f"(file): {problem}; save it as UTF-8"])
 
 
 def load_config(
@@ -653,11 +695,12 @@ def load_config(
     """Read, substitute and validate a YAML config file. Raises ``ConfigError``."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(str(path), [f"(file): cannot read: {exc.strerror or exc}"]) from None
+    text = _decode(raw, str(path))
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"

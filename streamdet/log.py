@@ -13,19 +13,54 @@ import sys
 from collections.abc import MutableMapping
 from typing import Any
 
-# scheme://user:password@host -> scheme://***@host; also catches user-only and odd characters
-# in passwords (anything up to the last '@' before the host part).
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]+@")
-# key=value style secrets in query strings (e.g. ?password=...&token=...).
-_QUERY_SECRET = re.compile(
-    r"(?P<key>[?&;](?:password|passwd|pwd|pass|token|auth|key|secret)=)[^&\s;#]+", re.IGNORECASE
-)
+# Every URL in a piece of text: a scheme, then everything up to the next whitespace. Passwords
+# may hold any other character ('@', ':', '/', '#'), so the URL cannot be cut any shorter.
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S+")
+# Query (and fragment) parameters whose values are harmless to show: the stream selectors IP
+# cameras take. Every other value may be a secret (access_token, apikey, pw, sig, ...).
+SAFE_QUERY_KEYS = frozenset(
+    {
+        "channel", "ch", "chn", "subtype", "stream", "streamtype", "profile", "resolution",
+        "width", "height", "fps", "framerate", "codec", "videocodec", "compression", "quality",
+        "bitrate", "transport", "unicast", "camera", "cam", "video", "audio", "format",
+    }
+)  # fmt: skip
+_PARAMETER = re.compile(r"(?P<sep>[?&;#])(?P<key>[^?&;#=]*)(?P<value>=[^&;#]*)?")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its userinfo, and every query value whose key is not in
+    ``SAFE_QUERY_KEYS``, as ``***``.
+
+    A password may hold '@', ':', '/' or '#', so the userinfo is taken to end at the *last* '@':
+    such a password is hidden whole. A path with an '@' in it is hidden along with it: showing
+    too little is the safe mistake. When that '@' may as well sit in a query value
+    (``?key=a@b``), nothing after the scheme is shown.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    at = rest.rfind("@")
+    if at >= 0 and "?" in rest[:at]:  # '?' in a password, or '@' in a query? Unknowable
+        return f"{scheme}://***"
+    if at >= 0:
+        rest = "***@" + rest[at + 1 :]
+    query = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    return f"{scheme}://{rest[:query]}" + _PARAMETER.sub(_redact_parameter, rest[query:])
+
+
+def _redact_parameter(match: re.Match[str]) -> str:
+    """One ``?key=value``: kept if the key is harmless, else the value hidden (a bare
+    ``?item`` is a value without a key: hidden too)."""
+    sep, key, value = match["sep"], match["key"], match["value"]
+    if key.lower() in SAFE_QUERY_KEYS or not (key or value):
+        return match[0]
+    return f"{sep}{key}=***" if value is not None else f"{sep}***"
 
 
 def redact(text: str) -> str:
-    """Replace credentials in every URL found in ``text`` by ``***``."""
-    text = _CREDENTIALS.sub(r"\g<scheme>***@", text)
-    return _QUERY_SECRET.sub(r"\g<key>***", text)
+    """Replace the credentials of every URL found in ``text`` by ``***`` (see ``redact_url``)."""
+    return _URL.sub(lambda match: redact_url(match[0]), text)
 
 
 class RedactingFilter(logging.Filter):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,11 @@ from tests.support.media import make_clip
 from tests.support.servers import RtspServer
 
 CLIP_FRAMES = 250  # 10 s at 25 fps
+
+# The `streamdet` commands the tests start must run this tree's package, not whichever tree
+# the venv's editable install points at (a git worktree shares the venv of the main checkout).
+ROOT = str(Path(__file__).resolve().parents[1])
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
 
 
 @pytest.fixture(scope="session")

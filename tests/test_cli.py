@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -21,6 +22,8 @@ STREAMDET = str(Path(sys.executable).with_name("streamdet"))
 def run(
     *args: str, timeout: float = 60, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
+    if env is not None:  # a bare environment still runs this tree's package (tests/conftest.py)
+        env = {"PYTHONPATH": os.environ["PYTHONPATH"], **env}
     return subprocess.run(
         [STREAMDET, *args], capture_output=True, text=True, timeout=timeout, env=env
     )
@@ -175,3 +178,108 @@ def test_capture_with_bad_config_exits_2(tmp_path: Path) -> None:
     bad.write_text("cameras: 3\n")
     result = run("capture", "--config", str(bad), "--duration", "1")
     assert result.returncode == 2 and "cameras: Input should be a valid list" in result.stderr
+
+
+AT_PASSWORD_URL = "rtsp://admin:Xq9@Leak7@127.0.0.1:1/x"  # the password is "Xq9@Leak7"
+
+
+def test_passwords_holding_at_signs_are_hidden_by_check_config_and_probe(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"  # an rtsp source given an http URL: the error quotes the URL
+    bad.write_text(
+        "cameras:\n  - name: a\n    source: {kind: rtsp, url: 'http://admin:Xq9@Leak7@h:1/x'}\n"
+    )
+    checked = run("check-config", str(bad))
+    assert checked.returncode == 2 and "got 'http://***@h:1/x'" in checked.stderr
+    probed = run("probe", AT_PASSWORD_URL, "--timeout", "2")
+    assert probed.returncode == 1
+    assert "error: cannot open rtsp://***@127.0.0.1:1/x" in probed.stderr
+    for result in (checked, probed):
+        assert "Leak7" not in result.stdout + result.stderr
+
+
+def test_query_string_secrets_are_hidden_by_probe() -> None:
+    url = "rtsp://127.0.0.1:1/x?access_token=Leak7&apikey=Leak7&pw=Leak7&channel=1"
+    result = run("probe", url, "--timeout", "2")
+    assert result.returncode == 1
+    shown = "rtsp://127.0.0.1:1/x?access_token=***&apikey=***&pw=***&channel=1"
+    assert f"probing {shown} ..." in result.stderr
+    assert "Leak7" not in result.stdout + result.stderr
+
+
+def test_check_config_of_a_utf16_file_exits_2_naming_it(tmp_path: Path) -> None:
+    config = tmp_path / "windows.yaml"
+    config.write_bytes("cameras:\n  - {name: a, source: {kind: synthetic}}\n".encode("utf-16"))
+    result = run("check-config", str(config))
+    assert result.returncode == 2, result.stderr
+    assert f"invalid configuration {config}:" in result.stderr
+    assert "(file): the file is UTF-16" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_config_refuses_a_billion_laughs_at_once(tmp_path: Path) -> None:
+    from tests.test_config import alias_bomb
+
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(alias_bomb(9))  # 526 bytes, 387 million values once expanded
+    started = time.monotonic()
+    result = run("check-config", str(bomb), timeout=20)
+    assert time.monotonic() - started < 10
+    assert result.returncode == 2, result.stderr
+    assert "invalid YAML: its aliases expand to more than 100000 values" in result.stderr
+
+
+def test_check_config_calls_nan_and_inf_not_finite(tmp_path: Path) -> None:
+    config = tmp_path / "nan.yaml"
+    config.write_text(
+        "cameras:\n  - name: a\n    source: {kind: synthetic, fps: .inf}\n    analysis_fps: .nan\n"
+    )
+    result = run("check-config", str(config))
+    assert result.returncode == 2, result.stderr
+    assert "cameras[0].source.fps: Input should be a finite number, not inf" in result.stderr
+    assert "cameras[0].analysis_fps: Input should be a finite number, not nan" in result.stderr
+    assert "less than" not in result.stderr
+
+
+def test_check_config_and_run_refuse_a_server_host_that_does_not_resolve(tmp_path: Path) -> None:
+    for host, problem in [
+        ("nosuch.invalid", "server.host: cannot resolve 'nosuch.invalid'"),
+        ("300.1.2.3", "server.host: cannot resolve '300.1.2.3'"),
+        ("192.0.2.1", "server.host: cannot serve on '192.0.2.1': Cannot assign requested address"),
+    ]:
+        config = tmp_path / "host.yaml"
+        config.write_text(
+            "cameras: [{name: a, source: {kind: synthetic}}]\n"
+            f"models: {{dir: {tmp_path / 'models'}}}\nalerts: {{dir: {tmp_path / 'events'}}}\n"
+            f"server: {{host: '{host}', port: 0}}\n"
+        )
+        for args in (["check-config", str(config)], ["run", "--config", str(config)]):
+            result = run(*args, timeout=30)
+            assert result.returncode == 2, (args, result.stderr)
+            assert problem in result.stderr, (args, result.stderr)
+    assert not (tmp_path / "events").exists()  # refused before anything started
+
+
+def test_check_config_and_run_refuse_what_run_would_crash_on(tmp_path: Path) -> None:
+    from streamdet.preflight import machine_memory
+
+    (tmp_path / "events").write_text("a file where alerts.dir wants a folder")
+    memory = machine_memory() or 2**40
+    cameras = int(memory / (4096 * 1920 * 1080 * 3) / 2) + 1  # 23.7 GiB each: over half
+    config = tmp_path / "crash.yaml"
+    config.write_text(
+        "cameras:\n"
+        + "".join(
+            f"  - {{name: c{i}, source: {{kind: synthetic}},"
+            " frame: {width: 1920, height: 1080, color: bgr}}\n"
+            for i in range(cameras)
+        )
+        + "capture: {ring_size: 4096}\n"
+        f"models: {{dir: {tmp_path / 'models'}}}\nalerts: {{dir: {tmp_path / 'events'}}}\n"
+        "server: {port: 0}\n"
+    )
+    for args in (["check-config", str(config)], ["run", "--config", str(config)]):
+        result = run(*args, timeout=30)
+        assert result.returncode == 2, (args, result.stderr)
+        assert f"alerts.dir: {tmp_path / 'events'} is a file, not a folder" in result.stderr
+        assert "capture.ring_size: 4096 frames for each of" in result.stderr
+        assert "Traceback" not in result.stderr

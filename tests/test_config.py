@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import yaml
 from streamdet.config import Config, RtspSource, load_config, parse_config
 from streamdet.demo import demo_config
 from streamdet.errors import ConfigError
+from streamdet.yamlfile import load_yaml
 from tests.support.media import make_clip
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -91,9 +94,33 @@ def test_missing_env_var_names_key_and_variable() -> None:
         (minimal(colour="grey"), "cameras[0].colour: unknown key"),
         (minimal(analysis_fps="fast"), "cameras[0].analysis_fps: Input should be a valid number"),
         (minimal(analysis_fps=0), "cameras[0].analysis_fps: Input should be greater than 0"),
+        (
+            minimal(analysis_fps=float("nan")),
+            "cameras[0].analysis_fps: Input should be a finite number, not nan",
+        ),
+        (
+            minimal(source={"kind": "synthetic", "fps": float("inf")}),
+            "cameras[0].source.fps: Input should be a finite number, not inf",
+        ),
+        (
+            {"capture": {"ring_size": float("-inf")}, **minimal()},
+            "capture.ring_size: Input should be a finite number, not -inf",
+        ),
+        (
+            minimal(zones=[[(0, 0), (1, float("nan")), (1, 1)]]),
+            "cameras[0].zones[0][1][1]: Input should be a finite number, not nan",
+        ),
         (minimal(frame={"width": 99999}), "cameras[0].frame.width: Input should be less than"),
         (minimal(source={"kind": "tape"}), "cameras[0].source: unknown source kind"),
         (minimal(source={"url": "rtsp://h/x"}), "cameras[0].source: missing 'kind'"),
+        (
+            {**minimal(), "alerts": {"sinks": [{"kind": "jsonl"}, {"kind": "email"}]}},
+            "alerts.sinks[1]: unknown sink kind; expected one of jsonl, webhook, mqtt",
+        ),
+        (
+            {**minimal(), "alerts": {"sinks": [{"url": "http://h/x"}]}},
+            "alerts.sinks[0]: missing 'kind'; expected one of jsonl, webhook, mqtt",
+        ),
         (
             minimal(source={"kind": "rtsp", "url": "http://h/x"}),
             "cameras[0].source.url: expected rtsp://",
@@ -191,3 +218,114 @@ def test_every_field_is_documented() -> None:
 
     walk(Config, "")
     assert not missing
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        ("cameras: []\n".encode("utf-16"), "(file): the file is UTF-16"),
+        ("cameras: []\n".encode("utf-16-be"), "(file): not UTF-8 text: byte 0x00 at line 1"),
+        (b"cameras:\n  - name: caf\xe9\n", "(file): not UTF-8 text: byte 0xe9 at line 2"),
+        (
+            b"cameras: [" + bytes(range(256)),
+            "(file): not UTF-8 text: byte 0x00 at line 1 (offset 10)",
+        ),
+    ],
+    ids=["utf-16-bom", "utf-16-be", "latin-1", "binary"],
+)
+def test_config_that_is_not_utf8_is_named(tmp_path: Path, data: bytes, problem: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.source == str(path)
+    assert info.value.problems[0].startswith(problem), info.value.problems
+    assert info.value.problems[0].endswith("save it as UTF-8")
+
+
+def test_config_with_a_utf8_byte_order_mark_loads(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"\xef\xbb\xbfcameras:\n  - {name: a, source: {kind: synthetic}}\n")
+    assert load_config(path).cameras[0].name == "a"
+
+
+def alias_bomb(levels: int) -> str:
+    """A "billion laughs": each level is nine aliases of the one before (9**levels values)."""
+    lines = ['l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for n in range(1, levels + 1):
+        lines.append(f"l{n}: &l{n} [" + ",".join([f"*l{n - 1}"] * 9) + "]")
+    return "\n".join([*lines, "cameras: [{name: a, source: {kind: synthetic}}]", ""])
+
+
+def test_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
+    # 5 levels, 0.6 million values (before the fix: 5 s and 14 MB, then "unknown key"); the full
+    # 9 levels (387 million values) are tried by test_cli.py, in a process with a time limit.
+    path = tmp_path / "bomb.yaml"
+    path.write_text(alias_bomb(5))
+    started = time.monotonic()
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.0 and peak < 5_000_000, (elapsed, peak)
+    (problem,) = info.value.problems
+    assert problem.startswith("line ") and problem.endswith(
+        "invalid YAML: its aliases expand to more than 100000 values"
+    ), problem
+
+
+def test_aliases_within_the_bound_still_work() -> None:
+    text = "base: &cam {kind: synthetic, width: 160}\ncameras:\n  - {name: a, source: *cam}\n"
+    assert load_yaml(text)["cameras"][0]["source"] == {"kind": "synthetic", "width": 160}
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("a: &a [1, *a]\n", "an alias refers to a node it is part of"),
+        ("a: " + "[" * 100 + "]" * 100 + "\n", "nested deeper than 64 levels"),
+        ("a: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than 64 levels"),
+    ],
+    ids=["recursive", "deep", "deeper-than-python-recursion"],
+)
+def test_self_referring_and_deep_yaml_is_refused(text: str, problem: str) -> None:
+    with pytest.raises(yaml.YAMLError, match=problem):
+        load_yaml(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            "cameras:\n  - {name: a, source: {kind: synthetic}}\n"
+            "cameras:\n  - {name: b, source: {kind: synthetic}}\n",
+            "line 3, column 1: invalid YAML: duplicate key 'cameras' (first at line 1)",
+        ),
+        (
+            "cameras:\n  - name: a\n    source: {kind: synthetic}\n    name: b\n",
+            "line 4, column 5: invalid YAML: duplicate key 'name' (first at line 2)",
+        ),
+        (
+            "cameras:\n  - {name: a, source: {kind: synthetic, seed: 1, seed: 2}}\n",
+            "line 2, column 50: invalid YAML: duplicate key 'seed' (first at line 2)",
+        ),
+    ],
+    ids=["top-level", "block", "flow"],
+)
+def test_duplicate_keys_are_refused_with_their_lines(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == [problem]
+
+
+def test_merge_keys_may_be_overridden() -> None:
+    text = "base: &b {kind: synthetic, seed: 1}\nsource: {<<: *b, seed: 2}\n"
+    assert load_yaml(text)["source"] == {"kind": "synthetic", "seed": 2}

@@ -47,10 +47,13 @@ class StreamInfo:
 
 @dataclass(frozen=True, slots=True)
 class FrameMeta:
-    """Timing of one decoded frame."""
+    """Timing and size of one decoded frame."""
 
     pts_s: float | None
     index: int  # frames decoded since this source was opened
+    # As decoded, before conversion: a camera may change resolution mid-stream (new SPS).
+    width: int | None = None
+    height: int | None = None
 
 
 class VideoSource(Protocol):
@@ -177,7 +180,7 @@ class PyAVSource:
         if self._recorder is not None:
             self._recorder.frame(frame)
         self._index += 1
-        return FrameMeta(pts_s=pts, index=self._index - 1)
+        return FrameMeta(pts, self._index - 1, frame.width, frame.height)
 
     def _decoded(self) -> Iterator[Any]:
         """Demux and decode; each packet then goes to the clip recorder (its filter takes the
@@ -264,7 +267,7 @@ class SyntheticVideoSource:
         if self._recorder is not None:
             self._recorder.frame(self._canvas)
         self._n = n + 1
-        return FrameMeta(pts_s=pts, index=n)
+        return FrameMeta(pts, n, self.config.width, self.config.height)
 
     def close(self) -> None:
         """Nothing to release."""

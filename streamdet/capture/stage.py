@@ -164,7 +164,7 @@ class CaptureStage:
             first_frame_s=stats.first_frame_s,
             seconds_since_frame=None if last is None else now - last,
             codec=stream.codec if stream else None,
-            resolution=(stream.width, stream.height) if stream else None,
+            resolution=stats.resolution,
             errors=tuple(stats.errors),
         )
 

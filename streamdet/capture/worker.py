@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from streamdet.capture.clips import Recorder
 from streamdet.capture.ring import FrameRing
-from streamdet.capture.sources import StreamInfo, VideoSource, make_source
+from streamdet.capture.sources import FrameMeta, StreamInfo, VideoSource, make_source
 from streamdet.config import CameraConfig, CaptureConfig
 from streamdet.errors import SourceError
 from streamdet.frames import SourceState
@@ -42,6 +42,7 @@ class CameraStats:
     first_frame_s: float | None = None  # time from connect start to the first frame, last connect
     fps: float = 0.0  # decoded frames per second, smoothed over about a second
     stream: StreamInfo | None = None
+    resolution: tuple[int, int] | None = None  # of the newest decoded frame (width, height)
     errors: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=10))
 
 
@@ -187,7 +188,8 @@ class CameraWorker:
         try:
             source = self._factory(self.camera)
             source.record_to(self.recorder)
-            self.stats.stream = source.open()
+            self.stats.stream = stream = source.open()
+            self.stats.resolution = (stream.width, stream.height)
         except Exception as exc:  # SourceError, or anything odd a library raised while opening
             self.stats.connect_failures += 1
             self._log.warning("%s", exc)
@@ -218,6 +220,7 @@ class CameraWorker:
             now_wall, now = time.time(), time.monotonic()
             analyse = self._limiter.allow(meta.pts_s if meta.pts_s is not None else now)
             self.ring.commit(now_wall, meta.pts_s, analyse)
+            self._follow_resolution(meta)
             self.stats.frames += 1
             self.stats.analysable += analyse
             self.stats.last_frame_monotonic = now
@@ -230,6 +233,19 @@ class CameraWorker:
                 self.stats.fps = window_frames / (now - window_start)
                 window_start, window_frames = now, 0
         return "ended"
+
+    def _follow_resolution(self, meta: FrameMeta) -> None:
+        """Keep ``stats.resolution`` at the decoded frames' size, which the stream's header
+        gave only at open: a camera can switch resolution (a new profile) mid-stream."""
+        if meta.width is None or meta.height is None:
+            return
+        known = self.stats.resolution
+        if known is None or known[0] != meta.width or known[1] != meta.height:
+            self.stats.resolution = (meta.width, meta.height)
+            if known is not None:
+                self._log.info(
+                    "resolution %dx%d -> %dx%d", known[0], known[1], meta.width, meta.height
+                )
 
     # ----------------------------------------------------------------- watchdog side
     def stall_after_s(self) -> float:

@@ -8,6 +8,7 @@ Everything it returns is built from the stages' status snapshots, which never ca
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from streamdet.inference.detector import DetectorStatus
 from streamdet.inference.stage import InferenceStage
 from streamdet.web import liveview, webrtc
 from streamdet.web.auth import bearer_token
+from streamdet.web.errors import bad_request
 from streamdet.web.keys import ALERTS, CAPTURE, INFERENCE, REGISTRY
 
 
@@ -45,6 +47,7 @@ def build_app(
     app.router.add_get("/api/events/{id}", event)
     app.router.add_get("/api/events/{id}/snapshot.jpg", snapshot)
     app.router.add_get("/api/events/{id}/clip.mp4", clip)
+    app[liveview.MJPEG] = liveview.MjpegViewers(config.mjpeg)
     app.router.add_get("/api/cameras/{name}/mjpeg", liveview.mjpeg)
     if config.webrtc.enabled:
         webrtc.add_routes(app, config.webrtc)
@@ -59,26 +62,42 @@ def _store(request: web.Request) -> EventStore:
     return store
 
 
-def _number(request: web.Request, key: str, default: float | None) -> float | None:
+def _number(request: web.Request, key: str) -> float | None:
+    """The finite number ``?key=`` carries, or None without one; a 400 naming ``key`` else."""
+    raw = request.query.get(key)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise bad_request(f"{key}: expected a finite number, got {raw!r}")
+    return value
+
+
+def _integer(request: web.Request, key: str, default: int, low: int, high: int) -> int:
+    """The whole number ``?key=`` carries, from ``low`` to ``high``; a 400 naming ``key`` else.
+    Digits only: ``float()`` would let nan, inf and 1e30 through to SQLite."""
     raw = request.query.get(key)
     if raw is None:
         return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise web.HTTPBadRequest(text=f"{key}: expected a number, got {raw!r}") from None
+    if not re.fullmatch(r"[0-9]{1,12}", raw) or not low <= int(raw) <= high:
+        raise bad_request(f"{key}: expected a whole number from {low} to {high}, got {raw!r}")
+    return int(raw)
+
+
+MAX_OFFSET = 1_000_000_000  # far past any store's size, far below SQLite's 64-bit limit
 
 
 async def events(request: web.Request) -> web.Response:
     """``?camera=&since=&until=`` (unix seconds), ``&limit=`` (1..500, default 50), ``&offset=``."""
-    limit = int(_number(request, "limit", 50) or 50)
-    offset = int(_number(request, "offset", 0) or 0)
-    if not 1 <= limit <= 500 or offset < 0:
-        raise web.HTTPBadRequest(text="limit must be 1..500 and offset >= 0")
+    limit = _integer(request, "limit", 50, 1, 500)
+    offset = _integer(request, "offset", 0, 0, MAX_OFFSET)
     rows = _store(request).events(
         camera=request.query.get("camera"),
-        since=_number(request, "since", None),
-        until=_number(request, "until", None),
+        since=_number(request, "since"),
+        until=_number(request, "until"),
         limit=limit,
         offset=offset,
     )

@@ -12,12 +12,14 @@ rest are closed when the server stops.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from fractions import Fraction
 
 import aioice.ice
+import aiortc.sdp
 import numpy as np
 from aiohttp import web
 from aiortc import (
@@ -31,15 +33,14 @@ from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 
 from streamdet.config import WebRtcConfig
+from streamdet.web.errors import bad_request, unavailable
 from streamdet.web.keys import INFERENCE
-from streamdet.web.liveview import camera_ring, newest_image
+from streamdet.web.liveview import NewestImage, camera_ring, newest_image
 
 logger = logging.getLogger(__name__)
 
 CLOCK_RATE = 90_000  # RTP video clock
 CONNECT_DEADLINE_S = 30.0  # a peer still not connected by then is closed
-
-NewestImage = Callable[[int], tuple[int, np.ndarray] | None]
 
 
 class NewestFrameTrack(VideoStreamTrack):
@@ -168,9 +169,8 @@ class WebRtcViewers:
     ) -> RTCSessionDescription:
         """A new peer sending ``track``; returns its answer (after gathering candidates)."""
         if len(self.peers) >= self.config.max_viewers:
-            raise web.HTTPServiceUnavailable(
-                text=f"{self.config.max_viewers} WebRTC viewers already: use MJPEG or try later"
-            )
+            limit = self.config.max_viewers
+            raise unavailable(f"{limit} WebRTC viewers already: use MJPEG or try later")
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers()))
         self.peers[pc] = track
         loop = asyncio.get_running_loop()
@@ -188,9 +188,10 @@ class WebRtcViewers:
             pc.addTrack(track)
             await pc.setRemoteDescription(offer)
             await pc.setLocalDescription(await pc.createAnswer())
-        except Exception as exc:  # a malformed or unsupported offer
+        except Exception as exc:  # an offer read_offer let through that aiortc still refuses
             await self._close(pc)
-            raise web.HTTPBadRequest(text=f"cannot answer this offer: {exc}") from exc
+            why = str(exc) or type(exc).__name__
+            raise bad_request(f"sdp: cannot answer this offer: {why}") from exc
         logger.info("%s: WebRTC viewer connecting (%d viewers)", track.camera, len(self.peers))
         return pc.localDescription
 
@@ -216,17 +217,58 @@ class WebRtcViewers:
         await pc.close()
 
 
+MAX_OFFER_BYTES = 64 * 1024  # a browser's offer is 3-10 kB
+RECEIVING = ("recvonly", "sendrecv")  # what the viewer's side of the video must say
+
+
+async def read_offer(request: web.Request) -> tuple[RTCSessionDescription, bool]:
+    """The offer and the overlay flag of a ``POST .../webrtc`` body; a 400 naming the problem
+    else (aiortc's own errors, such as "None is not in list", say nothing to a client)."""
+    raw = await request.read()
+    if len(raw) > MAX_OFFER_BYTES:
+        raise bad_request(f"body: larger than {MAX_OFFER_BYTES // 1024} KiB")
+    try:
+        body = json.loads(raw)
+    except RecursionError:  # json's parser recurses once per level of nesting
+        raise bad_request("body: JSON nested too deeply") from None
+    except ValueError:  # also not UTF-8
+        raise bad_request('body: expected JSON {"sdp": ..., "type": "offer"}') from None
+    if not isinstance(body, dict):
+        raise bad_request(f'body: expected a JSON object {{"sdp": ...}}, got {type(body).__name__}')
+    sdp, kind, overlay = body.get("sdp"), body.get("type"), body.get("overlay", True)
+    if kind != "offer":
+        raise bad_request(f"type: expected 'offer', got {kind!r}")
+    if not isinstance(sdp, str):
+        raise bad_request(f"sdp: expected the offer's SDP as a string, got {type(sdp).__name__}")
+    if not isinstance(overlay, bool):
+        raise bad_request(f"overlay: expected true or false, got {overlay!r}")
+    if (problem := offer_problem(sdp)) is not None:
+        raise bad_request(f"sdp: {problem}")
+    return RTCSessionDescription(sdp=sdp, type="offer"), overlay
+
+
+def offer_problem(sdp: str) -> str | None:
+    """Why ``sdp`` is not an offer this server can send its video to, or None."""
+    if not sdp.startswith("v=0"):
+        return "not a session description (one starts with v=0)"
+    try:
+        session = aiortc.sdp.SessionDescription.parse(sdp)
+    except Exception as exc:  # the parser asserts and indexes its way through hostile input
+        return f"cannot parse it: {type(exc).__name__}" + (f": {exc}" if str(exc) else "")
+    if not any(media.kind == "video" for media in session.media):
+        return "the offer has no video (m=video, e.g. a receive-only video transceiver)"
+    for media in session.media:
+        if media.direction is None:
+            return f"its m={media.kind} has no direction (a=recvonly, a=sendrecv, ...)"
+        if media.kind == "video" and media.direction not in RECEIVING:
+            return f"its video is {media.direction}: the viewer must receive (a=recvonly)"
+    return None
+
+
 async def offer(request: web.Request) -> web.Response:
     """``POST /api/cameras/{name}/webrtc``: an SDP offer in, the answer out."""
     ring, viewers = camera_ring(request), request.app[VIEWERS]
-    try:
-        body = await request.json()
-        description = RTCSessionDescription(sdp=str(body["sdp"]), type=str(body["type"]))
-        show_overlay = bool(body.get("overlay", True))
-    except (ValueError, KeyError, TypeError):
-        raise web.HTTPBadRequest(text='expected JSON {"sdp": ..., "type": "offer"}') from None
-    if description.type != "offer":
-        raise web.HTTPBadRequest(text=f"expected an offer, got {description.type!r}")
+    description, show_overlay = await read_offer(request)
     inference = request.app[INFERENCE]
     track = NewestFrameTrack(
         ring.camera,

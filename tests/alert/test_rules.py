@@ -47,9 +47,17 @@ def test_sustained_anomaly_is_one_event_with_its_peak() -> None:
 
 
 def test_hysteresis_keeps_a_dipping_event_open() -> None:
-    # 3.5 is below the threshold 4 but above the release level 3.2: the event goes on.
-    changes = run([5, 5, 5, 3.5, 3.5, 3.5, 3.5, 5, 5, 0, 0, 0, 0])
-    assert [c for c, _ in changes].count(Change.STARTED) == 1
+    # 3.5 is below the threshold 4 but above the release level 0.8 x 4 = 3.2: the event goes
+    # on through the 0.8 s dip (longer than end_after_s) and ends only when the score falls to
+    # 0 at 1.8 s. Without hysteresis (release_ratio 1.0) it would end at the dip, 0.6 s.
+    settings = RuleSettings(min_duration_s=0.4, end_after_s=0.6, cooldown_s=2.0, release_ratio=0.8)
+    tracker = EventTracker("cam", settings)
+    scores = [5, 5, 5, 3.5, 3.5, 3.5, 3.5, 5, 5, 0, 0, 0, 0]
+    updates = [u for obs in observations(scores) for u in tracker.feed(obs)]
+    ended = [u.event for u in updates if u.change is Change.ENDED]
+    assert [u.change for u in updates].count(Change.STARTED) == 1 and len(ended) == 1
+    assert ended[0].start == pytest.approx(0.0)
+    assert ended[0].end == pytest.approx(1.8)
 
 
 def test_cooldown_prevents_a_storm() -> None:

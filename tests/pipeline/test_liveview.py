@@ -114,3 +114,41 @@ def test_liveview_token_guards_every_route_but_healthz(
         assert status == 200 and "--frame" in body
         assert "withToken" in fetch(f"{url}/?token={TOKEN}")[1]  # the page passes it on
     assert TOKEN not in caplog.text
+
+
+def test_mjpeg_viewers_are_capped_and_freed_when_they_leave(tmp_path: Path) -> None:
+    config = pipeline_config(tmp_path / "models")
+    server = config.server.model_copy(
+        update={"mjpeg": config.server.mjpeg.model_copy(update={"max_viewers": 2})}
+    )
+
+    async def scenario(base: str) -> list[tuple[int, dict[str, str] | None]]:
+        url = f"{base}/api/cameras/cam-0/mjpeg?fps=10"
+        timeout = aiohttp.ClientTimeout(total=20)
+        results: list[tuple[int, dict[str, str] | None]] = []
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as first,
+            aiohttp.ClientSession(timeout=timeout) as second,
+        ):
+            one = await first.get(url)
+            two = await second.get(url.replace("cam-0", "cam-1"))  # the cap is over all cameras
+            await one.content.readexactly(10)
+            await two.content.readexactly(10)  # both are streaming
+            async with aiohttp.ClientSession(timeout=timeout) as third:
+                async with third.get(url) as refused:
+                    results.append((refused.status, await refused.json()))
+                one.close()  # the first viewer leaves: its slot is freed within a frame or two
+                await asyncio.sleep(0.5)
+                async with third.get(url) as admitted:
+                    results.append((admitted.status, None))
+            two.close()
+        return results
+
+    with Running(config.model_copy(update={"server": server})) as run:
+        wait_for(lambda: "cam-0" in run.app.inference.analysed, 20, "a frame")
+        (refused, body), (admitted, _) = asyncio.run(scenario(run.app.url or ""))
+        bad, _ = run.get("/api/cameras/cam-0/mjpeg?fps=nan")
+    assert refused == 503 and body is not None and body["error"] == "unavailable"
+    assert "2 MJPEG viewers already (server.mjpeg.max_viewers)" in body["detail"]
+    assert admitted == 200
+    assert bad == 400

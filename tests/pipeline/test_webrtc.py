@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import threading
 import time
 import tracemalloc
@@ -161,3 +162,70 @@ def test_webrtc_slow_viewer_gets_the_newest_frame_and_nothing_piles_up() -> None
     assert max(lag) <= 3, lag
     assert all(b - a > 5 for a, b in itertools.pairwise(sent)), sent  # frames skipped, not queued
     assert grown < 1_000_000, grown  # one frame is 57 kB as BGR; 30 queued would be 1.7 MB
+
+
+async def offer_sdp(kind: str = "video") -> str:
+    """A real aiortc client's offer: receive-only ``kind``, or a data channel only."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    if kind == "data":
+        pc.createDataChannel("chat")
+    else:
+        pc.addTransceiver(kind, direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp: str = pc.localDescription.sdp
+    await pc.close()
+    return sdp
+
+
+def test_webrtc_bad_offers_answer_400_naming_the_problem(tmp_path: Path) -> None:
+    async def post(url: str, body: bytes) -> tuple[int, dict[str, str]]:
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.post(url, data=body, headers={"Content-Type": "application/json"}) as answer,
+        ):
+            return answer.status, await answer.json(content_type=None)
+
+    async def scenario(url: str) -> list[tuple[str, int, dict[str, str]]]:
+        video, audio, data = await offer_sdp(), await offer_sdp("audio"), await offer_sdp("data")
+
+        def offer(sdp: object, **more: object) -> bytes:
+            return json.dumps({"sdp": sdp, "type": "offer", **more}).encode()
+
+        bodies = {
+            "JSON nested too deeply": b"[" * 30000 + b"]" * 30000,
+            "larger than 64 KiB": offer("v=0\r\n" + "a=x\r\n" * 20000),
+            "expected JSON": b"\xff\xfe garbage",
+            "expected a JSON object": b'["sdp"]',
+            "type: expected 'offer', got 'answer'": json.dumps(
+                {"sdp": video, "type": "answer"}
+            ).encode(),
+            "sdp: expected the offer's SDP as a string, got dict": offer({"a": 1}),
+            "overlay: expected true or false": offer(video, overlay="yes"),
+            "sdp: not a session description": offer("garbage"),
+            "sdp: the offer has no video": offer("v=0\r\n"),
+            "sdp: the offer has no video (": offer(audio),
+            "sdp: the offer has no video (m=video": offer(data),
+            "sdp: its video is sendonly": offer(video.replace("a=recvonly", "a=sendonly")),
+            "sdp: its m=video has no direction": offer(video.replace("a=recvonly\r\n", "")),
+        }
+        return [(expected, *await post(url, body)) for expected, body in bodies.items()]
+
+    with Running(pipeline_config(tmp_path / "models")) as run:
+        url = f"{run.app.url}/api/cameras/cam-0/webrtc"
+        results = asyncio.run(scenario(url))
+        assert not viewers_of(run).peers  # nothing was left open by the refused offers
+
+        async def good() -> None:  # and a good offer is still answered
+            viewer = Viewer()
+            await viewer.connect(url)
+            await viewer.frames(1)
+            await viewer.pc.close()
+            # Let both ends finish closing before this loop ends (no task left pending).
+            await asyncio.to_thread(wait_for, lambda: not viewers_of(run).peers, 10, "freed")
+
+        asyncio.run(good())
+    for expected, status, answer in results:
+        assert status == 400, (expected, status, answer)
+        assert answer["error"] == "bad request", answer
+        assert expected in answer["detail"], (expected, answer)

@@ -1,0 +1,22 @@
+"""Error answers of the API: JSON ``{"error": ..., "detail": ...}``, as the 401s are."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+
+def _body(error: str, detail: str) -> str:
+    return json.dumps({"error": error, "detail": detail})
+
+
+def bad_request(detail: str) -> web.HTTPBadRequest:
+    """A 400 to raise; ``detail`` names what was wrong (the parameter, the body's problem)."""
+    return web.HTTPBadRequest(text=_body("bad request", detail), content_type="application/json")
+
+
+def unavailable(detail: str) -> web.HTTPServiceUnavailable:
+    """A 503 to raise when a bound is reached (viewers); ``detail`` says which and what to do."""
+    body = _body("unavailable", detail)
+    return web.HTTPServiceUnavailable(text=body, content_type="application/json")
