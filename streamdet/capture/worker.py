@@ -1,7 +1,8 @@
 """One camera's capture thread: connect, decode into the ring, reconnect on failure.
 
 The worker is a small state machine (``SourceState``). Each concern is a method: connecting with
-capped exponential backoff plus jitter, pumping frames, marking frames for analysis at the
+capped exponential backoff plus jitter (for a network camera, cut short as soon as its closed
+port accepts again: ``returnprobe``), pumping frames, marking frames for analysis at the
 camera's analysis rate, and recording errors. The stage's watchdog calls ``check_stall`` from its
 own thread; a stalled worker is told to reconnect, and every blocking read is bounded by the
 source's read timeout, so a frozen camera cannot hold its thread for long.
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from streamdet.capture.clips import Recorder
+from streamdet.capture.returnprobe import ReturnProbe, tcp_endpoint
 from streamdet.capture.ring import FrameRing
 from streamdet.capture.sources import FrameMeta, StreamInfo, VideoSource, make_source
 from streamdet.config import CameraConfig, CaptureConfig
@@ -105,6 +107,8 @@ class CameraWorker:
         self._thread: threading.Thread | None = None
         self._limiter = _RateLimiter(camera.analysis_fps)
         self._random = random.Random()
+        endpoint = tcp_endpoint(camera.source)
+        self._probe = None if endpoint is None else ReturnProbe(endpoint, self._stop, self._random)
         self._session_frames = 0
 
     # ----------------------------------------------------------------- lifecycle
@@ -166,7 +170,7 @@ class CameraWorker:
                     self._log.error("giving up after %d failed attempts in a row", failures)
                     self._set_state(SourceState.FAILED)
                     return
-                self._stop.wait(self._backoff_delay(failures))
+                self._pause(failures)
         except Exception as exc:  # only a bug in this loop itself gets here
             self._log.exception("capture thread crashed; the watchdog restarts it")
             self.record_error(f"crashed: {exc!r}")
@@ -177,6 +181,16 @@ class CameraWorker:
             return backoff.initial_s * (1.0 - backoff.jitter * self._random.random())
         delay = min(backoff.max_s, backoff.initial_s * 2.0 ** (failures - 1))
         return delay * (1.0 - backoff.jitter * self._random.random())
+
+    def _pause(self, failures: int) -> None:
+        """Wait before the next open: the backoff delay, or less when the camera's port,
+        closed until now, accepts again (the open backs off, the cheap probe does not)."""
+        delay = self._backoff_delay(failures)
+        if self._probe is None:
+            self._stop.wait(delay)
+        elif self._probe.wait(delay):
+            host, port = self._probe.endpoint
+            self._log.info("%s:%d accepts connections again: opening now", host, port)
 
     def _session(self) -> str:
         """One connection: 'ended' (file finished or stop), 'had_frames' or 'failed'."""

@@ -98,27 +98,39 @@ def end_process(proc: subprocess.Popen[Any]) -> None:
 @contextmanager
 def silent_tcp_server() -> Iterator[int]:
     """A port that accepts connections and never answers (a camera that hangs on connect)."""
+    with accepting_socket() as (server, _):
+        yield int(server.getsockname()[1])
+
+
+@contextmanager
+def accepting_socket(
+    listening: bool = True,
+) -> Iterator[tuple[socket.socket, list[socket.socket]]]:
+    """A socket on 127.0.0.1 that accepts connections, keeps them and sends nothing, with the
+    connections it accepted. Not ``listening``, its port refuses connections until the caller
+    calls ``listen()`` on it (a camera coming back)."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
-    server.listen(16)
+    if listening:
+        server.listen(16)
+    server.settimeout(0.05)
     accepted: list[socket.socket] = []
     stop = threading.Event()
 
     def accept() -> None:
-        server.settimeout(0.1)
         while not stop.is_set():
             try:
                 conn, _ = server.accept()
                 accepted.append(conn)
             except TimeoutError:
                 continue
-            except OSError:
-                return
+            except OSError:  # not listening yet, or closed
+                stop.wait(0.01)
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     try:
-        yield int(server.getsockname()[1])
+        yield server, accepted
     finally:
         stop.set()
         thread.join(2)
