@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests need, only when they are missing.
 # - GStreamer's RTSP server (run by the tests with Debian's /usr/bin/python3, which has `gi`)
-# - Prometheus: `prometheus` and `promtool` (the tests run a real one against the dashboard)
+# - Prometheus: Debian's `prometheus` package ships both `prometheus` and `promtool`
+#   (/usr/bin/promtool belongs to it): the tests run a real server against the dashboard and
+#   the alert rules, and promtool checks the config and rules and runs the rules' unit tests
 # - mosquitto, a real MQTT broker for the MQTT sink tests
 # - chromium and its chromedriver, the real headless browser for the live view page tests
 set -euo pipefail

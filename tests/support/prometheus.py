@@ -1,4 +1,5 @@
-"""A real Prometheus server on 127.0.0.1 for the tests, scraping one target every second.
+"""A real Prometheus server on 127.0.0.1 for the tests, scraping one target every second
+(and evaluating the rule files it is given as often).
 
 Debian's ``prometheus`` package (installed by ``make test``) provides ``prometheus`` and
 ``promtool``. A missing binary fails the test: skipping would hide that the dashboard and the
@@ -23,6 +24,7 @@ CONFIG = """\
 global:
   scrape_interval: 1s
   evaluation_interval: 1s
+rule_files: {rules}
 scrape_configs:
   - job_name: {job}
     scrape_interval: 1s
@@ -50,9 +52,16 @@ class Prometheus:
     Use as a context manager: the process is always stopped on exit (terminate, then kill).
     """
 
-    def __init__(self, target: str, workdir: Path, job: str = "streamdet") -> None:
+    def __init__(
+        self,
+        target: str,
+        workdir: Path,
+        job: str = "streamdet",
+        rule_files: tuple[Path, ...] = (),
+    ) -> None:
         self.target = target  # host:port serving /metrics
         self.job = job
+        self.rule_files = rule_files  # evaluated every second, like the scrapes
         self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -62,7 +71,8 @@ class Prometheus:
     def start(self, timeout: float = 20.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "prometheus.yml"
-        config.write_text(CONFIG.format(job=self.job, target=self.target))
+        rules = json.dumps([str(path) for path in self.rule_files])  # JSON is YAML
+        config.write_text(CONFIG.format(job=self.job, target=self.target, rules=rules))
         args = [
             binary("prometheus"),
             f"--config.file={config}",
