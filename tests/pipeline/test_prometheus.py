@@ -31,6 +31,17 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "streamdet.json"
 SCRAPE_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 ALERT_RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 ALERT_TESTS = ROOT / "deploy" / "prometheus" / "alerts_test.yml"
+# An alert that fires whenever a camera is up, so that the dashboard's firing-alerts panel has
+# a real ALERTS series to show while the pipeline is healthy.
+ALWAYS_FIRING = """\
+groups:
+  - name: dashboard-check
+    rules:
+      - alert: StreamdetDashboardCheck
+        expr: streamdet_camera_up == 1
+        labels:
+          severity: warning
+"""
 CAMERAS = ("cam-0", "cam-1")
 # Grafana's interval variables, as a Prometheus scraping every second can answer them: a window
 # holds ~10 samples, enough for rate() a few seconds after a series appears.
@@ -107,7 +118,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     with Running(pipeline_config(tmp / "models")) as run:
         assert run.app.url is not None, "the app did not serve"
         target = run.app.url.removeprefix("http://")
-        rules = (ALERT_RULES,)
+        check = tmp / "dashboard-check.yml"
+        check.write_text(ALWAYS_FIRING)
+        rules = (ALERT_RULES, check)
         with Prometheus(target, tmp / "prometheus", rule_files=rules) as prometheus:
             states = run.app.inference.status
             wait_for(lambda: {s.state for s in states()} == {ModelState.DETECTING}, 30, "detecting")
