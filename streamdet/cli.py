@@ -235,6 +235,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{cal.false_events_per_hour:g} false event(s)/hour at {cal.analysis_fps:g} fps "
         f"(held-out max {cal.held_out_max:.3f}); saved to {out}"
     )
+    if cal.note:
+        print(f"[{cam.name}] warning: {cal.note}")
     return EXIT_OK
 
 
@@ -258,6 +260,15 @@ def _eval_summary(metrics: dict[str, Any], out: str) -> str:
         lines.append(
             f"{name:<12} {m['auc_micro_streaming']:>14.4f} {m['auc_micro_video_normalised']:>14.4f}"
             f" {m['train_seconds']:>8.1f} {m['scoring_fps']:>8.0f}"
+        )
+    events = metrics.get("events_at_threshold")
+    if events:
+        rate = events["false_events_per_hour"]
+        lines.append(
+            f"{metrics['model']} at its threshold: {events['stretches_caught']} of "
+            f"{events['anomalous_stretches']} anomalous stretches raised an event; "
+            f"{events['false_events']} false event(s) in {events['normal_hours'] * 60:.1f} min "
+            f"of normal footage" + ("" if rate is None else f" ({rate:.1f}/hour)")
         )
     lines.append(f"written to {out}/ (metrics.json, scores/, roc.png, timeline_*.png)")
     return "\n".join(lines)

@@ -105,9 +105,9 @@ class WebcamSource(_Model):
 class SyntheticAnomaly(_Model):
     """An anomaly scheduled into a synthetic scene."""
 
-    kind: Literal["fast", "wrong_way", "forbidden_area", "loiter"] = Field(
+    kind: Literal["fast", "wrong_way", "forbidden_area", "loiter", "left_object"] = Field(
         description="fast: a cyclist; wrong_way: against the flow; forbidden_area: on the grass; "
-        "loiter: standing still on the path."
+        "loiter: standing still on the path; left_object: a bag left on the path."
     )
     start_s: float = Field(ge=0, description="Seconds after the scene starts.")
     duration_s: float = Field(gt=0, le=3600, description="How long it is visible.")

@@ -40,6 +40,8 @@ class PipelineConsole:
             state = status.state.value
             if status.state is ModelState.LEARNING:
                 state = f"learning {status.learn_progress:.0%}"
+            elif status.state is ModelState.DETECTING and status.note:
+                state = "detecting (short footage)"
             latest = self.app.inference.latest.get(status.camera)
             columns[status.camera] = ModelColumns(
                 state, None if latest is None else latest.smoothed, status.threshold

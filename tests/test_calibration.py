@@ -47,8 +47,21 @@ def test_threshold_grows_with_a_stricter_budget() -> None:
 
 
 def test_too_little_data_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="at least 50"):
-        calibrate([np.zeros(10)], analysis_fps=5, false_events_per_hour=1, smoothing_alpha=1)
+    with pytest.raises(ValueError, match="at least 10"):
+        calibrate([np.zeros(9)], analysis_fps=5, false_events_per_hour=1, smoothing_alpha=1)
+
+
+def test_short_footage_is_said_and_gets_a_conservative_threshold() -> None:
+    rng = np.random.default_rng(4)
+    few = [rng.normal(size=59)]  # 12 s at 5 fps: the 59 frames the issue saw fail 90x
+    short = calibrate(few, analysis_fps=5, false_events_per_hour=1, smoothing_alpha=1.0)
+    assert short.short_footage and short.note is not None and "59 held-out frames" in short.note
+    peak, median = float(few[0].max()), float(np.median(few[0]))
+    assert short.threshold >= peak + (peak - median) - 1e-9
+    enough = calibrate(
+        [rng.normal(size=600)], analysis_fps=5, false_events_per_hour=1, smoothing_alpha=1.0
+    )
+    assert not enough.short_footage and enough.note is None
 
 
 def test_ema_is_causal_and_matches_streaming_form() -> None:

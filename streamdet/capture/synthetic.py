@@ -5,7 +5,7 @@ textured grass areas (trees and lamp posts above, benches below). People (a dark
 a head circle) walk along the walkway from left to right at normal speeds. Scheduled anomalies
 add one object each: a bicycle ~5x as fast (``fast``), a person walking right to left
 (``wrong_way``), a person strolling on the grass (``forbidden_area``) or a person standing still
-on the walkway (``loiter``).
+on the walkway (``loiter``) or a bag left on the walkway (``left_object``).
 
 Frame ``n`` is a pure function of the constructor arguments and ``n`` (seekable, any order, any
 instance). The background and the sensor noise depend only on (width, height, seed), and the
@@ -23,7 +23,7 @@ from typing import Literal, NamedTuple, get_args
 import cv2
 import numpy as np
 
-AnomalyKind = Literal["fast", "wrong_way", "forbidden_area", "loiter"]
+AnomalyKind = Literal["fast", "wrong_way", "forbidden_area", "loiter", "left_object"]
 Box = tuple[int, int, int, int]
 Color = tuple[int, int, int]
 
@@ -69,6 +69,7 @@ class _Figure(NamedTuple):
     bob: float
     body: Color
     head: Color
+    bag: bool = False  # a bag on the ground instead of a person
 
 
 class _Walker(NamedTuple):
@@ -110,9 +111,13 @@ def _pt(x: float, y: float) -> tuple[int, int]:
 
 
 def _draw(out: np.ndarray, f: _Figure) -> None:
-    """Draw a person or a bicycle with its rider, anti-aliased at sub-pixel positions."""
+    """Draw a person, a bicycle with its rider or a bag, anti-aliased at sub-pixel positions."""
     h, top = f.h, f.feet - f.bob
     aa = cv2.LINE_AA
+    if f.bag:
+        corners = (_pt(f.cx - 0.18 * h, f.feet - 0.28 * h), _pt(f.cx + 0.18 * h, f.feet))
+        cv2.rectangle(out, *corners, f.body, -1, aa, _SHIFT)
+        return
     if f.bike:
         r = 0.18 * h
         back, front = _pt(f.cx - 0.32 * h, f.feet - r), _pt(f.cx + 0.32 * h, f.feet - r)
@@ -142,9 +147,9 @@ def _draw(out: np.ndarray, f: _Figure) -> None:
 
 def _box(f: _Figure, width: int, height: int) -> Box | None:
     """(x0, y0, x1, y1), end-exclusive and clipped to the frame, 1 px larger for anti-aliasing."""
-    half = 0.5 * f.h if f.bike else 0.2 * f.h
+    half = 0.5 * f.h if f.bike else 0.18 * f.h if f.bag else 0.2 * f.h
     x0, x1 = max(0, math.floor(f.cx - half) - 1), min(width, math.ceil(f.cx + half) + 2)
-    y0 = max(0, math.floor(f.feet - f.bob - f.h) - 1)
+    y0 = max(0, math.floor(f.feet - f.bob - (0.28 * f.h if f.bag else f.h)) - 1)
     y1 = min(height, math.ceil(f.feet) + 2)
     return (x0, y0, x1, y1) if x0 < x1 and y0 < y1 else None
 
@@ -223,7 +228,8 @@ class SyntheticScene:
     - ``wrong_way``: a person at normal speed entering at the right edge, walking leftwards,
     - ``forbidden_area``: a person strolling rightwards (0.4-1x normal speed) on the grass above or
       below the walkway, appearing at a random x; its box never overlaps the walkway rows,
-    - ``loiter``: a person standing (swaying slightly) at a random x on the walkway.
+    - ``loiter``: a person standing (swaying slightly) at a random x on the walkway,
+    - ``left_object``: a bag appearing on the walkway at a random x and staying there.
 
     Moving anomalies that reach the far edge wrap around to the entry edge, so every active
     anomaly keeps at least half of its body in view for its whole duration, and none is drawn
@@ -379,7 +385,7 @@ class SyntheticScene:
         elif a.kind == "forbidden_area":
             lane = self._grass[int(rng.integers(0, len(self._grass)))]
             cx0, speed = rng.uniform(0.15, 0.85) * self.width, speed * rng.uniform(0.5, 0.8)
-        elif a.kind == "loiter":
+        elif a.kind in ("loiter", "left_object"):
             cx0, speed = rng.uniform(0.2, 0.8) * self.width, 0.0
         feet = rng.uniform(*lane)
         body, head = _colors(rng)
@@ -391,10 +397,14 @@ class SyntheticScene:
         t = n - p.n0
         if p.kind == "loiter":  # shifting weight from foot to foot, not walking
             cx = p.cx0 + 0.03 * p.h * math.sin(2 * math.pi * 0.25 * t / self.fps)
+        elif p.kind == "left_object":
+            cx = p.cx0
         elif p.kind == "wrong_way":  # enters at the right edge: cx = width at t = 0
             cx = self.width - (p.speed * t) % self.width
         else:
             cx = (p.cx0 + p.speed * t) % self.width
         walking = p.kind in ("wrong_way", "forbidden_area")
         bob = self._bob(p.h, p.phase, t) if walking else 0.0
-        return _Figure(p.kind == "fast", cx, p.feet, p.h, bob, p.body, p.head)
+        return _Figure(
+            p.kind == "fast", cx, p.feet, p.h, bob, p.body, p.head, p.kind == "left_object"
+        )

@@ -9,6 +9,7 @@ available score. The papers' per-video min-max normalisation is reported beside,
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from streamdet.eval.dataset import Dataset, DatasetError, load_dataset, read_clip
+from streamdet.eval.events import clip_events, event_summary
 from streamdet.eval.metrics import auc, equal_error_rate, video_normalised
 from streamdet.eval.report import plot_roc, plot_timeline, write_scores
 from streamdet.models.base import AnomalyModel, Progress, TrainSettings, score_clip
@@ -71,8 +73,21 @@ def run_eval(
         runs.append(_model_run(dataset, BASELINE, settings, progress, None))
     metrics = _metrics(dataset, runs, settings)
     _write_outputs(dataset, runs[0], runs, out)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    # strict JSON: a one-class clip's AUC (NaN) is written as null, not as a bare NaN
+    text = json.dumps(_finite_or_null(metrics), indent=2, allow_nan=False)
+    (out / "metrics.json").write_text(text + "\n")
     return metrics
+
+
+def _finite_or_null(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, inf) replaced by None, recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_null(v) for v in value]
+    return value
 
 
 def _model_run(
@@ -90,7 +105,8 @@ def _model_run(
             save_checkpoint(
                 model, save, {"calibration": calibration.as_dict(), "training": summary}
             )
-    run = ModelRun(kind, model, alpha, calibration, train_seconds, {})
+    # a checkpoint says what it is: named by its own kind, not the one asked for
+    run = ModelRun(model.kind, model, alpha, calibration, train_seconds, {})
     _score_tests(dataset, run, settings, progress)
     return run
 
@@ -151,6 +167,18 @@ def _metrics(dataset: Dataset, runs: list[ModelRun], settings: EvalSettings) -> 
         "train_seconds": main.train_seconds,
         "scoring_fps": main.scoring_fps,
         "threshold": main.calibration.threshold,
+        "events_at_threshold": event_summary(
+            {
+                n: clip_events(
+                    main.scores[n],
+                    dataset.labels[n],
+                    main.calibration.threshold,
+                    dataset.fps,
+                    main.calibration.held_out_max,
+                )
+                for n in names
+            }
+        ),
         "calibration": main.calibration.as_dict(),
         "smoothing": {"kind": "causal_ema", "alpha": main.alpha},
         "first_frames_rule": FIRST_FRAMES_RULE,

@@ -33,6 +33,7 @@ class DetectorStatus:
     threshold: float | None
     learn_progress: float  # 0..1 while learning
     error: str | None
+    note: str | None = None  # about the threshold, e.g. learned from too little footage
 
 
 class Detector:
@@ -50,6 +51,7 @@ class Detector:
         self.normal_peak: float | None = None  # held-out normal footage's highest score
         self.ema = Ema(entry(self.kind).smoothing_alpha)
         self.error: str | None = None
+        self.note: str | None = None
         self._collector: FootageCollector | None = None
         self._learn_started = 0.0
         self._trainer: threading.Thread | None = None
@@ -75,6 +77,7 @@ class Detector:
                 float(calibration["smoothing_alpha"]),
                 None if peak is None else float(peak),
             )
+            self._set_note(calibration.get("note"))
             self._log.info("loaded %s model from %s", model.kind, self.folder)
             return
         if not self._models.learn_in_place:
@@ -131,6 +134,7 @@ class Detector:
             return
         cal = trained.calibration
         self._install(trained.model, cal.threshold, cal.smoothing_alpha, cal.held_out_max)
+        self._set_note(cal.note)
         self._log.info(
             "learned %s in %.1f s; threshold %.3f; detecting",
             self.kind,
@@ -144,6 +148,11 @@ class Detector:
         self.model, self.threshold, self.normal_peak = model, threshold, normal_peak
         self.ema = Ema(alpha)
         self.state = ModelState.DETECTING
+
+    def _set_note(self, note: str | None) -> None:
+        self.note = note
+        if note:
+            self._log.warning("threshold: %s", note)
 
     def fail(self, message: str) -> None:
         """Give up on this camera's model, with a reason for the API and metrics."""
@@ -183,5 +192,5 @@ class Detector:
         elif self.state is ModelState.DETECTING:
             progress = 1.0
         return DetectorStatus(
-            self.camera.name, self.state, self.kind, self.threshold, progress, self.error
+            self.camera.name, self.state, self.kind, self.threshold, progress, self.error, self.note
         )

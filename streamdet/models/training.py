@@ -153,7 +153,7 @@ def _resize_stack(pixels: np.ndarray, spec: ModelSpec) -> np.ndarray:
     )
 
 
-MIN_HELD_OUT = 60  # frames: calibration needs a tail to look at
+MIN_HELD_OUT = 50  # frames: calibration needs a tail to look at
 
 
 def split_holdout(
@@ -194,10 +194,13 @@ def fit_and_calibrate(
     started = time.monotonic()
     train_model(model, TrainingData(fit, data.fps), settings, progress)
     train_seconds = time.monotonic() - started
+    # scored at the camera's analysis rate, as `run` will: every step-th frame (each with its
+    # neighbour before it), smoothed per analysed frame
+    step = max(round(data.fps / budget.analysis_fps), 1)
     held_scores = []
     for clip in calib:
         if len(clip) > model.context:
-            raw = score_clip(model, clip, device=settings.device)[0][model.context :]
+            raw = score_clip(model, clip, device=settings.device)[0][model.context :: step]
             held_scores.append(ema(raw, budget.smoothing_alpha))
     if not held_scores:
         raise ModelError("held-out footage too short to score")
@@ -218,5 +221,6 @@ def fit_and_calibrate(
         "fps": data.fps,
         "seed": settings.seed,
         "device": settings.device,
+        "held_out_frames_analysed": calibration.held_out_frames,
     }
     return Trained(model, calibration, summary)

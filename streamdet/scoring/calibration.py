@@ -16,6 +16,13 @@ the extremal index ``theta`` (clusters per exceedance, measured at ``u``) turns 
 probability into an up-crossing rate: ``rate(T) = theta * P(s > T)``. Solving
 ``rate(T) = target`` gives the threshold. The exponential tail is conservative for the light
 (Gaussian-like) tails of normal footage: fewer false events than the budget, not more.
+
+With fewer than ``ENOUGH_FRAMES`` held-out frames (a minute at 5 fps) the tail is a guess from a
+few dozen values, and a threshold just above them failed its budget ~90x on real footage. Then
+the calibration says so (``short_footage``, with a note for the log, the API and the console)
+and takes a conservative threshold instead: the extrapolated one, but at least the held-out
+maximum plus its distance above the median (``SHORT_MARGIN`` times), so that only what is
+clearly beyond everything seen raises an event until more footage has been learned.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ import numpy as np
 
 TAIL_QUANTILE = 0.90
 MIN_CROSSINGS = 10
+MIN_FRAMES = 10  # fewer held-out frames cannot calibrate anything
+ENOUGH_FRAMES = 300  # held-out analysed frames below which the footage is called short
+SHORT_MARGIN = 1.0
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,8 @@ class Calibration:
     tail_start: float  # u
     tail_scale: float  # beta
     extremal_index: float  # theta
+    short_footage: bool = False  # too little held-out footage: conservative threshold
+    note: str | None = None  # what an operator should know about this threshold
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,8 +75,10 @@ def calibrate(
     if analysis_fps <= 0 or false_events_per_hour <= 0:
         raise ValueError("analysis_fps and false_events_per_hour must be > 0")
     scores = np.concatenate([np.asarray(c, np.float64) for c in clips])
-    if len(scores) < 50:
-        raise ValueError(f"need at least 50 held-out frames to calibrate, got {len(scores)}")
+    if len(scores) < MIN_FRAMES:
+        raise ValueError(
+            f"need at least {MIN_FRAMES} held-out frames to calibrate, got {len(scores)}"
+        )
     u = float(np.quantile(scores, TAIL_QUANTILE))
     excess = scores[scores > u] - u
     beta = float(excess.mean()) if len(excess) else 1e-6
@@ -81,6 +95,16 @@ def calibrate(
     else:
         threshold = u
     held_out_max = float(scores.max())
+    short = len(scores) < ENOUGH_FRAMES
+    note = None
+    if short:
+        median = float(np.median(scores))
+        threshold = max(threshold, held_out_max + SHORT_MARGIN * (held_out_max - median))
+        note = (
+            f"only {len(scores)} held-out frames ({len(scores) / analysis_fps:.0f} s at "
+            f"{analysis_fps:g} fps; {ENOUGH_FRAMES} wanted): conservative threshold, "
+            f"learn from more footage to detect subtler anomalies"
+        )
     return Calibration(
         threshold=threshold,
         false_events_per_hour=false_events_per_hour,
@@ -91,6 +115,8 @@ def calibrate(
         tail_start=u,
         tail_scale=beta,
         extremal_index=theta,
+        short_footage=short,
+        note=note,
     )
 
 

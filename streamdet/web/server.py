@@ -193,6 +193,7 @@ def _camera_json(
             "threshold": _finite(model.threshold),
             "learn_progress": round(model.learn_progress, 3),
             "error": model.error,
+            "note": model.note,
         },
         "score": None if latest is None else round(latest.smoothed, 4),
         "above_threshold": None if latest is None else latest.above,

@@ -31,7 +31,14 @@ def test_eval_writes_documented_outputs(dataset: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "motion" in result.stdout and "framediff" in result.stdout  # baseline beside it
     assert "score test" in result.stderr  # progress is shown
-    metrics = json.loads((out / "metrics.json").read_text())
+
+    def no_bare_constants(name: str) -> None:
+        raise AssertionError(f"metrics.json holds a bare {name}: not valid JSON")
+
+    metrics = json.loads((out / "metrics.json").read_text(), parse_constant=no_bare_constants)
+    events = metrics["events_at_threshold"]
+    assert events["anomalous_stretches"] == 3 and 0 <= events["stretches_caught"] <= 3
+    assert "anomalous stretches raised an event" in result.stdout
     for key in (
         "auc_micro_streaming",
         "auc_micro_video_normalised",
