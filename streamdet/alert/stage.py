@@ -12,6 +12,7 @@ delays only itself.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -70,6 +71,8 @@ class AlertStage:
         self.clips_written = 0
         self.clip_failures = 0
         self._open: dict[str, _Open] = {}
+        # Each camera's recent frames above the threshold: an event's peak is among them.
+        self._hot = {name: collections.deque[ScoredFrame](maxlen=256) for name in self.trackers}
         self._tasks: list[asyncio.Task[None]] = []
         self._clip_tasks: set[asyncio.Task[None]] = set()
         self._closing = asyncio.Event()
@@ -148,9 +151,14 @@ class AlertStage:
             frame.normal_peak,
             frame.objects,
         )
+        hot = self._hot[camera]
+        if frame.above:
+            hot.append(frame)
+        elif hot and self.trackers[camera].event is None:
+            hot.clear()  # no event can start from frames before a dip below
         for update in self.trackers[camera].feed(obs):
-            if update.change is not Change.ENDED and update.event.peak_seq == frame.ref.seq:
-                self._keep_peak(camera, frame)
+            if update.change is not Change.ENDED:
+                self._keep_peak(camera, update, frame)
             if update.change is Change.STARTED:
                 self._hold_footage(camera, update)
             await self._record(update)
@@ -161,11 +169,19 @@ class AlertStage:
             state = self._open.setdefault(camera, _Open(""))
             state.hold = buffer.hold(update.event.start - self.config.clips.pre_roll_s)
 
-    def _keep_peak(self, camera: str, frame: ScoredFrame) -> None:
+    def _keep_peak(self, camera: str, update: Update, frame: ScoredFrame) -> None:
+        """Copy the event's peak frame out of the ring, for its snapshot. A start's peak is
+        its first frame above the threshold, ``min_duration_s`` before the frame in hand."""
         state = self._open.setdefault(camera, _Open(""))
-        pixels = self.capture.ring(camera).read(frame.ref)
-        if pixels is not None:  # gone already if scoring fell far behind: keep the older peak
-            state.peak_frame, state.peak_map = pixels, frame.anomaly_map
+        seq = update.event.peak_seq
+        peak = next((f for f in reversed(self._hot[camera]) if f.ref.seq == seq), frame)
+        pixels = self.capture.ring(camera).read(peak.ref)
+        if pixels is None and state.peak_frame is None:
+            # Overwritten already (scoring fell far behind): the frame in hand, which is
+            # above the threshold too, rather than no snapshot at all.
+            peak, pixels = frame, self.capture.ring(camera).read(frame.ref)
+        if pixels is not None:  # else keep the older peak
+            state.peak_frame, state.peak_map = pixels, peak.anomaly_map
 
     async def _record(self, update: Update) -> None:
         camera = update.event.camera
