@@ -12,13 +12,18 @@ import numpy as np
 
 from streamdet.capture.ring import FrameRing
 from streamdet.config import CameraConfig, ModelsConfig
-from streamdet.errors import ModelError, StreamdetError
+from streamdet.errors import ModelError, SourceError, StreamdetError
 from streamdet.frames import DetectedObject, ModelState
 from streamdet.log import camera_logger
 from streamdet.models.base import AnomalyModel, TrainSettings, no_progress
 from streamdet.models.checkpoint import load_checkpoint, save_checkpoint
 from streamdet.models.registry import default_spec, entry
-from streamdet.models.training import Budget, FootageCollector, fit_and_calibrate
+from streamdet.models.training import (
+    MIN_HELD_OUT,
+    Budget,
+    FootageCollector,
+    fit_and_calibrate,
+)
 from streamdet.scoring import zones
 from streamdet.scoring.smoothing import Ema
 
@@ -98,11 +103,16 @@ class Detector:
             self._trainer.start()
 
     def _train(self, fps: float) -> None:
-        collector, self._collector = self._collector, None
+        collector = self._collector
         try:
             if collector is None:
                 raise ModelError("nothing collected")
-            data = collector.data(fps)
+            try:
+                data = collector.data(fps, min_frames=2 * MIN_HELD_OUT)
+            except SourceError as exc:  # the camera sent (almost) nothing: wait for footage
+                self._learn_again(str(exc))
+                return
+            self._collector = None
             settings = TrainSettings(
                 seed=self._models.seed,
                 max_seconds=self._models.max_train_seconds,
@@ -138,11 +148,22 @@ class Detector:
             cal.threshold,
         )
 
+    def _learn_again(self, why: str) -> None:
+        """Too little footage came in the learning period: keep what came, learn for another
+        period (a camera may start streaming long after the pipeline)."""
+        self.error = (
+            f"waiting for footage ({why}); learning for another {self._models.learn_seconds:.0f} s"
+        )
+        self._log.warning("%s", self.error)
+        self._learn_started = time.monotonic()
+        self.state = ModelState.LEARNING
+
     def _install(
         self, model: AnomalyModel, threshold: float, alpha: float, normal_peak: float | None
     ) -> None:
         self.model, self.threshold, self.normal_peak = model, threshold, normal_peak
         self.ema = Ema(alpha)
+        self.error = None
         self.state = ModelState.DETECTING
 
     def fail(self, message: str) -> None:
