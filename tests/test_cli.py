@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 from streamdet.alert.rules import Change, EventState
 from streamdet.alert.store import EventStore
@@ -139,6 +140,16 @@ def test_demo_learns_then_detects_and_finishes_by_itself(tmp_path: Path) -> None
     assert "earlier runs' events are kept in the store too" in summary
 
 
+def start_run(config: Path, out_file: TextIO, *args: str) -> subprocess.Popen[str]:
+    """``streamdet run`` in the background, its output to ``out_file``, errors to a pipe."""
+    return subprocess.Popen(
+        [STREAMDET, "run", "--config", str(config), *args],
+        stdout=out_file,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     config = tmp_path / "run.yaml"
     config.write_text(
@@ -148,12 +159,7 @@ def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     )
     log = tmp_path / "out.txt"
     with log.open("w") as out_file:
-        proc = subprocess.Popen(
-            [STREAMDET, "run", "--config", str(config)],
-            stdout=out_file,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = start_run(config, out_file)
         try:
             # Running for real: the live table shows the camera learning in place.
             wait_for(
@@ -283,3 +289,29 @@ def test_check_config_and_run_refuse_what_run_would_crash_on(tmp_path: Path) -> 
         assert f"alerts.dir: {tmp_path / 'events'} is a file, not a folder" in result.stderr
         assert "capture.ring_size: 4096 frames for each of" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_run_exits_1_when_the_learned_model_could_not_be_saved(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "cameras:\n  - {name: a, source: {kind: synthetic, width: 160, height: 120},"
+        " frame: {width: 160, height: 120}}\n"
+        f"models: {{dir: {models}, kind: motion, learn_seconds: 4}}\n"
+        "server: {port: 0}\n"
+    )
+    log = tmp_path / "out.txt"
+    with log.open("w") as out_file:
+        proc = start_run(config, out_file, "--duration", "15")
+        try:
+            wait_for(lambda: "learning" in log.read_text(), 30, "the camera learning")
+            models.write_text("")  # models.dir can no longer be made
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    out = log.read_text()
+    assert proc.returncode == 1, err
+    assert "learned model not saved" in out.split("summary:")[-1]  # said in the summary
+    assert "learned model not saved" in err and "Traceback" not in err
+    assert "scored" in out and " 0 scored" not in out  # it detected with the model in memory

@@ -22,8 +22,10 @@ from streamdet.models.training import (
     MIN_HELD_OUT,
     Budget,
     FootageCollector,
+    Trained,
     fit_and_calibrate,
 )
+from streamdet.preflight import folder_problem
 from streamdet.scoring import zones
 from streamdet.scoring.smoothing import Ema
 
@@ -55,6 +57,7 @@ class Detector:
         self.normal_peak: float | None = None  # held-out normal footage's highest score
         self.ema = Ema(entry(self.kind).smoothing_alpha)
         self.error: str | None = None
+        self.unsaved = False  # a model learned here that could not be written to models.dir
         self._collector: FootageCollector | None = None
         self._learn_started = 0.0
         self._trainer: threading.Thread | None = None
@@ -126,12 +129,6 @@ class Detector:
             trained = fit_and_calibrate(
                 default_spec(self.kind), data, settings, budget, no_progress
             )
-            extra = {
-                "camera": self.camera.name,
-                "calibration": trained.calibration.as_dict(),
-                "training": {**trained.summary, "source": "live"},
-            }
-            save_checkpoint(trained.model, self.folder, extra)
         except StreamdetError as exc:
             self.fail(f"learning failed: {exc}")
             return
@@ -147,6 +144,7 @@ class Detector:
             trained.summary["train_seconds"],
             cal.threshold,
         )
+        self._save(trained)
 
     def _learn_again(self, why: str) -> None:
         """Too little footage came in the learning period: keep what came, learn for another
@@ -157,6 +155,24 @@ class Detector:
         self._log.warning("%s", self.error)
         self._learn_started = time.monotonic()
         self.state = ModelState.LEARNING
+
+    def _save(self, trained: Trained) -> None:
+        """Write the learned model to ``models.dir``. If that fails, the model in memory keeps
+        detecting; the error says it will be learned again at the next start."""
+        extra = {
+            "camera": self.camera.name,
+            "calibration": trained.calibration.as_dict(),
+            "training": {**trained.summary, "source": "live"},
+        }
+        try:
+            save_checkpoint(trained.model, self.folder, extra)
+        except Exception as exc:  # an unwritable folder must not throw the model away
+            why = folder_problem("models.dir", self.folder) or f"{self.folder}: {exc!r}"
+            self.error = f"learned model not saved ({why}): detecting with it until the end"
+            self.unsaved = True
+            self._log.error("%s", self.error)
+            return
+        self._log.info("saved the learned model to %s", self.folder)
 
     def _install(
         self, model: AnomalyModel, threshold: float, alpha: float, normal_peak: float | None
