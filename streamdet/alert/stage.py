@@ -6,7 +6,8 @@ sees it. The peak frame of an open event is copied out of the ring at once (ring
 and its snapshot written with the heatmap before the end is recorded. While an event is open the
 camera's clip buffer holds its footage; after the end plus the post-roll a clip task cuts it and
 writes the MP4. One dispatcher task per sink delivers from the store's outbox, so a failing sink
-delays only itself.
+delays only itself. Stopping ends the open events where they
+are, and a start ends those a killed run left open.
 """
 
 from __future__ import annotations
@@ -58,10 +59,11 @@ class AlertStage:
         capture: CaptureStage,
         inference: InferenceStage,
         poll_s: float = 0.1,
+        flush_s: float = 5.0,
     ) -> None:
         self.config = config
         self.capture, self.inference = capture, inference
-        self.poll_s = poll_s
+        self.poll_s, self.flush_s = poll_s, flush_s
         rules = RuleSettings(**config.rules.model_dump())
         self.trackers = {name: EventTracker(name, rules) for name in inference.detectors}
         self.store: EventStore | None = None
@@ -88,7 +90,8 @@ class AlertStage:
     async def start(self) -> None:
         if self._tasks:
             return
-        self.store = EventStore(self.config.dir / "events.db")
+        self.store = store = EventStore(self.config.dir / "events.db")
+        await self._close_earlier_runs(store)
         self.inference.open_output()
         backoff = {s.name: getattr(s, "max_backoff_s", 60.0) for s in self.config.sinks}
         self.dispatchers = [Dispatcher(s, self.store, backoff[s.name]) for s in self.sinks]
@@ -98,24 +101,64 @@ class AlertStage:
             asyncio.create_task(d.run(), name=f"alert:sink:{d.sink.name}") for d in self.dispatchers
         ]
 
+    async def _close_earlier_runs(self, store: EventStore) -> None:
+        """End the events an earlier run left open (it was killed), at their peak time (their
+        footage went with it)."""
+        closed = await asyncio.to_thread(store.close_open, [s.name for s in self.sinks])
+        for event in closed:
+            logger.warning(
+                "[%s] event %s was left open by an earlier run: ended at its peak time",
+                event["camera"],
+                event["id"],
+            )
+
     async def stop(self) -> None:
-        """Stop the tasks (pending deliveries stay in the outbox for the next start). Clips
-        waiting for their post-roll are written at once with the footage there is."""
-        for task in reversed(self._tasks):
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """End the open events (snapshot, clip from the footage there is, an ``ended`` record
+        for every sink) and deliver what is owed for up to ``flush_s``; what is still owed
+        then stays in the outbox for the next start. Idempotent."""
+        rules, dispatch = self._tasks[:2], self._tasks[2:]
         self._tasks = []
+        await _cancel(rules)
+        if rules:
+            try:
+                await self._end_open_events()
+            except Exception:  # the stage boundary: the outbox still has what was recorded
+                logger.exception("could not end the open events")
         self._closing.set()
         if self._clip_tasks:
             await asyncio.wait(self._clip_tasks, timeout=60)
         self._closing = asyncio.Event()
+        if dispatch:
+            await self._flush()
+        await _cancel(dispatch)
         for sink in self.sinks:
             await sink.close()
         if self.store is not None:
             self.store.close()
             self.store = None
+
+    async def _end_open_events(self) -> None:
+        """Score what is left in the hand-off, then end every open event where it is."""
+        for frame in self.inference.drain():
+            await self._feed(frame)
+        for tracker in self.trackers.values():
+            update = tracker.finish()
+            if update is not None:
+                logger.info("[%s] stopping: ending the open event", tracker.camera)
+                await self._record(update)
+
+    async def _flush(self) -> None:
+        """Let the dispatchers deliver what is owed, for up to ``flush_s``."""
+        store = self.store
+        deadline = time.monotonic() + self.flush_s
+        while store is not None and time.monotonic() < deadline:
+            if await asyncio.to_thread(store.pending) == 0:
+                return
+            await asyncio.sleep(0.05)
+        if store is not None:
+            logger.warning(
+                "stopping with %d delivery(ies) owed: sent at the next start", store.pending()
+            )
 
     async def _consume(self) -> None:
         while True:
@@ -192,7 +235,8 @@ class AlertStage:
         store = self.store
         if store is None:
             return
-        if update.change is Change.ENDED:  # the end's deliveries name the snapshot
+        ended = update.change is Change.ENDED
+        if ended:  # the end's deliveries name the snapshot
             await self._snapshot(state, update)
         payload = await asyncio.to_thread(
             store.record, update.change, update.event, state.event_id or None, model, names
@@ -221,7 +265,7 @@ class AlertStage:
         """After the post-roll, cut the event's footage and write its MP4."""
         clips = self.config.clips
         buffer = self.capture.clips(camera)
-        if buffer is None:
+        if buffer is None:  # cannot be: a hold comes from the buffer
             return
         start = event.start - clips.pre_roll_s
         until = min((event.end or event.start) + clips.post_roll_s, start + clips.max_s)
@@ -262,3 +306,12 @@ class AlertStage:
         path = self.config.dir / "snapshots" / f"{state.event_id}.jpg"
         await asyncio.to_thread(write_jpeg, path, image)
         await asyncio.to_thread(self.store.set_files, state.event_id, str(path), None)
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` in reverse order of starting and wait for them to finish."""
+    for task in reversed(tasks):
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

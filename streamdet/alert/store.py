@@ -106,17 +106,44 @@ class EventStore:
                     ),
                 )
                 payload = {**self._get(event_id), "change": change.value}
-                for sink in sinks:
-                    self._db.execute(
-                        "INSERT OR IGNORE INTO outbox (sink, key, payload, next_try)"
-                        " VALUES (?, ?, ?, ?)",
-                        (sink, f"{event_id}-{revision}", json.dumps(payload), time.time()),
-                    )
+                self._queue(payload, sinks)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
         return payload
+
+    def _queue(self, payload: dict[str, Any], sinks: list[str]) -> None:
+        """Owe ``payload`` to every sink (in the caller's transaction)."""
+        key = f"{payload['id']}-{payload['revision']}"
+        for sink in sinks:
+            self._db.execute(
+                "INSERT OR IGNORE INTO outbox (sink, key, payload, next_try) VALUES (?, ?, ?, ?)",
+                (sink, key, json.dumps(payload), time.time()),
+            )
+
+    def close_open(self, sinks: list[str]) -> list[dict[str, Any]]:
+        """End the events an earlier run left open (killed before it could end them): each at
+        its peak time, the last time the store knows it was seen, and queued for every sink as
+        ended. Returns their JSON."""
+        closed = []
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = self._db.execute("SELECT id FROM events WHERE end IS NULL").fetchall()
+                for row in rows:
+                    self._db.execute(
+                        "UPDATE events SET end = peak_time, revision = revision + 1 WHERE id = ?",
+                        (row["id"],),
+                    )
+                    payload = {**self._get(row["id"]), "change": Change.ENDED.value}
+                    self._queue(payload, sinks)
+                    closed.append(payload)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return closed
 
     def set_files(self, event_id: str, snapshot: str | None, clip: str | None) -> None:
         with self._lock:
