@@ -5,8 +5,9 @@ feeds each camera's rules, and records every start/update/end in the store — b
 sees it. The peak frame of an open event is copied out of the ring at once (rings are short)
 and its snapshot written with the heatmap before the end is recorded. While an event is open the
 camera's clip buffer holds its footage; after the end plus the post-roll a clip task cuts it and
-writes the MP4. One dispatcher task per sink delivers from the store's outbox, so a failing sink
-delays only itself. Stopping ends the open events where they
+writes the MP4. The end's deliveries wait for the clip (held in the outbox), so that the
+``ended`` record every sink gets names both files. One dispatcher task per sink delivers from the
+store's outbox, so a failing sink delays only itself. Stopping ends the open events where they
 are, and a start ends those a killed run left open.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -102,8 +104,8 @@ class AlertStage:
         ]
 
     async def _close_earlier_runs(self, store: EventStore) -> None:
-        """End the events an earlier run left open (it was killed), at their peak time (their
-        footage went with it)."""
+        """End what an earlier run left open (it was killed): its events, at their peak time
+        (their footage went with it), and the ends that waited for a clip."""
         closed = await asyncio.to_thread(store.close_open, [s.name for s in self.sinks])
         for event in closed:
             logger.warning(
@@ -111,6 +113,8 @@ class AlertStage:
                 event["camera"],
                 event["id"],
             )
+        if await asyncio.to_thread(store.release):
+            logger.info("delivering the ends an earlier run held for their clips")
 
     async def stop(self) -> None:
         """End the open events (snapshot, clip from the footage there is, an ``ended`` record
@@ -239,7 +243,15 @@ class AlertStage:
         if ended:  # the end's deliveries name the snapshot
             await self._snapshot(state, update)
         payload = await asyncio.to_thread(
-            store.record, update.change, update.event, state.event_id or None, model, names
+            functools.partial(
+                store.record,
+                update.change,
+                update.event,
+                state.event_id or None,
+                model,
+                names,
+                held=ended and state.hold is not None,  # delivered once its clip is written
+            )
         )
         state.event_id = payload["id"]
         if update.change is Change.STARTED:
@@ -262,7 +274,8 @@ class AlertStage:
                 task.add_done_callback(self._clip_tasks.discard)
 
     async def _clip(self, camera: str, event_id: str, event: EventState, hold: int) -> None:
-        """After the post-roll, cut the event's footage and write its MP4."""
+        """After the post-roll, cut the event's footage and write its MP4; then the event's
+        held end is delivered."""
         clips = self.config.clips
         buffer = self.capture.clips(camera)
         if buffer is None:  # cannot be: a hold comes from the buffer
@@ -292,6 +305,8 @@ class AlertStage:
             logger.exception("[%s] event %s: the clip could not be written", camera, event_id)
         finally:
             buffer.release(hold)
+            if self.store is not None:  # the end goes out now, naming the clip if there is one
+                await asyncio.to_thread(self.store.release, event_id)
 
     async def _snapshot(self, state: _Open, update: Update) -> None:
         if state.peak_frame is None or state.peak_map is None or self.store is None:

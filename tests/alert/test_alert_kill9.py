@@ -169,6 +169,7 @@ def test_sigterm_mid_event_ends_it_and_delivers_the_end(tmp_path: Path) -> None:
     assert len(ended) == 1, records
     assert ended[0]["end"] is not None and ended[0]["snapshot"] is not None
     assert Path(str(ended[0]["snapshot"])).is_file()
+    assert ended[0]["clip"] is not None and Path(str(ended[0]["clip"])).is_file()
 
 
 def test_kill_9_mid_event_the_restart_ends_it_and_delivers_the_end(tmp_path: Path) -> None:

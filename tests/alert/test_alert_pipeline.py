@@ -141,9 +141,13 @@ def test_each_anomaly_is_one_event_stored_snapshotted_clipped_and_delivered_once
         assert changes[0] == "started" and changes[-1] == "ended"
         ended = [p for _, p in hook.received if p["id"] == event["id"]][-1]
         assert ended["snapshot"] == event["snapshot"]  # the end names its snapshot
+        assert ended["clip"] == event["clip"]  # and its clip: the end waited for it
     lines = [
         json.loads(line) for line in (tmp_path / "events" / "events.jsonl").read_text().splitlines()
     ]
+    for event in events:
+        (ended,) = [e for e in lines if e["id"] == event["id"] and e["change"] == "ended"]
+        assert ended["clip"] == event["clip"] and ended["snapshot"] == event["snapshot"]
     assert Counter(line["idempotency_key"] for line in lines) == keys
     assert f'streamdet_events_total{{camera="path"}} {len(ANOMALIES)}.0' in metrics
     assert 'streamdet_outbox_depth{sink="webhook"} 0.0' in metrics
