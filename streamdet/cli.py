@@ -341,7 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("run", help="run the pipeline: capture, scoring, HTTP server")
+    p = sub.add_parser(
+        "run",
+        help="run the pipeline: capture, scoring, HTTP server (until stopped, or until every "
+        "source is a file that does not loop and has ended)",
+    )
     p.add_argument("--config", required=True, help="YAML config file")
     p.add_argument("--duration", type=float, default=None, help="stop after S seconds")
     p.set_defaults(func=cmd_run)

@@ -90,6 +90,13 @@ class FileSource(_Model):
         True,
         description="Pace at the file's frame rate (like a camera) or read as fast as possible.",
     )
+    fps: float | None = Field(
+        None,
+        gt=0,
+        le=240,
+        description="The file's frame rate (default: what it declares, else 25). Frames of a "
+        "raw stream (.h264/.h265) carry no timestamps: they are paced and analysed at this rate.",
+    )
 
 
 class WebcamSource(_Model):

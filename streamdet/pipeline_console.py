@@ -97,9 +97,14 @@ class PipelineConsole:
             )
             for event in reversed(mine):
                 print(f"    {_event_line(event)}")
+            detector = self.app.inference.detectors.get(s.name)
+            if detector is not None and detector.error:
+                print(f"    model: {detector.error}")
         if self.events(limit=1, earlier=True):
             where = f" ({self.app.url}/api/events while running)" if self.app.url else ""
             print(f"  earlier runs' events are kept in the store too{where}")
 
     def exit_code(self) -> int:
-        return 0 if all(s.frames for s in self.app.capture.status()) else 1
+        """1 when a camera had no frames, or learned a model that could not be saved."""
+        unsaved = any(d.unsaved for d in self.app.inference.detectors.values())
+        return 0 if all(s.frames for s in self.app.capture.status()) and not unsaved else 1

@@ -9,9 +9,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 from streamdet.alert.rules import Change, EventState
 from streamdet.alert.store import EventStore
+from streamdet.capture.synthetic import ScheduledAnomaly
+from tests.support.media import make_scene_clip
 from tests.support.servers import RtspServer
 from tests.support.waiting import wait_for
 
@@ -139,6 +142,16 @@ def test_demo_learns_then_detects_and_finishes_by_itself(tmp_path: Path) -> None
     assert "earlier runs' events are kept in the store too" in summary
 
 
+def start_run(config: Path, out_file: TextIO, *args: str) -> subprocess.Popen[str]:
+    """``streamdet run`` in the background, its output to ``out_file``, errors to a pipe."""
+    return subprocess.Popen(
+        [STREAMDET, "run", "--config", str(config), *args],
+        stdout=out_file,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     config = tmp_path / "run.yaml"
     config.write_text(
@@ -148,12 +161,7 @@ def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     )
     log = tmp_path / "out.txt"
     with log.open("w") as out_file:
-        proc = subprocess.Popen(
-            [STREAMDET, "run", "--config", str(config)],
-            stdout=out_file,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = start_run(config, out_file)
         try:
             # Running for real: the live table shows the camera learning in place.
             wait_for(
@@ -283,3 +291,66 @@ def test_check_config_and_run_refuse_what_run_would_crash_on(tmp_path: Path) -> 
         assert f"alerts.dir: {tmp_path / 'events'} is a file, not a folder" in result.stderr
         assert "capture.ring_size: 4096 frames for each of" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_run_exits_1_when_the_learned_model_could_not_be_saved(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "cameras:\n  - {name: a, source: {kind: synthetic, width: 160, height: 120},"
+        " frame: {width: 160, height: 120}}\n"
+        f"models: {{dir: {models}, kind: motion, learn_seconds: 4}}\n"
+        "server: {port: 0}\n"
+    )
+    log = tmp_path / "out.txt"
+    with log.open("w") as out_file:
+        proc = start_run(config, out_file, "--duration", "15")
+        try:
+            wait_for(lambda: "learning" in log.read_text(), 30, "the camera learning")
+            models.write_text("")  # models.dir can no longer be made
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    out = log.read_text()
+    assert proc.returncode == 1, err
+    assert "learned model not saved" in out.split("summary:")[-1]  # said in the summary
+    assert "learned model not saved" in err and "Traceback" not in err
+    assert "scored" in out and " 0 scored" not in out  # it detected with the model in memory
+
+
+def test_run_exits_0_by_itself_when_its_files_have_ended(tmp_path: Path) -> None:
+    # 18 s of the scene at 20 fps: learned from the first 7 s, a cyclist at 11-14 s.
+    video = make_scene_clip(
+        tmp_path / "walkway.mp4",
+        frames=360,
+        width=256,
+        height=192,
+        fps=20,
+        gop=20,
+        seed=3,
+        anomalies=(ScheduledAnomaly("fast", start_s=11, duration_s=3),),
+    )
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "cameras:\n  - {name: walk, source: {kind: file, path: walkway.mp4, loop: false},"
+        " frame: {width: 256, height: 192}}\n"
+        "models: {dir: models, kind: motion, learn_seconds: 7}\n"
+        "alerts: {dir: events, sinks: [{kind: jsonl}], clips: {post_roll_s: 1}}\n"
+        "server: {port: 0}\n"
+    )
+    assert video.exists()
+    started = time.monotonic()
+    result = run("run", "--config", str(config), timeout=90)
+    took = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert "every source has ended" in result.stderr and took < 60, took
+    store = EventStore(tmp_path / "events" / "events.db")
+    events = store.events()
+    assert events and all(e["end"] is not None for e in events), result.stderr[-3000:]
+    lines = [
+        json.loads(x) for x in (tmp_path / "events" / "events.jsonl").read_text().split("\n") if x
+    ]
+    for event in events:
+        ended = [x for x in lines if x["id"] == event["id"] and x["change"] == "ended"]
+        assert len(ended) == 1 and ended[0]["clip"] == event["clip"], (ended, event)

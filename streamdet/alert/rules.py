@@ -102,6 +102,7 @@ class EventTracker:
         self._first_above: Observation | None = None
         self._below_since: float | None = None
         self._cooldown_until = float("-inf")
+        self._last_time: float | None = None
 
     def is_global(self, obs: Observation) -> bool:
         return float(np.mean(obs.anomaly_map > obs.threshold)) >= self.settings.global_share
@@ -114,6 +115,7 @@ class EventTracker:
         return level
 
     def feed(self, obs: Observation) -> list[Update]:
+        self._last_time = obs.time
         hot = obs.smoothed > obs.threshold and not self.is_global(obs)
         if self.event is None:
             return self._idle(obs, hot)
@@ -162,6 +164,17 @@ class EventTracker:
         self.event, self._above_since, self._first_above = None, None, None
         self._cooldown_until = ended.end + self.settings.cooldown_s if ended.end else obs.time
         return [*updates, Update(Change.ENDED, ended)]
+
+    def finish(self) -> Update | None:
+        """End the open event now, as the stream stops (a shutdown, the end of a file): at
+        the time the score fell below the release level, else at the last frame seen."""
+        event = self.event
+        if event is None:
+            return None
+        end = self._below_since if self._below_since is not None else self._last_time
+        ended = replace(event, end=max(end if end is not None else event.peak_time, event.start))
+        self.event, self._above_since, self._first_above = None, None, None
+        return Update(Change.ENDED, ended)
 
     def _peak(self, obs: Observation) -> list[Update]:
         if self.event is None:

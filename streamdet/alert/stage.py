@@ -5,14 +5,18 @@ feeds each camera's rules, and records every start/update/end in the store — b
 sees it. The peak frame of an open event is copied out of the ring at once (rings are short)
 and its snapshot written with the heatmap before the end is recorded. While an event is open the
 camera's clip buffer holds its footage; after the end plus the post-roll a clip task cuts it and
-writes the MP4. One dispatcher task per sink delivers from the store's outbox, so a failing sink
-delays only itself.
+writes the MP4. The end's deliveries wait for the clip (held in the outbox), so that the
+``ended`` record every sink gets names both files. One dispatcher task per sink delivers from the
+store's outbox, so a failing sink delays only itself. Stopping ends the open events where they
+are, and a start ends those a killed run left open.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -57,10 +61,11 @@ class AlertStage:
         capture: CaptureStage,
         inference: InferenceStage,
         poll_s: float = 0.1,
+        flush_s: float = 5.0,
     ) -> None:
         self.config = config
         self.capture, self.inference = capture, inference
-        self.poll_s = poll_s
+        self.poll_s, self.flush_s = poll_s, flush_s
         rules = RuleSettings(**config.rules.model_dump())
         self.trackers = {name: EventTracker(name, rules) for name in inference.detectors}
         self.store: EventStore | None = None
@@ -70,6 +75,8 @@ class AlertStage:
         self.clips_written = 0
         self.clip_failures = 0
         self._open: dict[str, _Open] = {}
+        # Each camera's recent frames above the threshold: an event's peak is among them.
+        self._hot = {name: collections.deque[ScoredFrame](maxlen=256) for name in self.trackers}
         self._tasks: list[asyncio.Task[None]] = []
         self._clip_tasks: set[asyncio.Task[None]] = set()
         self._closing = asyncio.Event()
@@ -85,7 +92,8 @@ class AlertStage:
     async def start(self) -> None:
         if self._tasks:
             return
-        self.store = EventStore(self.config.dir / "events.db")
+        self.store = store = EventStore(self.config.dir / "events.db")
+        await self._close_earlier_runs(store)
         self.inference.open_output()
         backoff = {s.name: getattr(s, "max_backoff_s", 60.0) for s in self.config.sinks}
         self.dispatchers = [Dispatcher(s, self.store, backoff[s.name]) for s in self.sinks]
@@ -95,24 +103,66 @@ class AlertStage:
             asyncio.create_task(d.run(), name=f"alert:sink:{d.sink.name}") for d in self.dispatchers
         ]
 
+    async def _close_earlier_runs(self, store: EventStore) -> None:
+        """End what an earlier run left open (it was killed): its events, at their peak time
+        (their footage went with it), and the ends that waited for a clip."""
+        closed = await asyncio.to_thread(store.close_open, [s.name for s in self.sinks])
+        for event in closed:
+            logger.warning(
+                "[%s] event %s was left open by an earlier run: ended at its peak time",
+                event["camera"],
+                event["id"],
+            )
+        if await asyncio.to_thread(store.release):
+            logger.info("delivering the ends an earlier run held for their clips")
+
     async def stop(self) -> None:
-        """Stop the tasks (pending deliveries stay in the outbox for the next start). Clips
-        waiting for their post-roll are written at once with the footage there is."""
-        for task in reversed(self._tasks):
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """End the open events (snapshot, clip from the footage there is, an ``ended`` record
+        for every sink) and deliver what is owed for up to ``flush_s``; what is still owed
+        then stays in the outbox for the next start. Idempotent."""
+        rules, dispatch = self._tasks[:2], self._tasks[2:]
         self._tasks = []
+        await _cancel(rules)
+        if rules:
+            try:
+                await self._end_open_events()
+            except Exception:  # the stage boundary: the outbox still has what was recorded
+                logger.exception("could not end the open events")
         self._closing.set()
         if self._clip_tasks:
             await asyncio.wait(self._clip_tasks, timeout=60)
         self._closing = asyncio.Event()
+        if dispatch:
+            await self._flush()
+        await _cancel(dispatch)
         for sink in self.sinks:
             await sink.close()
         if self.store is not None:
             self.store.close()
             self.store = None
+
+    async def _end_open_events(self) -> None:
+        """Score what is left in the hand-off, then end every open event where it is."""
+        for frame in self.inference.drain():
+            await self._feed(frame)
+        for tracker in self.trackers.values():
+            update = tracker.finish()
+            if update is not None:
+                logger.info("[%s] stopping: ending the open event", tracker.camera)
+                await self._record(update)
+
+    async def _flush(self) -> None:
+        """Let the dispatchers deliver what is owed, for up to ``flush_s``."""
+        store = self.store
+        deadline = time.monotonic() + self.flush_s
+        while store is not None and time.monotonic() < deadline:
+            if await asyncio.to_thread(store.pending) == 0:
+                return
+            await asyncio.sleep(0.05)
+        if store is not None:
+            logger.warning(
+                "stopping with %d delivery(ies) owed: sent at the next start", store.pending()
+            )
 
     async def _consume(self) -> None:
         while True:
@@ -148,9 +198,14 @@ class AlertStage:
             frame.normal_peak,
             frame.objects,
         )
+        hot = self._hot[camera]
+        if frame.above:
+            hot.append(frame)
+        elif hot and self.trackers[camera].event is None:
+            hot.clear()  # no event can start from frames before a dip below
         for update in self.trackers[camera].feed(obs):
-            if update.change is not Change.ENDED and update.event.peak_seq == frame.ref.seq:
-                self._keep_peak(camera, frame)
+            if update.change is not Change.ENDED:
+                self._keep_peak(camera, update, frame)
             if update.change is Change.STARTED:
                 self._hold_footage(camera, update)
             await self._record(update)
@@ -161,11 +216,19 @@ class AlertStage:
             state = self._open.setdefault(camera, _Open(""))
             state.hold = buffer.hold(update.event.start - self.config.clips.pre_roll_s)
 
-    def _keep_peak(self, camera: str, frame: ScoredFrame) -> None:
+    def _keep_peak(self, camera: str, update: Update, frame: ScoredFrame) -> None:
+        """Copy the event's peak frame out of the ring, for its snapshot. A start's peak is
+        its first frame above the threshold, ``min_duration_s`` before the frame in hand."""
         state = self._open.setdefault(camera, _Open(""))
-        pixels = self.capture.ring(camera).read(frame.ref)
-        if pixels is not None:  # gone already if scoring fell far behind: keep the older peak
-            state.peak_frame, state.peak_map = pixels, frame.anomaly_map
+        seq = update.event.peak_seq
+        peak = next((f for f in reversed(self._hot[camera]) if f.ref.seq == seq), frame)
+        pixels = self.capture.ring(camera).read(peak.ref)
+        if pixels is None and state.peak_frame is None:
+            # Overwritten already (scoring fell far behind): the frame in hand, which is
+            # above the threshold too, rather than no snapshot at all.
+            peak, pixels = frame, self.capture.ring(camera).read(frame.ref)
+        if pixels is not None:  # else keep the older peak
+            state.peak_frame, state.peak_map = pixels, peak.anomaly_map
 
     async def _record(self, update: Update) -> None:
         camera = update.event.camera
@@ -176,10 +239,19 @@ class AlertStage:
         store = self.store
         if store is None:
             return
-        if update.change is Change.ENDED:  # the end's deliveries name the snapshot
+        ended = update.change is Change.ENDED
+        if ended:  # the end's deliveries name the snapshot
             await self._snapshot(state, update)
         payload = await asyncio.to_thread(
-            store.record, update.change, update.event, state.event_id or None, model, names
+            functools.partial(
+                store.record,
+                update.change,
+                update.event,
+                state.event_id or None,
+                model,
+                names,
+                held=ended and state.hold is not None,  # delivered once its clip is written
+            )
         )
         state.event_id = payload["id"]
         if update.change is Change.STARTED:
@@ -202,10 +274,11 @@ class AlertStage:
                 task.add_done_callback(self._clip_tasks.discard)
 
     async def _clip(self, camera: str, event_id: str, event: EventState, hold: int) -> None:
-        """After the post-roll, cut the event's footage and write its MP4."""
+        """After the post-roll, cut the event's footage and write its MP4; then the event's
+        held end is delivered."""
         clips = self.config.clips
         buffer = self.capture.clips(camera)
-        if buffer is None:
+        if buffer is None:  # cannot be: a hold comes from the buffer
             return
         start = event.start - clips.pre_roll_s
         until = min((event.end or event.start) + clips.post_roll_s, start + clips.max_s)
@@ -232,6 +305,8 @@ class AlertStage:
             logger.exception("[%s] event %s: the clip could not be written", camera, event_id)
         finally:
             buffer.release(hold)
+            if self.store is not None:  # the end goes out now, naming the clip if there is one
+                await asyncio.to_thread(self.store.release, event_id)
 
     async def _snapshot(self, state: _Open, update: Update) -> None:
         if state.peak_frame is None or state.peak_map is None or self.store is None:
@@ -246,3 +321,12 @@ class AlertStage:
         path = self.config.dir / "snapshots" / f"{state.event_id}.jpg"
         await asyncio.to_thread(write_jpeg, path, image)
         await asyncio.to_thread(self.store.set_files, state.event_id, str(path), None)
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` in reverse order of starting and wait for them to finish."""
+    for task in reversed(tasks):
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

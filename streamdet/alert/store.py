@@ -2,7 +2,8 @@
 
 Two tables: ``events`` (one row per event, updated as it grows and when it ends) and ``outbox``
 (one row per delivery a sink still owes: the event's JSON as it was, and an idempotency key so a
-receiver can drop duplicates). Each write is its own transaction with ``synchronous=FULL``: once
+receiver can drop duplicates; an end is *held* until its clip is written, so that it names the
+clip). Each write is its own transaction with ``synchronous=FULL``: once
 ``record`` returns, a ``kill -9`` loses nothing, and pending deliveries are resumed at start-up.
 """
 
@@ -33,7 +34,7 @@ CREATE INDEX IF NOT EXISTS events_camera_start ON events (camera, start);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT, sink TEXT NOT NULL, key TEXT NOT NULL,
     payload TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_try REAL NOT NULL,
-    last_error TEXT, UNIQUE (sink, key)
+    last_error TEXT, held INTEGER NOT NULL DEFAULT 0, UNIQUE (sink, key)
 );
 """
 
@@ -65,15 +66,26 @@ class EventStore:
             for column in ("reason", "objects"):  # stores written before events had reasons
                 if column not in columns:
                     self._db.execute(f"ALTER TABLE events ADD COLUMN {column} TEXT")
+            outbox = {r["name"] for r in self._db.execute("PRAGMA table_info(outbox)")}
+            if "held" not in outbox:  # stores written before deliveries could wait for a clip
+                self._db.execute("ALTER TABLE outbox ADD COLUMN held INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     def record(
-        self, change: Change, event: EventState, event_id: str | None, model: str, sinks: list[str]
+        self,
+        change: Change,
+        event: EventState,
+        event_id: str | None,
+        model: str,
+        sinks: list[str],
+        *,
+        held: bool = False,
     ) -> dict[str, Any]:
-        """Store a start/update/end and queue it for every sink, atomically. Returns its JSON."""
+        """Store a start/update/end and queue it for every sink, atomically. Returns its JSON.
+        ``held``: the deliveries wait for ``release`` (an end waits for its clip)."""
         event_id = event_id or uuid.uuid4().hex
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -106,17 +118,72 @@ class EventStore:
                     ),
                 )
                 payload = {**self._get(event_id), "change": change.value}
-                for sink in sinks:
-                    self._db.execute(
-                        "INSERT OR IGNORE INTO outbox (sink, key, payload, next_try)"
-                        " VALUES (?, ?, ?, ?)",
-                        (sink, f"{event_id}-{revision}", json.dumps(payload), time.time()),
-                    )
+                self._queue(payload, sinks, held)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
         return payload
+
+    def _queue(self, payload: dict[str, Any], sinks: list[str], held: bool) -> None:
+        """Owe ``payload`` to every sink (in the caller's transaction)."""
+        key = f"{payload['id']}-{payload['revision']}"
+        for sink in sinks:
+            self._db.execute(
+                "INSERT OR IGNORE INTO outbox (sink, key, payload, next_try, held)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (sink, key, json.dumps(payload), time.time(), int(held)),
+            )
+
+    def release(self, event_id: str | None = None) -> int:
+        """Let the held deliveries of ``event_id`` (None: of every event) go, naming the files
+        the event has by now. Returns how many were released."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                query, args = "SELECT id, payload FROM outbox WHERE held = 1", list[Any]()
+                if event_id is not None:
+                    query, args = query + " AND key LIKE ?", [f"{event_id}-%"]
+                rows = self._db.execute(query, args).fetchall()
+                for row in rows:
+                    payload = json.loads(row["payload"])
+                    files = self._db.execute(
+                        "SELECT snapshot, clip FROM events WHERE id = ?", (payload["id"],)
+                    ).fetchone()
+                    if files is not None:  # always: events are never deleted
+                        payload["snapshot"], payload["clip"] = files["snapshot"], files["clip"]
+                    self._db.execute(
+                        "UPDATE outbox SET held = 0, payload = ?, next_try = ? WHERE id = ?",
+                        (json.dumps(payload), time.time(), row["id"]),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return len(rows)
+
+    def close_open(self, sinks: list[str]) -> list[dict[str, Any]]:
+        """End the events an earlier run left open (killed before it could end them): each at
+        its peak time, the last time the store knows it was seen, and queued for every sink as
+        ended. Returns their JSON."""
+        closed = []
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = self._db.execute("SELECT id FROM events WHERE end IS NULL").fetchall()
+                for row in rows:
+                    self._db.execute(
+                        "UPDATE events SET end = peak_time, revision = revision + 1 WHERE id = ?",
+                        (row["id"],),
+                    )
+                    payload = {**self._get(row["id"]), "change": Change.ENDED.value}
+                    self._queue(payload, sinks, held=False)
+                    closed.append(payload)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return closed
 
     def set_files(self, event_id: str, snapshot: str | None, clip: str | None) -> None:
         with self._lock:
@@ -166,7 +233,8 @@ class EventStore:
         """The sink's oldest owed deliveries, in order, up to the first one not due yet."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT * FROM outbox WHERE sink = ? ORDER BY id LIMIT ?", (sink, limit)
+                "SELECT * FROM outbox WHERE sink = ? AND held = 0 ORDER BY id LIMIT ?",
+                (sink, limit),
             ).fetchall()
         due = []
         for r in rows:

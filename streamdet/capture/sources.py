@@ -33,6 +33,8 @@ from streamdet.config import (
 from streamdet.errors import SourceError
 from streamdet.log import redact
 
+_DEFAULT_FPS = 25.0  # FFmpeg's own guess for a stream that declares no rate
+
 
 @dataclass(frozen=True, slots=True)
 class StreamInfo:
@@ -105,6 +107,7 @@ class PyAVSource:
         live: bool = True,
         loop: bool = False,
         realtime: bool = False,
+        fps: float | None = None,
     ) -> None:
         self.target = target
         self.description = redact(target)
@@ -114,6 +117,8 @@ class PyAVSource:
         self._live = live
         self._loop = loop
         self._pacer = _Pacer() if realtime else None
+        self._fps = fps  # the file's frame rate as configured; else the stream's (at open)
+        self._frame_s = 1.0 / (fps or _DEFAULT_FPS)
         self._container: Any = None
         self._stream: Any = None
         self._frames: Iterator[Any] | None = None
@@ -130,29 +135,30 @@ class PyAVSource:
     def open(self) -> StreamInfo:
         started = time.monotonic()
         try:
-            self._container = av.open(
-                self.target, format=self._fmt, options=self._options, timeout=self._timeout
-            )
-            self._stream = self._container.streams.video[0]
+            self._open_container()
         except (av.FFmpegError, OSError, IndexError) as exc:
             self.close()
             why = self._open_failure(exc, started)
             raise SourceError(f"cannot open {self.description}: {why}") from exc
+        self._frames = self._decoded()
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        fps = self._fps or (float(rate) if rate else None)
+        self._frame_s = 1.0 / (fps or _DEFAULT_FPS)
+        ctx = self._stream.codec_context
+        return StreamInfo(
+            codec=ctx.name, width=ctx.width, height=ctx.height, fps=fps, live=self._live
+        )
+
+    def _open_container(self) -> None:
+        self._container = av.open(
+            self.target, format=self._fmt, options=self._options, timeout=self._timeout
+        )
+        self._stream = self._container.streams.video[0]
         set_decoder_threads(self._stream, self.decoder_threads)
         if self.fast_decode:
             # ~1.5x less decode CPU for 720p H.264 (benchmarks/capture.py); the blocking it
             # leaves is far below a pixel at the models' size, and clips copy packets
             self._stream.codec_context.options = {"skip_loop_filter": "all"}
-        self._frames = self._decoded()
-        rate = self._stream.average_rate or self._stream.guessed_rate
-        ctx = self._stream.codec_context
-        return StreamInfo(
-            codec=ctx.name,
-            width=ctx.width,
-            height=ctx.height,
-            fps=float(rate) if rate else None,
-            live=self._live,
-        )
 
     def _open_failure(self, exc: BaseException, started: float) -> str:
         """Why the open failed. When a timeout cut it short (PyAV's open bound, or FFmpeg's
@@ -171,7 +177,7 @@ class PyAVSource:
         frame = self._next_frame()
         if frame is None:
             return None
-        pts = None if frame.time is None else frame.time + self._pts_offset
+        pts = self._frame_time(frame)
         if pts is not None:
             self._last_pts = pts
             if self._pacer is not None:
@@ -181,6 +187,16 @@ class PyAVSource:
             self._recorder.frame(frame)
         self._index += 1
         return FrameMeta(pts, self._index - 1, frame.width, frame.height)
+
+    def _frame_time(self, frame: Any) -> float | None:
+        """The frame's stream time in seconds, increasing across loops of a file."""
+        if frame.time is not None:
+            return float(frame.time) + self._pts_offset
+        if self._live:
+            return None
+        # A raw stream (.h264, .h265) has no timestamps: frame n of a file is at n frame
+        # intervals, so that it is paced, and rate-limited, like the camera that recorded it.
+        return self._index * self._frame_s
 
     def _decoded(self) -> Iterator[Any]:
         """Demux and decode; each packet then goes to the clip recorder (its filter takes the
@@ -211,10 +227,18 @@ class PyAVSource:
         return None
 
     def _rewind(self) -> None:
-        self._container.seek(0)
+        """Back to the file's start: a seek, or, for a raw stream that cannot seek (FFmpeg
+        answers EPERM), the file opened anew."""
+        try:
+            self._container.seek(0)
+        except (av.FFmpegError, OSError):
+            self.close()
+            try:
+                self._open_container()
+            except (av.FFmpegError, OSError, IndexError) as exc:
+                raise SourceError(f"cannot reopen {self.description}: {_describe(exc)}") from exc
         self._frames = self._decoded()
-        step = 1.0 / float(self._stream.average_rate or 25)
-        self._pts_offset = self._last_pts + step
+        self._pts_offset = self._last_pts + self._frame_s
 
     def close(self) -> None:
         container, self._container, self._frames = self._container, None, None
@@ -317,7 +341,11 @@ def _mjpeg(config: MjpegSource) -> VideoSource:
 
 def _file(config: FileSource) -> VideoSource:
     return PyAVSource(
-        str(Path(config.path)), live=False, loop=config.loop, realtime=config.realtime
+        str(Path(config.path)),
+        live=False,
+        loop=config.loop,
+        realtime=config.realtime,
+        fps=config.fps,
     )
 
 

@@ -95,6 +95,18 @@ class CaptureStage:
         recorder = self._workers[camera].recorder
         return recorder.buffer if recorder is not None else None
 
+    def ended(self) -> bool:
+        """True once no camera will send another frame: every one reads a file that does not
+        loop and has come to its end (or given up on it). Never for a live camera."""
+        finite = (
+            isinstance(w.camera.source, FileSource) and not w.camera.source.loop
+            for w in self._workers.values()
+        )
+        if not self._workers or not all(finite) or self._watchdog is None:
+            return False
+        finished = (SourceState.STOPPED, SourceState.FAILED)
+        return all(w.state in finished and not w.is_alive() for w in self._workers.values())
+
     def start(self) -> None:
         """Start every camera, then the watchdog (no-op if running)."""
         if self._watchdog is not None:

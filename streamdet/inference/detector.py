@@ -12,13 +12,20 @@ import numpy as np
 
 from streamdet.capture.ring import FrameRing
 from streamdet.config import CameraConfig, ModelsConfig
-from streamdet.errors import ModelError, StreamdetError
+from streamdet.errors import ModelError, SourceError, StreamdetError
 from streamdet.frames import DetectedObject, ModelState
 from streamdet.log import camera_logger
 from streamdet.models.base import AnomalyModel, TrainSettings, no_progress
 from streamdet.models.checkpoint import load_checkpoint, save_checkpoint
 from streamdet.models.registry import default_spec, entry
-from streamdet.models.training import Budget, FootageCollector, fit_and_calibrate
+from streamdet.models.training import (
+    MIN_HELD_OUT,
+    Budget,
+    FootageCollector,
+    Trained,
+    fit_and_calibrate,
+)
+from streamdet.preflight import folder_problem
 from streamdet.scoring import zones
 from streamdet.scoring.smoothing import Ema
 
@@ -52,6 +59,7 @@ class Detector:
         self.ema = Ema(entry(self.kind).smoothing_alpha)
         self.error: str | None = None
         self.note: str | None = None
+        self.unsaved = False  # a model learned here that could not be written to models.dir
         self._collector: FootageCollector | None = None
         self._learn_started = 0.0
         self._trainer: threading.Thread | None = None
@@ -101,11 +109,16 @@ class Detector:
             self._trainer.start()
 
     def _train(self, fps: float) -> None:
-        collector, self._collector = self._collector, None
+        collector = self._collector
         try:
             if collector is None:
                 raise ModelError("nothing collected")
-            data = collector.data(fps)
+            try:
+                data = collector.data(fps, min_frames=2 * MIN_HELD_OUT)
+            except SourceError as exc:  # the camera sent (almost) nothing: wait for footage
+                self._learn_again(str(exc))
+                return
+            self._collector = None
             settings = TrainSettings(
                 seed=self._models.seed,
                 max_seconds=self._models.max_train_seconds,
@@ -119,12 +132,6 @@ class Detector:
             trained = fit_and_calibrate(
                 default_spec(self.kind), data, settings, budget, no_progress
             )
-            extra = {
-                "camera": self.camera.name,
-                "calibration": trained.calibration.as_dict(),
-                "training": {**trained.summary, "source": "live"},
-            }
-            save_checkpoint(trained.model, self.folder, extra)
         except StreamdetError as exc:
             self.fail(f"learning failed: {exc}")
             return
@@ -141,12 +148,42 @@ class Detector:
             trained.summary["train_seconds"],
             cal.threshold,
         )
+        self._save(trained)
+
+    def _learn_again(self, why: str) -> None:
+        """Too little footage came in the learning period: keep what came, learn for another
+        period (a camera may start streaming long after the pipeline)."""
+        self.error = (
+            f"waiting for footage ({why}); learning for another {self._models.learn_seconds:.0f} s"
+        )
+        self._log.warning("%s", self.error)
+        self._learn_started = time.monotonic()
+        self.state = ModelState.LEARNING
+
+    def _save(self, trained: Trained) -> None:
+        """Write the learned model to ``models.dir``. If that fails, the model in memory keeps
+        detecting; the error says it will be learned again at the next start."""
+        extra = {
+            "camera": self.camera.name,
+            "calibration": trained.calibration.as_dict(),
+            "training": {**trained.summary, "source": "live"},
+        }
+        try:
+            save_checkpoint(trained.model, self.folder, extra)
+        except Exception as exc:  # an unwritable folder must not throw the model away
+            why = folder_problem("models.dir", self.folder) or f"{self.folder}: {exc!r}"
+            self.error = f"learned model not saved ({why}): detecting with it until the end"
+            self.unsaved = True
+            self._log.error("%s", self.error)
+            return
+        self._log.info("saved the learned model to %s", self.folder)
 
     def _install(
         self, model: AnomalyModel, threshold: float, alpha: float, normal_peak: float | None
     ) -> None:
         self.model, self.threshold, self.normal_peak = model, threshold, normal_peak
         self.ema = Ema(alpha)
+        self.error = None
         self.state = ModelState.DETECTING
 
     def _set_note(self, note: str | None) -> None:

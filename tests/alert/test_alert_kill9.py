@@ -101,3 +101,99 @@ def test_kill_9_mid_event_then_restart_delivers_what_was_owed(tmp_path: Path) ->
     counts = Counter(k for k, _ in hook.received)
     assert max(counts.values()) == 1, counts  # each revision once, although delivered late
     assert {eid for eid, _ in stored} <= {p["id"] for _, p in hook.received}
+
+
+def run_config(tmp_path: Path, sinks: list[dict[str, object]]) -> Path:
+    """A synthetic camera that learns for 8 s; a fast cyclist from 16 s for 30 s."""
+    config = tmp_path / "run.yaml"
+    camera = {
+        "name": "path",
+        "source": {
+            "kind": "synthetic",
+            "seed": 1,
+            "anomalies": [{"kind": "fast", "start_s": 16, "duration_s": 30}],
+        },
+    }
+    config.write_text(
+        json.dumps(
+            {
+                "cameras": [camera],
+                "models": {"dir": "models", "kind": "motion", "learn_seconds": 8},
+                "alerts": {"dir": "events", "sinks": sinks},
+                "server": {"port": 0},
+            }
+        )
+    )
+    return config
+
+
+def start_run(config: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [STREAMDET, "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def signal_mid_event(proc: subprocess.Popen[bytes], db: Path, signum: int) -> int:
+    """Send ``signum`` 1 s into the run's first event (the cyclist still there); its exit code."""
+    try:
+        wait_for(lambda: bool(events_in(db)), 60, "an event to start")
+        time.sleep(1.0)
+        proc.send_signal(signum)
+        return proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def open_events(db: Path) -> list[str]:
+    with sqlite3.connect(db) as con:
+        return [r[0] for r in con.execute("SELECT id FROM events WHERE end IS NULL")]
+
+
+def jsonl_records(path: Path) -> list[dict[str, object]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_sigterm_mid_event_ends_it_and_delivers_the_end(tmp_path: Path) -> None:
+    config = run_config(tmp_path, [{"kind": "jsonl"}])
+    db = tmp_path / "events" / "events.db"
+    assert signal_mid_event(start_run(config), db, signal.SIGTERM) == 0
+    assert open_events(db) == []
+    records = jsonl_records(tmp_path / "events" / "events.jsonl")
+    (eid,) = {eid for eid, _ in events_in(db)}
+    ended = [r for r in records if r["id"] == eid and r["change"] == "ended"]
+    assert len(ended) == 1, records
+    assert ended[0]["end"] is not None and ended[0]["snapshot"] is not None
+    assert Path(str(ended[0]["snapshot"])).is_file()
+    assert ended[0]["clip"] is not None and Path(str(ended[0]["clip"])).is_file()
+
+
+def test_kill_9_mid_event_the_restart_ends_it_and_delivers_the_end(tmp_path: Path) -> None:
+    config = run_config(tmp_path, [{"kind": "jsonl"}])
+    db = tmp_path / "events" / "events.db"
+    signal_mid_event(start_run(config), db, signal.SIGKILL)
+    left_open = open_events(db)
+    assert left_open  # killed before it could end it
+    jsonl = tmp_path / "events" / "events.jsonl"
+    second = start_run(config)
+    try:
+        wait_for(
+            lambda: (
+                {r["id"] for r in jsonl_records(jsonl) if r["change"] == "ended"} >= set(left_open)
+            ),
+            30,
+            "the restart to end the events left open",
+        )
+        second.send_signal(signal.SIGTERM)  # before the scene's cyclist comes again
+        assert second.wait(30) == 0
+    finally:
+        if second.poll() is None:
+            second.kill()
+    assert open_events(db) == []
+    with sqlite3.connect(db) as con:
+        rows = dict(con.execute("SELECT id, end - peak_time FROM events").fetchall())
+    assert all(rows[eid] == 0 for eid in left_open)  # the last time the store saw them

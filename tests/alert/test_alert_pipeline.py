@@ -4,6 +4,7 @@ down for a while."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import Counter
@@ -14,8 +15,15 @@ import av
 import cv2
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
 
+from streamdet.alert.stage import AlertStage
+from streamdet.alert.store import EventStore
+from streamdet.capture import CaptureStage
 from streamdet.config import parse_config
+from streamdet.frames import ScoredFrame
+from streamdet.inference.stage import InferenceStage
+from streamdet.metrics import PipelineMetrics
 from tests.pipeline.test_run import Running
 from tests.support.http import Receiver, ThreadedApp
 from tests.support.waiting import wait_for
@@ -133,9 +141,13 @@ def test_each_anomaly_is_one_event_stored_snapshotted_clipped_and_delivered_once
         assert changes[0] == "started" and changes[-1] == "ended"
         ended = [p for _, p in hook.received if p["id"] == event["id"]][-1]
         assert ended["snapshot"] == event["snapshot"]  # the end names its snapshot
+        assert ended["clip"] == event["clip"]  # and its clip: the end waited for it
     lines = [
         json.loads(line) for line in (tmp_path / "events" / "events.jsonl").read_text().splitlines()
     ]
+    for event in events:
+        (ended,) = [e for e in lines if e["id"] == event["id"] and e["change"] == "ended"]
+        assert ended["clip"] == event["clip"] and ended["snapshot"] == event["snapshot"]
     assert Counter(line["idempotency_key"] for line in lines) == keys
     assert f'streamdet_events_total{{camera="path"}} {len(ANOMALIES)}.0' in metrics
     assert 'streamdet_outbox_depth{sink="webhook"} 0.0' in metrics
@@ -202,3 +214,56 @@ def test_a_masked_anomaly_raises_no_event(tmp_path: Path) -> None:
         assert run.app.alerts.events_started["path"] == 0
         frame = inference.latest["path"]
         assert frame.score == float(frame.anomaly_map.min())  # only the floor is left
+
+
+def test_an_event_whose_peak_is_its_first_frame_above_the_threshold_gets_a_snapshot(
+    tmp_path: Path,
+) -> None:
+    """The rules start an event ``min_duration_s`` after its first frame above the threshold,
+    which is its peak when the score only falls from there: the snapshot must be of that frame,
+    not be skipped because the frame in hand is not the peak."""
+    config = parse_config(
+        {
+            "cameras": [{"name": "path", "source": {"kind": "synthetic", "seed": 1}}],
+            "models": {"dir": str(tmp_path / "models"), "learn_in_place": False},
+            "alerts": {
+                "dir": str(tmp_path / "events"),
+                "rules": {"min_duration_s": 0.3, "end_after_s": 0.3},
+                "clips": {"enabled": False},
+            },
+        }
+    )
+    capture = CaptureStage(config.cameras, config.capture)
+    registry = CollectorRegistry()
+    inference = InferenceStage(
+        capture, config.cameras, config.models, config.inference, PipelineMetrics(registry)
+    )
+    alerts = AlertStage(config.alerts, capture, inference, poll_s=0.02)
+    # Scored frames in order: quiet, then the peak (the first above 4), lower but still above
+    # for longer than min_duration_s, then quiet until the event ends.
+    scores = [1.0] * 5 + [9.0] + [6.0] * 15 + [1.0] * 25
+
+    async def scenario() -> None:
+        await alerts.start()
+        ring, last = capture.ring("path"), -1
+        try:
+            while scores:
+                await asyncio.sleep(0.01)
+                ref = ring.latest()
+                if ref is None or ref.seq == last:
+                    continue
+                last, score = ref.seq, scores.pop(0)
+                cells = np.zeros((6, 8), np.float32)
+                cells[2, 3] = score  # one cell: an anomaly, not a global change
+                inference._publish(ScoredFrame(ref, score, score, 4.0, cells, time.time()))
+            await asyncio.sleep(0.3)  # the rules task takes the last frames
+        finally:
+            await alerts.stop()
+
+    with capture:
+        asyncio.run(scenario())
+    store = EventStore(tmp_path / "events" / "events.db")
+    (event,) = store.events()
+    assert event["end"] is not None and event["peak_score"] == 9.0
+    assert event["snapshot"] is not None, event
+    assert cv2.imread(event["snapshot"]) is not None

@@ -113,3 +113,18 @@ def test_release_level_rises_to_the_normal_peak_but_never_above_the_threshold() 
     amap = np.zeros((6, 8), np.float32)
     assert tracker.release_level(Observation(0, 0, 0, 4.0, amap, 9.0)) == 4.0
     assert tracker.release_level(Observation(0, 0, 0, 4.0, amap, 1.0)) == pytest.approx(3.2)
+
+
+def test_finish_ends_the_open_event_at_its_last_frame_or_where_it_fell() -> None:
+    tracker = EventTracker("cam", RuleSettings(min_duration_s=0.4, end_after_s=0.6))
+    assert tracker.finish() is None  # nothing open
+    for obs in observations([0, 5, 5, 5, 6, 5]):
+        tracker.feed(obs)
+    update = tracker.finish()
+    assert update is not None and update.change is Change.ENDED
+    assert update.event.end == pytest.approx(5 / FPS) and update.event.peak_score == 6
+    assert tracker.event is None and tracker.finish() is None
+    for obs in observations([0, 5, 5, 5, 0, 0]):  # below the release level since frame 4
+        tracker.feed(Observation(obs.time + 10, obs.seq, obs.smoothed, 4.0, obs.anomaly_map))
+    update = tracker.finish()
+    assert update is not None and update.event.end == pytest.approx(10 + 4 / FPS)

@@ -70,3 +70,19 @@ def test_a_recorded_event_survives_kill_9(tmp_path: Path) -> None:
     store = EventStore(db)
     assert len(store.events(limit=100)) == 20
     assert store.pending("webhook") == 20
+
+
+def test_a_held_end_waits_for_release_and_then_names_the_files(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "events.db")
+    eid = store.record(Change.STARTED, event(), None, "m", ["hook"])["id"]
+    store.record(Change.ENDED, event(end=110.0), eid, "m", ["hook"], held=True)
+    later = store.record(Change.STARTED, event("other", start=120.0), None, "m", ["hook"])
+    # The held end neither goes out nor holds up what came after it.
+    assert [d.key for d in store.due("hook", now=1e12)] == [f"{eid}-0", f"{later['id']}-0"]
+    assert store.pending("hook") == 3
+    store.set_files(eid, "snap.jpg", "clip.mp4")
+    assert store.release(eid) == 1
+    (end,) = [d for d in store.due("hook", now=1e12) if d.key == f"{eid}-1"]
+    assert end.payload["change"] == "ended"
+    assert (end.payload["snapshot"], end.payload["clip"]) == ("snap.jpg", "clip.mp4")
+    assert store.release() == 0

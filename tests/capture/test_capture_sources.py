@@ -386,3 +386,22 @@ def test_stage_gives_each_camera_the_resolved_decoder_threads(
     assert threads_of(1, "auto") == {0}
     assert threads_of(2, 0) == {0}
     assert threads_of(1, 4) == {4}
+
+
+def test_raw_h264_file_is_paced_at_its_frame_rate_and_loops_without_errors(
+    tmp_path: Path,
+) -> None:
+    # A raw H.264 stream (no container) carries no timestamps, and cannot be seeked.
+    raw = make_clip(tmp_path / "camera.h264", frames=20, width=320, height=192)
+    stage = stage_for([file_camera(raw, loop=True, realtime=True)], ring_size=128)
+    with stage:
+        worker = stage.worker("file")
+        time.sleep(2.0)
+        frames = worker.stats.frames
+        refs, _ = stage.ring("file").window(min(frames, 127))
+    assert 40 <= frames <= 60, frames  # 25 fps for 2 s: paced, not decoded as fast as it goes
+    pts = [r.pts_s or 0.0 for r in refs]
+    assert refs[0].pts_s is not None and all(b > a for a, b in itertools.pairwise(pts))
+    assert pts[-1] - pts[0] == pytest.approx((len(pts) - 1) / 25)
+    # Each of its 2-3 loops starts again without an error or a reconnect.
+    assert worker.stats.reconnects == 0 and not worker.stats.errors, list(worker.stats.errors)

@@ -1,0 +1,198 @@
+"""The object-level model ("objects"): it learns a synthetic walkway's normal and says why.
+
+One model is trained per test module on normal footage of the synthetic scene (people walking
+left to right along the path, perspective: nearer walkers are lower and taller) and calibrated
+on held-out normal footage; every scheduled anomaly must then cross the threshold with the
+right reason, and normal footage must not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+
+from streamdet.capture.synthetic import ScheduledAnomaly, SyntheticScene
+from streamdet.frames import DetectedObject
+from streamdet.models import objects
+from streamdet.models.base import ModelSpec, TrainingData, TrainSettings, no_progress
+from streamdet.models.export import export_onnx
+from streamdet.models.training import Budget, Trained, fit_and_calibrate
+
+W, H, FPS = 320, 240, 25.0
+
+
+def render(scene: SyntheticScene, frames: range) -> np.ndarray:
+    out = np.empty((H, W, 3), np.uint8)
+    grey = np.empty((len(frames), H, W), np.uint8)
+    for i, n in enumerate(frames):
+        scene.render(n, out)
+        grey[i] = out.mean(axis=2).astype(np.uint8)
+    return grey
+
+
+@pytest.fixture(scope="module")
+def trained() -> Trained:
+    scene = SyntheticScene(W, H, FPS, seed=3)
+    clip = render(scene, range(0, 4500))  # 3 minutes of normal footage
+    spec = ModelSpec("objects", W, H, 16)
+    return fit_and_calibrate(
+        spec,
+        TrainingData([clip[i : i + 750] for i in range(0, 4500, 750)], FPS),
+        TrainSettings(seed=0),
+        Budget(FPS, 1.0, 1.0),
+        no_progress,
+    )
+
+
+def scored(model: objects.ObjectModel, clip: np.ndarray) -> list[tuple[DetectedObject, ...]]:
+    """Every frame's objects (from its pair with the frame before)."""
+    pairs = np.lib.stride_tricks.sliding_window_view(clip, 2, axis=0).transpose(0, 3, 1, 2)
+    found: list[tuple[DetectedObject, ...]] = []
+    with torch.inference_mode():
+        for start in range(0, len(pairs), 32):
+            batch = torch.from_numpy(np.ascontiguousarray(pairs[start : start + 32]))
+            rows = model(batch).objects
+            assert rows is not None
+            found += [DetectedObject.from_rows(r) for r in rows.numpy()]
+    return found
+
+
+def test_normal_footage_stays_below_the_threshold(trained: Trained) -> None:
+    model = trained.model
+    assert isinstance(model, objects.ObjectModel)
+    clip = render(SyntheticScene(W, H, FPS, seed=3), range(6000, 6500))  # people it never saw
+    tops = [f[0].score if f else 0.0 for f in scored(model, clip)]
+    assert sum(1 for f in scored(model, clip) if f) > 400  # it sees the walkers
+    assert max(tops) < trained.calibration.threshold
+
+
+@pytest.mark.parametrize(
+    ("kind", "reasons"),
+    [
+        ("fast", {"fast"}),
+        ("wrong_way", {"wrong way"}),
+        ("forbidden_area", {"unusual place"}),
+        ("loiter", {"lingering"}),
+        ("left_object", {"left behind"}),
+    ],
+)
+def test_each_anomaly_crosses_the_threshold_with_its_reason(
+    trained: Trained, kind: str, reasons: set[str]
+) -> None:
+    model = trained.model
+    assert isinstance(model, objects.ObjectModel)
+    anomaly = ScheduledAnomaly(kind, 302.0, 6.0)  # type: ignore[arg-type]
+    scene = SyntheticScene(W, H, FPS, seed=3, anomalies=[anomaly])
+    first = 7520
+    clip = render(scene, range(first, first + 200))
+    found = scored(model, clip)
+    threshold = trained.calibration.threshold
+    hot = [o for n, f in enumerate(found, start=first + 1) if scene.is_anomalous(n) for o in f[:1]]
+    above = [o for o in hot if o.score > threshold]
+    assert len(above) >= 0.5 * len(hot), f"{kind}: {len(above)} of {len(hot)} frames above"
+    said = [o.reason for o in above]
+    top = max(set(said), key=said.count)
+    assert top in reasons, f"{kind}: reasons {sorted(set(said))}"
+
+
+def test_the_crop_encoder_exports_to_onnx_with_the_same_embeddings(
+    trained: Trained, tmp_path: Path
+) -> None:
+    model = trained.model
+    path = export_onnx(model, tmp_path / "encoder.onnx")
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert isinstance(model, objects.ObjectModel)
+    crops = torch.rand(5, 2, 24, 24)
+    with torch.inference_mode():
+        expected = model.encoder(crops).numpy()
+    (got,) = session.run(None, {"crops": crops.numpy()})
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+class PerspectiveWalkway:
+    """Walkers whose height grows with their foot row (2.9x from the far top to the near
+    bottom, a steeper perspective than the synthetic scene's) and whose pace grows with it."""
+
+    def __init__(self, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        texture = rng.integers(90, 170, (H, W)).astype(np.uint8)
+        self.plate = cv2.GaussianBlur(texture, (7, 7), 0)
+        self.rng = rng
+
+    @staticmethod
+    def height_at(feet: float) -> float:
+        return 0.3 * feet
+
+    def draw(self, frame: np.ndarray, cx: float, feet: float, height: float) -> None:
+        cv2.ellipse(
+            frame,
+            (round(cx), round(feet - 0.4 * height)),
+            (round(0.2 * height), round(0.4 * height)),
+            0,
+            0,
+            360,
+            40,
+            -1,
+        )
+        cv2.circle(frame, (round(cx), round(feet - 0.85 * height)), round(0.14 * height), 200, -1)
+
+    def footage(self, frames: int) -> np.ndarray:
+        walkers: list[list[float]] = []  # cx, feet
+        out = np.empty((frames, H, W), np.uint8)
+        for n in range(frames):
+            if self.rng.random() < 0.04:
+                walkers.append([-20.0, float(self.rng.uniform(75, 235))])
+            frame = self.plate.copy()
+            for w in walkers:
+                w[0] += 0.06 * self.height_at(w[1])
+                self.draw(frame, w[0], w[1], self.height_at(w[1]))
+            walkers = [w for w in walkers if w[0] < W + 40]
+            out[n] = frame
+        return out
+
+
+@pytest.fixture(scope="module")
+def perspective() -> tuple[Trained, PerspectiveWalkway]:
+    scene = PerspectiveWalkway()
+    clip = scene.footage(2400)
+    trained = fit_and_calibrate(
+        ModelSpec("objects", W, H, 16),
+        TrainingData([clip[i : i + 600] for i in range(0, 2400, 600)], FPS),
+        TrainSettings(seed=0),
+        Budget(FPS, 1.0, 1.0),
+        no_progress,
+    )
+    return trained, scene
+
+
+def test_perspective_near_and_far_walkers_are_normal_a_near_size_far_away_is_not(
+    perspective: tuple[Trained, PerspectiveWalkway],
+) -> None:
+    trained, scene = perspective
+    model = trained.model
+    assert isinstance(model, objects.ObjectModel)
+    far, near = 90.0, 225.0
+    cases = {
+        "far": (far, scene.height_at(far)),
+        "near": (near, scene.height_at(near)),
+        "near size far away": (far, scene.height_at(near)),
+    }
+    found: dict[str, DetectedObject | None] = {}
+    for name, (feet, height) in cases.items():
+        frames = []
+        for step in range(2):  # at the pace of a walker of this height, one frame apart
+            frame = scene.plate.copy()
+            scene.draw(frame, 150 + step * 0.06 * height, feet, height)
+            frames.append(frame)
+        objects_seen = scored(model, np.stack(frames))[0]
+        found[name] = objects_seen[0] if objects_seen else None
+    threshold = trained.calibration.threshold
+    far_seen, near_seen, odd = found["far"], found["near"], found["near size far away"]
+    assert far_seen is not None and near_seen is not None and odd is not None, found
+    assert far_seen.score < threshold and near_seen.score < threshold, found
+    assert odd.score > threshold and odd.reason == "large", found
