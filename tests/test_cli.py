@@ -122,7 +122,7 @@ def test_demo_learns_then_detects_and_finishes_by_itself(tmp_path: Path) -> None
     result = run(
         "demo",
         "--duration",
-        "14",
+        "26",  # 6 s of learning, then three cameras train at once (~10-15 s on 2 cores)
         "--learn-seconds",
         "6",
         "--port",

@@ -186,6 +186,13 @@ class Detector:
         self.error = None
         self.state = ModelState.DETECTING
 
+    def wait_for_training(self, timeout_s: float) -> None:
+        """Let a training in progress finish (it cannot be cut short safely)."""
+        trainer = self._trainer
+        if trainer is not None and trainer.is_alive():
+            self._log.info("waiting for training to finish before stopping")
+            trainer.join(timeout_s)
+
     def _set_note(self, note: str | None) -> None:
         self.note = note
         if note:

@@ -82,6 +82,10 @@ class InferenceStage:
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
+        for detector in self.detectors.values():
+            # a model still training runs native code (OpenCV, torch) on its thread: exiting
+            # under it aborts the process ("terminate called without an active exception")
+            detector.wait_for_training(120.0)
 
     def status(self) -> list[DetectorStatus]:
         return [d.status() for d in self.detectors.values()]

@@ -13,8 +13,19 @@ from streamdet.models.base import AnomalyModel
 
 
 def export_onnx(model: AnomalyModel, path: Path, batch: int = 1) -> Path:
-    """Write ``path``: input ``frames`` uint8 (B, T, H, W) -> ``score`` (B,), ``anomaly_map``."""
+    """Write ``path``: input ``frames`` uint8 (B, T, H, W) -> ``score`` (B,), ``anomaly_map``.
+
+    An object-level model (``objects``) exports its crop encoder instead, the part with weights
+    (``crops`` (N, 2, c, c) float -> ``embedding``); its background subtraction, regions, flow
+    and k-NN bank run in OpenCV/NumPy/torch outside the graph (see ``streamdet.models.objects``).
+    """
     spec = model.spec
+    encoder_onnx = getattr(model, "encoder_onnx", None)
+    if encoder_onnx is not None:  # an object-level model: only its CNN is torch
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with redirect_stdout(io.StringIO()):
+            encoder_onnx(str(path))
+        return path
     parts = [model, *(m for m in model.modules() if isinstance(m, AnomalyModel))]
     if not all(m.onnx_exportable for m in parts):  # a fusion is as exportable as its members
         # tracing would silently bake the non-torch part of forward in as constants

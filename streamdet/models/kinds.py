@@ -11,4 +11,4 @@ MODEL_KINDS = (
     "ae",
     "predictor",
 )
-DEFAULT_KIND = "motionflow"
+DEFAULT_KIND = "objects"

@@ -65,13 +65,13 @@ OBJECT_DEFAULTS: dict[str, Any] = {
     "max_objects": 8,  # largest objects kept per frame (the output has this many rows)
     "k": 5,  # nearest normal objects an object is compared with
     "bank": 4096,  # normal objects kept (fixed, so that cameras' models stack)
-    "samples": 1500,  # training windows looked at
-    "background_frames": 300,  # training frames the background median is taken over
+    "samples": 600,  # training windows looked at (neighbours at 25 fps are near copies)
+    "background_frames": 120,  # training frames the background median is taken over
     "place_weight": 0.5,  # weight of the position features against the others
     "look_weight": 0.5,  # weight of the embedding (spread over its dimensions)
     "embed": 8,  # embedding size
     "crop": 24,  # crop side, pixels
-    "ae_steps": 400,  # autoencoder training steps (batch 128)
+    "ae_steps": 200,  # autoencoder training steps (batch 64)
 }
 # Feature columns. Groups give an event its reason.
 FEATURES = (
@@ -86,6 +86,10 @@ FEATURES = (
     "vy_for_place",
     "still_share",
 )
+# Least spread each feature is standardised with, in its own units: a scene whose walkers all
+# keep one pace and lane would otherwise make a hair's deviation (a flow estimate near the
+# frame's edge) a hundred spreads away.
+FLOORS = (0.02, 0.02, 0.05, 0.05, 0.05, 0.1, 0.01, 0.01, 0.01, 0.05)
 GROUPS: dict[str, tuple[int, ...]] = {
     "place": (0, 1),
     "size": (2, 4),
@@ -96,6 +100,7 @@ GROUPS: dict[str, tuple[int, ...]] = {
 }
 BOX_COLUMNS = 7  # x0, y0, x1, y1 (0..1), score, reason index, valid (0/1)
 FAR = 1e3  # where unused bank rows sit: never anyone's nearest neighbour
+PLACE_FAR = 0.08  # frame fractions from the nearest normal object's foot: a place nobody goes
 
 
 def default_spec() -> ModelSpec:
@@ -180,26 +185,31 @@ class ObjectModel(AnomalyModel):
 
     # ------------------------------------------------------------------ objects (OpenCV)
     def regions(
-        self, prev: np.ndarray, cur: np.ndarray, background: np.ndarray, limit: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Foreground regions of ``cur``: boxes (n, 4) x, y, w, h; label image; moving mask."""
-        diff = cur.astype(np.int16) - background
+        self, frame: np.ndarray, background: np.ndarray, limit: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Foreground regions of ``frame``, largest first: rows (n, 7) x, y, w, h, label,
+        centroid x, centroid y; and the label image."""
+        diff = frame.astype(np.int16) - background
         diff -= np.int16(np.median(diff[::4, ::4]))  # a global exposure change is no object
         fg = (np.abs(diff) > limit).astype(np.uint8)
         fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
         fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+        n, labels, stats, centres = cv2.connectedComponentsWithStats(fg, connectivity=8)
         area, side = int(self.params["min_area"]), int(self.params["min_side"])
-        keep = [
-            j
-            for j in range(1, n)
-            if stats[j, 4] >= area and stats[j, 2] >= side and stats[j, 3] >= side
-        ]
+        h, w = frame.shape
+
+        def kept(x: int, y: int, bw: int, bh: int, pixels: int) -> bool:
+            # a sliver at the frame's edge is an object entering or leaving: too little of
+            # it is seen to say how big or fast it is
+            edge = x == 0 or y == 0 or x + bw == w or y + bh == h
+            least = 3 * side if edge else side
+            return pixels >= area and bw >= least and bh >= least
+
+        keep = [j for j in range(1, n) if kept(*(int(v) for v in stats[j]))]
         keep.sort(key=lambda j: -stats[j, 4])
         keep = keep[: int(self.params["max_objects"])]
-        moving = cv2.absdiff(prev, cur) > float(self.params["motion_level"])
-        boxes = np.array([[*stats[j, :4], j] for j in keep], np.int32).reshape(-1, 5)
-        return boxes, labels, moving
+        rows = [[*stats[j, :4], j, *centres[j]] for j in keep]
+        return np.array(rows, np.float64).reshape(-1, 7), labels
 
     def describe(
         self, pair: np.ndarray, background: np.ndarray, limit: np.ndarray, perspective: np.ndarray
@@ -210,7 +220,8 @@ class ObjectModel(AnomalyModel):
         if cur.shape != (h, w):  # a window at another size than the model learned at
             prev = cv2.resize(prev, (w, h), interpolation=cv2.INTER_AREA)
             cur = cv2.resize(cur, (w, h), interpolation=cv2.INTER_AREA)
-        boxes, labels, moving = self.regions(prev, cur, background, limit)
+        found, labels = self.regions(cur, background, limit)
+        boxes = found[:, :5].astype(np.int32)
         c = int(self.params["crop"])
         feats = np.zeros((len(boxes), len(FEATURES)), np.float32)
         crops = np.zeros((len(boxes), 2, c, c), np.float32)
@@ -218,31 +229,22 @@ class ObjectModel(AnomalyModel):
         if not len(boxes):
             return feats, crops, norm_boxes
         flow = thread_dis(self.params).calc(prev, cur, None)  # type: ignore[call-overload]
-        slope, icpt, floor = (float(v) for v in perspective)
         diff = cv2.absdiff(prev, cur)
+        moving = diff > float(self.params["motion_level"])
         for i, (x, y, bw, bh, j) in enumerate(boxes):
             inside = labels[y : y + bh, x : x + bw] == j
-            vx = float(flow[y : y + bh, x : x + bw, 0][inside].mean())
-            vy = float(flow[y : y + bh, x : x + bw, 1][inside].mean())
-            mag = np.hypot(flow[y : y + bh, x : x + bw, 0], flow[y : y + bh, x : x + bw, 1])
-            speed = float(mag[inside].mean())
+            # medians: DIS makes up wild vectors where content enters from outside the frame
+            vx = float(np.median(flow[y : y + bh, x : x + bw, 0][inside]))
+            vy = float(np.median(flow[y : y + bh, x : x + bw, 1][inside]))
+            speed = math.hypot(vx, vy)
             foot = y + bh
-            expected = max(slope * foot + icpt, floor)
             still = 1.0 - float(moving[y : y + bh, x : x + bw][inside].mean())
-            feats[i] = (
-                (x + bw / 2) / w,
-                foot / h,
-                math.log(bh / h),
-                math.log(bw / bh),
-                math.log(bh / expected),
-                speed / h * 100.0,
-                speed / expected,
-                vx / expected,
-                vy / expected,
-                still,
-            )
+            feats[i, :4] = ((x + bw / 2) / w, foot / h, math.log(bh / h), math.log(bw / bh))
+            feats[i, 5], feats[i, 9] = speed / h * 100.0, still
+            feats[i, 7:9] = vx, vy  # pixels a frame until put in place below
             crops[i] = _crop(cur, diff, (x, y, bw, bh), c)
             norm_boxes[i] = (x / w, y / h, (x + bw) / w, (y + bh) / h)
+        in_place(feats, perspective, h)
         return feats, crops, norm_boxes
 
     def _describe_all(
@@ -334,6 +336,13 @@ class ObjectModel(AnomalyModel):
             b, k_max, k, dims
         )
         reasons = self._reasons(z, neighbours)
+        # where no normal object ever stood is the reason, whatever else differs: its other
+        # features have no neighbours of their own place to differ from
+        cols = list(GROUPS["place"])
+        unit = std[..., cols] / weights[cols]  # standardised, weighted -> frame fractions
+        near_place = torch.cdist((z[..., cols] * unit).float(), (bank[..., cols] * unit).float())
+        unvisited = near_place.amin(dim=2) > PLACE_FAR
+        reasons = torch.where(unvisited, REASONS.index("unusual place"), reasons)
         score = obj.amax(dim=1)
         amap = self._paint(obj, boxes, valid)
         table = torch.cat(
@@ -374,7 +383,15 @@ class ObjectModel(AnomalyModel):
         }
         for i, g in enumerate(groups):
             out = torch.where(best == i, torch.as_tensor(rules[g]).expand_as(best), out)
-        return out
+        # clearly still where normal objects move: what it is not doing is the reason, not its
+        # size or look (a bag is small, but it is there because it was left)
+        still = (z[..., GROUPS["still"][0]] > 1.0) & (signed[..., 5] < -1.0)
+        staying = torch.where(
+            z[..., 2] < neighbours[..., 2].mean(dim=2),
+            REASONS.index("left behind"),
+            REASONS.index("lingering"),
+        )
+        return torch.where(still, staying, out)
 
     def _paint(self, obj: Tensor, boxes: Tensor, valid: Tensor) -> Tensor:
         """(B, gh, gw): each cell the highest score of the objects whose box covers it."""
@@ -402,7 +419,23 @@ class ObjectModel(AnomalyModel):
             input_names=["crops"],
             output_names=["embedding"],
             dynamic_axes={"crops": {0: "n"}, "embedding": {0: "n"}},
+            dynamo=False,
         )
+
+
+def in_place(feats: np.ndarray, perspective: np.ndarray, height: int) -> None:
+    """Fill the features measured against the object height expected at the foot's row
+    (size, speed, velocity for the place) from the raw ones, in place. Velocity columns hold
+    pixels a frame on entry."""
+    slope, icpt, floor = (float(v) for v in perspective)
+    foot = feats[:, 1] * height
+    expected = np.maximum(slope * foot + icpt, floor)
+    tall = np.exp(feats[:, 2]) * height
+    speed = feats[:, 5] * height / 100.0
+    feats[:, 4] = np.log(tall / expected)
+    feats[:, 6] = speed / expected
+    feats[:, 7] /= expected
+    feats[:, 8] /= expected
 
 
 def _crop(cur: np.ndarray, diff: np.ndarray, box: tuple[int, int, int, int], c: int) -> np.ndarray:
@@ -423,12 +456,20 @@ def _crop(cur: np.ndarray, diff: np.ndarray, box: tuple[int, int, int, int], c: 
 def learn_background(data: TrainingData, count: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel median of ``count`` frames spread over the footage, and each pixel's robust
     spread around it (1.4826 x the median absolute deviation)."""
-    frames = np.concatenate(data.clips)
-    pick = np.linspace(0, len(frames) - 1, min(count, len(frames))).astype(int)
-    sample = frames[pick].astype(np.float32)
-    background = np.median(sample, axis=0)
+    index = [(c, i) for c, clip in enumerate(data.clips) for i in range(len(clip))]
+    pick = np.linspace(0, len(index) - 1, min(count, len(index))).astype(int)
+    sample = np.stack([data.clips[index[k][0]][index[k][1]] for k in pick])
+    background = np.median(sample, axis=0).astype(np.float32)
     spread = 1.4826 * np.median(np.abs(sample - background), axis=0)
-    return background, spread
+    return background, spread.astype(np.float32)
+
+
+def _undo_place(feats: np.ndarray, perspective: np.ndarray, height: int) -> None:
+    """Velocity columns back to pixels a frame (the inverse of ``in_place``'s division)."""
+    slope, icpt, floor = (float(v) for v in perspective)
+    expected = np.maximum(slope * feats[:, 1] * height + icpt, floor)
+    feats[:, 7] *= expected
+    feats[:, 8] *= expected
 
 
 def fit_perspective(boxes: list[tuple[float, float]], height: int) -> tuple[float, float, float]:
@@ -469,18 +510,21 @@ def train_objects(
     flat = torch.zeros(3)
     model.perspective.copy_(flat + torch.tensor([0.0, 0.1 * model.spec.height, 4.0]))
     state = {k: v.unsqueeze(0) for k, v in model.named_buffers()}
-    # first pass: boxes for the perspective line (the line does not change the regions)
+    # one pass with a flat line; the perspective line is then fitted on the objects' feet and
+    # heights, and the features measured against it recomputed (the regions do not change)
+    flat_line = model.perspective.numpy().copy()
     described = model._describe_all(windows_all, state)
-    pairs = [
+    boxes = [
         (b[3] * model.spec.height, (b[3] - b[1]) * model.spec.height)
-        for _, _, bx in described
-        for b in bx
+        for d in described
+        for b in d[2]
     ]
-    slope, icpt, floor = fit_perspective(pairs, model.spec.height)
+    slope, icpt, floor = fit_perspective(boxes, model.spec.height)
     model.perspective.copy_(torch.tensor([slope, icpt, floor]))
-    state["perspective"] = model.perspective.unsqueeze(0)
+    for feats_one, _, _ in described:
+        _undo_place(feats_one, flat_line, model.spec.height)
+        in_place(feats_one, model.perspective.numpy(), model.spec.height)
     progress("objects", 0.5, {"windows": float(len(windows_all))})
-    described = model._describe_all(windows_all, state)
     feats = np.concatenate([d[0] for d in described]) if described else np.zeros((0, 10))
     crops = np.concatenate([d[1] for d in described]) if described else np.zeros((0, 2, 1, 1))
     if len(feats) < 4 * int(p["k"]):
@@ -507,7 +551,7 @@ def _train_encoder(
     optimiser = torch.optim.Adam(encoder.parameters(), lr=2e-3)
     encoder.train()
     for step in range(steps):
-        pick = torch.randint(len(crops), (min(128, len(crops)),), generator=generator)
+        pick = torch.randint(len(crops), (min(64, len(crops)),), generator=generator)
         batch = crops[pick]
         loss = F.mse_loss(encoder.decode(encoder.encode(batch)), batch)
         optimiser.zero_grad()
@@ -529,7 +573,9 @@ def _fill_bank(model: ObjectModel, full: Tensor, reference: Tensor, seed: int) -
     the same moment are near-copies of an object, and a leave-one-out distance among them
     would be far smaller than any new footage's."""
     mean = full.median(dim=0).values
-    std = full.std(dim=0).clamp(min=1e-3)
+    floors = torch.full((full.shape[1],), 1e-3)
+    floors[: len(FLOORS)] = torch.tensor(FLOORS)
+    std = torch.maximum(full.std(dim=0), floors)
     model.feat_mean.copy_(mean)
     model.feat_std.copy_(std)
     z = (full - mean) / std * model._weights

@@ -15,7 +15,6 @@ from streamdet.errors import ModelError
 from streamdet.models import motionflow
 from streamdet.models.base import ModelSpec, TrainingData, TrainSettings, no_progress, score_clip
 from streamdet.models.export import export_onnx
-from streamdet.models.kinds import DEFAULT_KIND
 
 W, H, PATCH = 160, 128, 16
 FPS = 5.0
@@ -27,10 +26,6 @@ def _textured_square(shift: int) -> np.ndarray:
     frame = np.full((H, W), 100, np.uint8)
     frame[48:80, 40 + shift : 72 + shift] = rng.integers(0, 256, (32, 32), dtype=np.uint8)
     return frame
-
-
-def test_it_is_the_default_kind() -> None:
-    assert DEFAULT_KIND == "motionflow"
 
 
 def test_cues_see_a_moving_square_where_and_as_fast_as_it_moves() -> None:
