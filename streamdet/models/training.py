@@ -195,13 +195,16 @@ def fit_and_calibrate(
     train_model(model, TrainingData(fit, data.fps), settings, progress)
     train_seconds = time.monotonic() - started
     # scored at the camera's analysis rate, as `run` will: every step-th frame (each with its
-    # neighbour before it), smoothed per analysed frame
+    # neighbour before it), smoothed per analysed frame. Each of the step phases is such a
+    # series of its own, so no held-out frame is wasted on the tail estimate.
     step = max(round(data.fps / budget.analysis_fps), 1)
-    held_scores = []
+    held_scores, held_seconds = [], 0.0
     for clip in calib:
         if len(clip) > model.context:
-            raw = score_clip(model, clip, device=settings.device)[0][model.context :: step]
-            held_scores.append(ema(raw, budget.smoothing_alpha))
+            raw = score_clip(model, clip, device=settings.device)[0][model.context :]
+            held_seconds += len(raw) / data.fps
+            for phase in range(min(step, len(raw))):
+                held_scores.append(ema(raw[phase::step], budget.smoothing_alpha))
     if not held_scores:
         raise ModelError("held-out footage too short to score")
     try:
@@ -210,6 +213,7 @@ def fit_and_calibrate(
             analysis_fps=budget.analysis_fps,
             false_events_per_hour=budget.false_events_per_hour,
             smoothing_alpha=budget.smoothing_alpha,
+            seconds=held_seconds,
         )
     except ValueError as exc:
         raise ModelError(f"cannot calibrate: {exc}") from None
@@ -221,6 +225,6 @@ def fit_and_calibrate(
         "fps": data.fps,
         "seed": settings.seed,
         "device": settings.device,
-        "held_out_frames_analysed": calibration.held_out_frames,
+        "held_out_seconds": round(held_seconds, 1),
     }
     return Trained(model, calibration, summary)

@@ -17,7 +17,7 @@ probability into an up-crossing rate: ``rate(T) = theta * P(s > T)``. Solving
 ``rate(T) = target`` gives the threshold. The exponential tail is conservative for the light
 (Gaussian-like) tails of normal footage: fewer false events than the budget, not more.
 
-With fewer than ``ENOUGH_FRAMES`` held-out frames (a minute at 5 fps) the tail is a guess from a
+With less than ``ENOUGH_SECONDS`` of held-out footage (a minute) the tail is a guess from a
 few dozen values, and a threshold just above them failed its budget ~90x on real footage. Then
 the calibration says so (``short_footage``, with a note for the log, the API and the console)
 and takes a conservative threshold instead: the extrapolated one, but at least the held-out
@@ -37,7 +37,7 @@ import numpy as np
 TAIL_QUANTILE = 0.90
 MIN_CROSSINGS = 10
 MIN_FRAMES = 10  # fewer held-out frames cannot calibrate anything
-ENOUGH_FRAMES = 300  # held-out analysed frames below which the footage is called short
+ENOUGH_SECONDS = 60.0  # held-out footage below which it is called short
 SHORT_MARGIN = 2.0
 
 
@@ -71,8 +71,11 @@ def calibrate(
     analysis_fps: float,
     false_events_per_hour: float,
     smoothing_alpha: float,
+    seconds: float | None = None,
 ) -> Calibration:
-    """Threshold for smoothed held-out normal scores ``clips`` (one array per clip)."""
+    """Threshold for smoothed held-out normal scores ``clips`` (one array per clip, each at the
+    analysis rate). ``seconds``: how much footage they come from (default: their frames at
+    ``analysis_fps``; more when one footage gave several interleaved analysis-rate series)."""
     if analysis_fps <= 0 or false_events_per_hour <= 0:
         raise ValueError("analysis_fps and false_events_per_hour must be > 0")
     scores = np.concatenate([np.asarray(c, np.float64) for c in clips])
@@ -96,15 +99,15 @@ def calibrate(
     else:
         threshold = u
     held_out_max = float(scores.max())
-    short = len(scores) < ENOUGH_FRAMES
+    footage_s = len(scores) / analysis_fps if seconds is None else seconds
+    short = footage_s < ENOUGH_SECONDS
     note = None
     if short:
         median = float(np.median(scores))
         threshold = max(threshold, held_out_max + SHORT_MARGIN * (held_out_max - median))
         note = (
-            f"only {len(scores)} held-out frames ({len(scores) / analysis_fps:.0f} s at "
-            f"{analysis_fps:g} fps; {ENOUGH_FRAMES} wanted): conservative threshold, "
-            f"learn from more footage to detect subtler anomalies"
+            f"only {footage_s:.0f} s of held-out footage ({ENOUGH_SECONDS:.0f} s wanted): "
+            f"conservative threshold, learn from more footage to detect subtler anomalies"
         )
     return Calibration(
         threshold=threshold,

@@ -36,7 +36,7 @@ def receiver() -> Iterator[tuple[Receiver, ThreadedApp]]:
         yield hook, server
 
 
-ANOMALIES = [(18.0, 5.0), (33.0, 4.0)]  # scene seconds: start, duration; quiet in between
+ANOMALIES = [(30.0, 5.0), (45.0, 4.0)]  # scene seconds: start, duration; quiet in between
 
 
 def test_each_anomaly_is_one_event_stored_snapshotted_clipped_and_delivered_once(
@@ -61,7 +61,7 @@ def test_each_anomaly_is_one_event_stored_snapshotted_clipped_and_delivered_once
                     "analysis_fps": 5,
                 }
             ],
-            "models": {"dir": str(tmp_path / "models"), "kind": "motion", "learn_seconds": 8},
+            "models": {"dir": str(tmp_path / "models"), "kind": "motion", "learn_seconds": 20},
             "alerts": {
                 "dir": str(tmp_path / "events"),
                 "rules": {"cooldown_s": 5},
@@ -84,7 +84,7 @@ def test_each_anomaly_is_one_event_stored_snapshotted_clipped_and_delivered_once
         wait_for(lambda: hook.refused >= 2, 10, "the webhook to be refused a few times")
         hook.up.set()  # the receiver comes back: everything owed is delivered now
         clock = SceneClock(run)
-        wait_for(lambda: clock.now() > 44, 40, "the scene to pass both anomalies")
+        wait_for(lambda: clock.now() > 56, 40, "the scene to pass both anomalies")
         try:
             wait_for(lambda: alerts.clips_written >= 2, 20, "the clips")
         except AssertionError as exc:  # say what there was instead
