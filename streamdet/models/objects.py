@@ -9,15 +9,16 @@ Per window (the newest frame and the one before), at the model's input size:
    ``max(bg_level, noise_k x its variation)``, after removing the frame's median offset (a
    global exposure change). Connected regions of the cleaned mask are the objects.
 2. **Per object:** where its foot is, how tall and wide it is, how fast and which way it moves
-   (DIS optical flow, as ``motionflow``, averaged over the object's pixels), how much of it is
-   still (a lingering person, a left bag), and an appearance/motion embedding from a small
+   (DIS optical flow, as ``motionflow``: the median vector over the object's pixels), how
+   much of it is still (a lingering person, a left bag), and an appearance/motion embedding from a small
    convolutional autoencoder trained on this camera's own object crops (grey and frame
    difference, 24x24). Size and speed are given twice: raw, and divided by the object height
    expected at the foot's row (a line fitted on the training objects), so that perspective is
    learned: a walker near the camera is big and fast in pixels *there*.
 3. **Density of normal:** a bank of the training objects' standardised features; an object's
-   score is its mean distance to its ``k`` nearest normal objects over the same mean for the
-   bank's own members (leave-one-out), so 1 is typical. ``k`` neighbours and down-weighted
+   score is its mean distance to its ``k`` nearest normal objects over the same distance for
+   normal objects of other moments (every fifth block of training windows against the rest),
+   so 1 is typical. ``k`` neighbours and down-weighted
    position make the density smooth: a normal walker at a rarely visited spot has walkers of
    its size and speed nearby in the other features.
 4. **Score and reason:** the frame score is the highest object score (0 with no object); the
