@@ -10,9 +10,9 @@ Per window (the newest frame and the one before), at the model's input size:
    global exposure change). Connected regions of the cleaned mask are the objects.
 2. **Per object:** where its foot is, how tall and wide it is, how fast and which way it moves
    (DIS optical flow, as ``motionflow``: the median vector over the object's pixels), how
-   much of it is still (a lingering person, a left bag), and an appearance/motion embedding from a small
-   convolutional autoencoder trained on this camera's own object crops (grey and frame
-   difference, 24x24). Size and speed are given twice: raw, and divided by the object height
+   much of it is still (a lingering person, a left bag), and an appearance/motion embedding
+   from a small convolutional autoencoder trained on this camera's own object crops (grey and
+   frame difference, 24x24). Size and speed are given twice: raw, and divided by the object height
    expected at the foot's row (a line fitted on the training objects), so that perspective is
    learned: a walker near the camera is big and fast in pixels *there*.
 3. **Density of normal:** a bank of the training objects' standardised features; an object's
