@@ -33,8 +33,9 @@ def windows(n: int, context: int, seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
-# motionflow cannot run under vmap (OpenCV inside): its own forward_grouped is the grouped call
-@pytest.mark.parametrize("kind", ["motion", "framediff", "motionflow"])
+# motionflow and objects cannot run under vmap (OpenCV inside): their own forward_grouped is the
+# grouped call (objects maps each camera's own CNN over its crops with vmap inside it)
+@pytest.mark.parametrize("kind", ["motion", "framediff", "motionflow", "objects"])
 def test_grouped_vmap_call_matches_each_model_alone(
     kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -54,6 +55,10 @@ def test_grouped_vmap_call_matches_each_model_alone(
         np.testing.assert_allclose(
             batched[camera].anomaly_map, alone.anomaly_map[0].numpy(), rtol=1e-5, atol=1e-5
         )
+        if alone.objects is not None:  # object rows too, through each camera's own CNN
+            np.testing.assert_allclose(
+                batched[camera].objects, alone.objects[0].numpy(), rtol=1e-5, atol=1e-4
+            )
     scores = [batched[c].score for c in models]
     assert len(set(scores)) == 4  # each camera used its own statistics
     part = runner.run({c: inputs[c] for c in ("cam3", "cam1")})  # a subset, in another order
