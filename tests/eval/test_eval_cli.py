@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from streamdet.eval.run import _finite_or_null
 from tests.support.datasets import make_synthetic_dataset
 
 STREAMDET = str(Path(sys.executable).with_name("streamdet"))
@@ -62,6 +63,24 @@ def test_eval_writes_documented_outputs(dataset: Path, tmp_path: Path) -> None:
     assert (out / "model" / "model.safetensors").is_file()
     # A cyclist racing along the path is an obvious motion anomaly: the motion model must see it.
     assert metrics["auc_per_clip"]["Test000"] > 0.7, metrics["auc_per_clip"]
+    # the checkpoint scored again without naming its kind: reported as what it is, not as the
+    # default kind the command line would otherwise name
+    args = ["--out", str(tmp_path / "again"), "--checkpoint", str(out / "model")]
+    again = subprocess.run(
+        [STREAMDET, "eval", "--dataset", str(dataset), *args, "--no-baseline", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr
+    rescored = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert rescored["model"] == "motion" and set(rescored["models"]) == {"motion"}, rescored
+    assert rescored["auc_micro_streaming"] == metrics["auc_micro_streaming"]
+
+
+def test_metrics_json_has_null_where_an_auc_is_undefined() -> None:
+    strict = json.dumps(_finite_or_null({"a": float("nan"), "b": [1.0, float("inf")]}))
+    assert json.loads(strict) == {"a": None, "b": [1.0, None]}
 
 
 def test_eval_missing_dataset_is_a_clear_error(tmp_path: Path) -> None:
