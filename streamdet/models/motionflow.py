@@ -1,4 +1,4 @@
-"""Moving share + optical-flow speed ("motionflow"), the default model: how much moves, how fast.
+"""Moving share + optical-flow speed ("motionflow", the default before "objects"): how fast.
 
 Two local cues of the newest frame pair, at the model's input size (360x240 by default):
 
