@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from streamdet.errors import ModelError
+
 
 class ModelOutput(NamedTuple):
     score: Tensor  # (B,) frame score: max over the normalised map
@@ -44,6 +46,15 @@ class ModelSpec:
     @property
     def grid(self) -> tuple[int, int]:
         return (self.height // self.patch, self.width // self.patch)
+
+
+def with_defaults(kind: str, params: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """A spec's params over its kind's defaults; a key the kind does not know is a ModelError."""
+    unknown = set(params) - set(defaults)
+    if unknown:
+        known = ", ".join(defaults)
+        raise ModelError(f"{kind}: unknown params {sorted(unknown)}; known: {known}")
+    return {**defaults, **params}
 
 
 class AnomalyModel(nn.Module):

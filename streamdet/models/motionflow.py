@@ -47,6 +47,7 @@ from streamdet.models.base import (
     Progress,
     TrainingData,
     TrainSettings,
+    with_defaults,
 )
 from streamdet.models.motion import pool_to_grid, sample_windows
 
@@ -117,11 +118,7 @@ class MotionFlowModel(AnomalyModel):
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
-        unknown = set(spec.params) - set(MOTIONFLOW_DEFAULTS)
-        if unknown:
-            known = ", ".join(MOTIONFLOW_DEFAULTS)
-            raise ModelError(f"motionflow: unknown params {sorted(unknown)}; known: {known}")
-        self.params = {**MOTIONFLOW_DEFAULTS, **spec.params}
+        self.params = with_defaults(self.kind, spec.params, MOTIONFLOW_DEFAULTS)
         if not 0 <= int(self.params["finest_scale"]) <= 4:
             raise ModelError(
                 f"motionflow: finest_scale must be 0-4, got {self.params['finest_scale']}"

@@ -53,6 +53,7 @@ from streamdet.models.base import (
     Progress,
     TrainingData,
     TrainSettings,
+    with_defaults,
 )
 from streamdet.models.motion import sample_windows
 from streamdet.models.motionflow import flow_pool, thread_dis
@@ -153,13 +154,7 @@ class ObjectModel(AnomalyModel):
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
-        unknown = set(spec.params) - set(OBJECT_DEFAULTS)
-        if unknown:
-            raise ModelError(
-                f"objects: unknown params {sorted(unknown)}; known: {', '.join(OBJECT_DEFAULTS)}"
-            )
-        p = {**OBJECT_DEFAULTS, **spec.params}
-        self.params = p
+        p = self.params = with_defaults(self.kind, spec.params, OBJECT_DEFAULTS)
         if int(p["crop"]) % 4 or int(p["crop"]) < 8:
             raise ModelError(f"objects: crop must be a multiple of 4, >= 8; got {p['crop']}")
         if int(p["k"]) < 1 or int(p["bank"]) <= int(p["k"]):
