@@ -60,6 +60,12 @@ class PipelineMetrics:
             registry=registry,
         )
 
+    def forget(self, camera: str) -> None:
+        """Remove every series labelled with ``camera`` (it was removed from the config); the
+        collector's figures go by themselves with the stages' cameras."""
+        for metric in (self.frames_analysed, self.frames_dropped, self.latency_seconds):
+            metric.remove_by_labels({"camera": camera})
+
     def watch(
         self,
         capture: CaptureStage,

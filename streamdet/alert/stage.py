@@ -8,7 +8,8 @@ camera's clip buffer holds its footage; after the end plus the post-roll a clip 
 writes the MP4. The end's deliveries wait for the clip (held in the outbox), so that the
 ``ended`` record every sink gets names both files. One dispatcher task per sink delivers from the
 store's outbox, so a failing sink delays only itself. Stopping ends the open events where they
-are, and a start ends those a killed run left open.
+are, and a start ends those a killed run left open. ``add_camera`` / ``remove_camera`` change
+the set of cameras (a config reload); a removed camera's open event ends where it is.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class AlertStage:
         self.config = config
         self.capture, self.inference = capture, inference
         self.poll_s, self.flush_s = poll_s, flush_s
-        rules = RuleSettings(**config.rules.model_dump())
+        self._rules = rules = RuleSettings(**config.rules.model_dump())
         self.trackers = {name: EventTracker(name, rules) for name in inference.detectors}
         self.store: EventStore | None = None
         self.sinks: list[Sink] = [self._sink(s) for s in config.sinks]
@@ -80,6 +81,7 @@ class AlertStage:
         self._tasks: list[asyncio.Task[None]] = []
         self._clip_tasks: set[asyncio.Task[None]] = set()
         self._closing = asyncio.Event()
+        self._feeding = asyncio.Lock()  # a camera is removed between two frames, not inside one
 
     def _sink(self, sink: JsonlSinkConfig | WebhookSinkConfig | MqttSinkConfig) -> Sink:
         if isinstance(sink, JsonlSinkConfig):
@@ -102,6 +104,24 @@ class AlertStage:
         self._tasks += [
             asyncio.create_task(d.run(), name=f"alert:sink:{d.sink.name}") for d in self.dispatchers
         ]
+
+    def add_camera(self, camera: str) -> None:
+        """Watch ``camera``'s scores too (its inference must run already)."""
+        self.trackers[camera] = EventTracker(camera, self._rules)
+        self.events_started[camera] = 0
+        self._hot[camera] = collections.deque(maxlen=256)
+
+    async def remove_camera(self, camera: str) -> None:
+        """End ``camera``'s open event where it is (snapshot, clip from the footage there is,
+        an ``ended`` record to every sink), then forget the camera (before its inference)."""
+        async with self._feeding:
+            tracker = self.trackers.pop(camera, None)  # its frames on the way are skipped
+            update = None if tracker is None else tracker.finish()
+            if update is not None:
+                logger.info("[%s] camera removed: ending the open event", camera)
+                await self._record(update)
+            self.events_started.pop(camera, None)
+            self._hot.pop(camera, None)
 
     async def _close_earlier_runs(self, store: EventStore) -> None:
         """End what an earlier run left open (it was killed): its events, at their peak time
@@ -188,6 +208,11 @@ class AlertStage:
             await asyncio.sleep(every_s)
 
     async def _feed(self, frame: ScoredFrame) -> None:
+        async with self._feeding:
+            if frame.ref.camera in self.trackers:  # else removed while its frame was on the way
+                await self._feed_tracker(frame)
+
+    async def _feed_tracker(self, frame: ScoredFrame) -> None:
         camera = frame.ref.camera
         obs = Observation(
             frame.ref.wall_time,

@@ -2,6 +2,8 @@
 
 ``start()`` starts the cameras, then the watchdog; ``stop()`` stops them in reverse order. Both
 are idempotent. Consumers read frames from ``ring(camera)`` and status from ``status()``.
+``add_camera`` / ``remove_camera`` change the set while it runs (a config reload); the other
+cameras' threads and rings are not touched.
 """
 
 from __future__ import annotations
@@ -64,18 +66,48 @@ class CaptureStage:
         source_factory: Callable[[CameraConfig], VideoSource] | None = None,
         clips: ClipsConfig | None = None,
     ) -> None:
-        self._workers: dict[str, CameraWorker] = {}
         enabled = [camera for camera in cameras if camera.enabled]
-        threads = resolve_decoder_threads(capture.decoder_threads, len(enabled))
-        for camera in enabled:
-            ring = FrameRing(camera.name, capture.ring_size, camera.frame.shape)
-            recorder = _recorder(clips) if clips is not None and clips.enabled else None
-            self._workers[camera.name] = CameraWorker(
-                camera, capture, ring, source_factory, recorder, decoder_threads=threads
-            )
+        self._capture, self._factory, self._clips = capture, source_factory, clips
+        self._threads = resolve_decoder_threads(capture.decoder_threads, len(enabled))
+        # Replaced, never changed in place (copy on write): other threads iterate it unlocked.
+        self._workers: dict[str, CameraWorker] = {c.name: self._worker(c) for c in enabled}
         self._interval = watchdog_interval_s
         self._stop = threading.Event()
         self._watchdog: threading.Thread | None = None
+        self._checking = threading.Lock()  # one watchdog pass; a removal waits for it
+
+    def _worker(self, camera: CameraConfig) -> CameraWorker:
+        ring = FrameRing(camera.name, self._capture.ring_size, camera.frame.shape)
+        clips = self._clips
+        recorder = _recorder(clips) if clips is not None and clips.enabled else None
+        return CameraWorker(
+            camera, self._capture, ring, self._factory, recorder, decoder_threads=self._threads
+        )
+
+    def add_camera(self, camera: CameraConfig) -> None:
+        """Add ``camera`` (enabled, with a name not in use), started at once if the stage runs."""
+        if camera.name in self._workers:
+            raise StreamdetError(f"camera {camera.name!r} is already capturing")
+        worker = self._worker(camera)
+        self._workers = {**self._workers, camera.name: worker}
+        if self._watchdog is not None:
+            worker.start()
+        logger.info("[%s] capture added", camera.name)
+
+    def remove_camera(self, camera: str) -> None:
+        """Stop ``camera``'s thread and forget it (its ring goes with it); no-op if unknown."""
+        with self._checking:  # the watchdog must not restart it between these two steps
+            worker = self._workers.get(camera)
+            self._workers = {k: w for k, w in self._workers.items() if k != camera}
+        if worker is not None:
+            worker.stop()
+            logger.info("[%s] capture removed", camera)
+
+    def arrange(self, order: list[str]) -> None:
+        """Put the cameras in ``order`` (the config's), for ``status()``; others go last."""
+        rank = {name: i for i, name in enumerate(order)}
+        ordered = sorted(self._workers.items(), key=lambda item: rank.get(item[0], len(rank)))
+        self._workers = dict(ordered)
 
     @property
     def cameras(self) -> list[str]:
@@ -137,12 +169,13 @@ class CaptureStage:
     def _watch(self) -> None:
         while not self._stop.wait(self._interval):
             now = time.monotonic()
-            for worker in self._workers.values():
-                try:
-                    worker.check_stall(now)
-                    self._check_alive(worker)
-                except Exception:  # the watchdog must outlive any one camera's trouble
-                    logger.exception("[%s] watchdog check failed", worker.name)
+            with self._checking:
+                for worker in self._workers.values():
+                    try:
+                        worker.check_stall(now)
+                        self._check_alive(worker)
+                    except Exception:  # the watchdog must outlive any one camera's trouble
+                        logger.exception("[%s] watchdog check failed", worker.name)
 
     def _check_alive(self, worker: CameraWorker) -> None:
         """Restart a worker whose thread died without reaching a final state."""

@@ -54,6 +54,11 @@ class Batcher(Generic[T]):
             # Keep the older arrival time: the camera has been waiting that long already.
             queue[0] = Pending(camera, queue[0].item, min(dropped.arrived, queue[0].arrived))
 
+    def discard(self, camera: str) -> None:
+        """Forget ``camera``'s pending frames and counts (it was removed)."""
+        self._pending.pop(camera, None)
+        self.superseded.pop(camera, None)
+
     def _heads(self) -> list[Pending[T]]:
         return [queue[0] for queue in self._pending.values()]
 

@@ -4,7 +4,8 @@ One thread (``inference``) polls the capture rings, offers each camera's newest 
 to the batcher (a newer frame supersedes a pending one: counted, never queued), and when a batch
 is due copies each camera's window of frames out of its ring and scores them all through the
 runner. Results go into a bounded hand-off (drop-oldest, counted) for alerting and the API, and
-the newest result per camera is kept for the status API.
+the newest result per camera is kept for the status API. ``add_camera`` / ``remove_camera``
+change the set of cameras between two steps of the loop (a config reload).
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ class InferenceStage:
         self.config = inference
         threads = inference.threads or max(1, (os.cpu_count() or 2) - 1)
         self.runner = ModelRunner(inference.device, threads, inference.grouping)
-        device = str(self.runner.device)
-        self.detectors = {c.name: Detector(c, models, device) for c in cameras if c.enabled}
+        self._models, self._device = models, str(self.runner.device)
+        # Replaced, never changed in place (copy on write): other threads iterate it unlocked.
+        self.detectors = {c.name: Detector(c, models, self._device) for c in cameras if c.enabled}
         self.batcher: Batcher[FrameRef] = Batcher(
             inference.max_batch, inference.max_wait_ms / 1000, inference.backlog
         )
@@ -64,14 +66,15 @@ class InferenceStage:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # guards the hand-off structures read by other threads
+        self._membership = threading.Lock()  # held by one step of the loop, and by add/remove
+        self._retired: list[Detector] = []  # removed cameras' detectors, maybe still training
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         if self._thread is not None:
             return
         for name, detector in self.detectors.items():
-            for reason in self.DROP_REASONS:  # so that "no drops" shows as 0, not as no data
-                self.metrics.frames_dropped.labels(name, "inference", reason)
+            self._init_drops(name)
             detector.load_or_learn(self.capture.ring(name))
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
@@ -82,15 +85,53 @@ class InferenceStage:
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
-        for detector in self.detectors.values():
+        for detector in [*self.detectors.values(), *self._retired]:
             # a model still training runs native code (OpenCV, torch) on its thread: exiting
             # under it aborts the process ("terminate called without an active exception")
             detector.wait_for_training(120.0)
+
+    def add_camera(self, camera: CameraConfig) -> None:
+        """Score ``camera`` too (its capture must run already): load its model or learn one."""
+        name = camera.name
+        detector = Detector(camera, self._models, self._device)
+        running = self._thread is not None  # else start() loads every camera's model
+        if running:  # (outside the lock: loading a checkpoint must not hold up scoring)
+            detector.load_or_learn(self.capture.ring(name))
+        with self._membership:
+            self.detectors = {**self.detectors, name: detector}
+            self._last_offered[name] = -1
+            with self._lock:
+                self.analysed[name] = 0
+            if running:
+                self._init_drops(name)
+
+    def remove_camera(self, camera: str) -> None:
+        """Stop scoring ``camera``: its model, pending frames, results and metric series go."""
+        with self._membership:
+            detector = self.detectors.get(camera)
+            self.detectors = {k: d for k, d in self.detectors.items() if k != camera}
+            if detector is not None:
+                self._retired.append(detector)
+            self.runner.remove(camera)
+            self.batcher.discard(camera)
+            for table in (self._last_offered, self._buffers, self._grey):
+                table.pop(camera, None)
+            with self._lock:
+                self.latest.pop(camera, None)
+                self.analysed.pop(camera, None)
+                if self.output is not None:  # a camera started again under this name is new
+                    kept = [f for f in self.output if f.ref.camera != camera]
+                    self.output = collections.deque(kept, maxlen=self.output.maxlen)
+            self.metrics.forget(camera)
 
     def status(self) -> list[DetectorStatus]:
         return [d.status() for d in self.detectors.values()]
 
     DROP_REASONS = ("window_unavailable", "output_full", "behind")
+
+    def _init_drops(self, camera: str) -> None:
+        for reason in self.DROP_REASONS:  # so that "no drops" shows as 0, not as no data
+            self.metrics.frames_dropped.labels(camera, "inference", reason)
 
     def _count_drop(self, camera: str, reason: str) -> None:
         self.metrics.frames_dropped.labels(camera, "inference", reason).inc()
@@ -105,14 +146,15 @@ class InferenceStage:
                 self._stop.wait(0.5)
 
     def _step(self) -> None:
-        now = time.monotonic()
-        self._install_new_models()
-        self._offer_new_frames(now)
-        wait = self.batcher.wait_s(time.monotonic())
-        if wait is None or wait > 0:
-            self._stop.wait(min(wait or 0.01, 0.01))
-            return
-        self._score([p.item for p in self.batcher.take()])
+        with self._membership:
+            now = time.monotonic()
+            self._install_new_models()
+            self._offer_new_frames(now)
+            wait = self.batcher.wait_s(time.monotonic())
+            if wait is not None and wait <= 0:
+                self._score([p.item for p in self.batcher.take()])
+                return
+        self._stop.wait(min(wait or 0.01, 0.01))
 
     def _install_new_models(self) -> None:
         for name, detector in self.detectors.items():
