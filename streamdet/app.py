@@ -2,7 +2,9 @@
 
 capture -> inference -> alerting -> HTTP server. ``run`` blocks until SIGINT/SIGTERM, the
 optional duration, or the end of every source (files that do not loop), then stops everything
-it started, in reverse order.
+it started, in reverse order. SIGHUP (or ``POST /api/reload``) calls ``reload``: the config file
+is read and checked again, and the cameras that changed are stopped and started in the same
+order, each stage's share of a camera in turn (``streamdet.reload`` says what changed).
 """
 
 from __future__ import annotations
@@ -13,16 +15,20 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from streamdet import preflight
 from streamdet.alert.stage import AlertStage
 from streamdet.capture.stage import CaptureStage
-from streamdet.config import Config
+from streamdet.config import CameraConfig, Config, load_config
+from streamdet.errors import ConfigError
 from streamdet.frames import ModelState, ScoredFrame
 from streamdet.inference.stage import InferenceStage
 from streamdet.metrics import PipelineMetrics
+from streamdet.reload import ReloadResult, plan
 from streamdet.web.server import build_app
 
 logger = logging.getLogger(__name__)
@@ -34,8 +40,14 @@ SCORING_GRACE_S = 10.0
 class App:
     """All stages of one streamdet process."""
 
-    def __init__(self, config: Config, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        registry: CollectorRegistry | None = None,
+        config_path: Path | None = None,
+    ) -> None:
         self.config = config
+        self.config_path = config_path  # what ``reload`` reads again; None: nothing to reload
         self.registry = registry or CollectorRegistry()
         self.metrics = PipelineMetrics(self.registry)
         self.capture = CaptureStage(config.cameras, config.capture, clips=config.alerts.clips)
@@ -48,6 +60,8 @@ class App:
         self.http: web.Application | None = None
         self._runner: web.AppRunner | None = None
         self._stop: asyncio.Event | None = None
+        self._reloading = asyncio.Lock()  # one reload at a time, and none while stopping
+        self._reloads: set[asyncio.Task[None]] = set()  # started by SIGHUP
 
     def on_score(self, listener: Callable[[ScoredFrame], None]) -> None:
         self.inference.listeners.append(listener)
@@ -61,7 +75,10 @@ class App:
 
     async def _start_server(self) -> None:
         server = self.config.server
-        self.http = build_app(self.capture, self.inference, self.alerts, self.registry, server)
+        reload = self.reload if self.config_path is not None else None
+        self.http = build_app(
+            self.capture, self.inference, self.alerts, self.registry, server, reload=reload
+        )
         # No access log: the page's URLs may carry ?token=.
         self._runner = web.AppRunner(self.http, access_log=None)
         await self._runner.setup()
@@ -74,6 +91,10 @@ class App:
 
     async def stop(self) -> None:
         """Stop in reverse order of starting (idempotent)."""
+        async with self._reloading:  # a reload under way finishes first
+            await self._stop_stages()
+
+    async def _stop_stages(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -88,6 +109,7 @@ class App:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
         watch = asyncio.create_task(self._stop_when_sources_end(), name="app:sources-ended")
         try:
             with contextlib.suppress(TimeoutError):  # the duration is over
@@ -96,8 +118,10 @@ class App:
             watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watch
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
+            if self._reloads:
+                await asyncio.wait(self._reloads)
 
     async def _stop_when_sources_end(self, poll_s: float = 0.2) -> None:
         """Set the stop once every source has ended and its last frames are scored (at most
@@ -143,3 +167,84 @@ class App:
     def request_stop(self) -> None:
         if self._stop is not None:
             self._stop.set()
+
+    # ------------------------------------------------------------------ reload
+    async def reload(self) -> ReloadResult:
+        """Read the config file again and apply its cameras: added ones start, removed ones
+        stop (their metric series go), changed ones restart, the others run on untouched.
+        Raises ``ConfigError`` for a file that is invalid, or that this machine cannot run
+        (the checks of ``check-config``); the running config is then kept as it is."""
+        async with self._reloading:
+            try:
+                new = await asyncio.to_thread(self._read_config)
+            except ConfigError as exc:
+                logger.error("reload refused, the running config is kept: %s", exc)
+                raise
+            changes = plan(self.config, new)
+            failed: dict[str, str] = {}
+            for name in [*changes.removed, *(c.name for c in changes.restarted)]:
+                await self._stop_camera(name, failed)
+            for camera in [*changes.added, *changes.restarted]:
+                await self._start_camera(camera, failed)
+            # A camera that could not start is left out: the next reload tries it again.
+            cameras = [c for c in new.cameras if c.name not in failed]
+            self.config = self.config.model_copy(update={"cameras": cameras})
+            self.capture.arrange([c.name for c in cameras])
+        result = ReloadResult.of(changes, failed)
+        logger.info("reloaded %s: %s", self.config_path, result.summary())
+        if result.restart_required:
+            logger.warning(
+                "reload: %s changed; kept as running until a restart",
+                ", ".join(result.restart_required),
+            )
+        return result
+
+    def _read_config(self) -> Config:
+        if self.config_path is None:
+            problem = "(reload): this run has no config file to read again (the built-in demo)"
+            raise ConfigError("reload", [problem])
+        config = load_config(self.config_path)
+        preflight.check(config, str(self.config_path))
+        return config
+
+    async def _stop_camera(self, name: str, failed: dict[str, str]) -> None:
+        """Stop ``name`` in every stage, in reverse order of starting, even when one fails."""
+        steps: list[tuple[str, Callable[[], object]]] = [
+            ("inference", lambda: self.inference.remove_camera(name)),
+            ("capture", lambda: self.capture.remove_camera(name)),
+        ]
+        try:
+            await self.alerts.remove_camera(name)
+        except Exception as exc:  # the stage boundary: the camera's other stages still stop
+            logger.exception("[%s] reload: alerting could not let go of the camera", name)
+            failed[name] = f"alerts: {exc!r}"
+        for stage, step in steps:
+            try:
+                await asyncio.to_thread(step)
+            except Exception as exc:
+                logger.exception("[%s] reload: the %s stage could not stop the camera", name, stage)
+                failed[name] = f"{stage}: {exc!r}"
+        logger.info("[%s] reload: camera stopped", name)
+
+    async def _start_camera(self, camera: CameraConfig, failed: dict[str, str]) -> None:
+        """Start ``camera`` in every stage, in order; on a failure, stop what had started."""
+        try:
+            await asyncio.to_thread(self.capture.add_camera, camera)
+            await asyncio.to_thread(self.inference.add_camera, camera)
+            self.alerts.add_camera(camera.name)
+        except Exception as exc:  # the stage boundary: the other cameras go on
+            logger.exception("[%s] reload: the camera could not start", camera.name)
+            await self._stop_camera(camera.name, {})
+            failed[camera.name] = f"could not start: {exc!r}"
+            return
+        logger.info("[%s] reload: camera started", camera.name)
+
+    def _reload_on_signal(self) -> None:
+        task = asyncio.create_task(self._reload_logged(), name="app:reload")
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def _reload_logged(self) -> None:
+        logger.info("SIGHUP: reading %s again", self.config_path)
+        with contextlib.suppress(ConfigError):  # logged by reload(), which kept the config
+            await self.reload()

@@ -105,8 +105,11 @@ def _run_capture(config_path: str | None, duration: float | None, title: str) ->
     return EXIT_OK if all(s.frames for s in statuses) else EXIT_FAILURE
 
 
-def _run_pipeline(config: Config, duration: float | None, title: str) -> int:
-    """Run capture, inference and the HTTP server with a live table until stopped."""
+def _run_pipeline(
+    config: Config, duration: float | None, title: str, config_path: str | None = None
+) -> int:
+    """Run capture, inference and the HTTP server with a live table until stopped;
+    ``config_path`` is read again on SIGHUP and ``POST /api/reload``."""
     import asyncio
 
     from streamdet.app import App
@@ -114,7 +117,7 @@ def _run_pipeline(config: Config, duration: float | None, title: str) -> int:
     from streamdet.pipeline_console import PipelineConsole
 
     setup_logging(config.logging.level)
-    app = App(config)
+    app = App(config, config_path=Path(config_path) if config_path else None)
     console = PipelineConsole(app, title)
     try:
         asyncio.run(console.run(duration))
@@ -132,7 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None or not _preflight(config, args.config):
         return EXIT_USAGE
-    return _run_pipeline(config, args.duration, "streamdet run")
+    return _run_pipeline(config, args.duration, "streamdet run", args.config)
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
@@ -345,8 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="run the pipeline: capture, scoring, HTTP server (until stopped, or until every "
         "source is a file that does not loop and has ended)",
+        description="Run the pipeline until SIGINT/SIGTERM, --duration, or the end of every "
+        "source that is a file that does not loop. SIGHUP (or POST /api/reload) reads --config "
+        "again: added cameras start, removed ones stop, changed ones restart, the others run "
+        "on; a config with errors is refused and the running one kept.",
     )
-    p.add_argument("--config", required=True, help="YAML config file")
+    p.add_argument("--config", required=True, help="YAML config file (read again on SIGHUP)")
     p.add_argument("--duration", type=float, default=None, help="stop after S seconds")
     p.set_defaults(func=cmd_run)
 

@@ -16,6 +16,11 @@ def bad_request(detail: str) -> web.HTTPBadRequest:
     return web.HTTPBadRequest(text=_body("bad request", detail), content_type="application/json")
 
 
+def conflict(detail: str) -> web.HTTPConflict:
+    """A 409 to raise when the request cannot apply to how this process runs."""
+    return web.HTTPConflict(text=_body("conflict", detail), content_type="application/json")
+
+
 def unavailable(detail: str) -> web.HTTPServiceUnavailable:
     """A 503 to raise when a bound is reached (viewers); ``detail`` says which and what to do."""
     body = _body("unavailable", detail)

@@ -19,13 +19,15 @@ from streamdet.alert.stage import AlertStage
 from streamdet.alert.store import EventStore
 from streamdet.capture.stage import CameraStatus, CaptureStage
 from streamdet.config import ServerConfig
+from streamdet.errors import ConfigError
 from streamdet.frames import SourceState
 from streamdet.inference.detector import DetectorStatus
 from streamdet.inference.stage import InferenceStage
+from streamdet.log import redact
 from streamdet.web import liveview, webrtc
 from streamdet.web.auth import bearer_token
-from streamdet.web.errors import bad_request
-from streamdet.web.keys import ALERTS, CAPTURE, INFERENCE, REGISTRY
+from streamdet.web.errors import bad_request, conflict
+from streamdet.web.keys import ALERTS, CAPTURE, INFERENCE, REGISTRY, RELOAD, Reloader
 
 
 def build_app(
@@ -34,11 +36,17 @@ def build_app(
     alerts: AlertStage,
     registry: CollectorRegistry,
     config: ServerConfig,
+    *,
+    reload: Reloader | None = None,
 ) -> web.Application:
+    """The routes; ``reload`` re-reads the config for ``POST /api/reload`` (None: no file)."""
     middlewares = [] if config.token is None else [bearer_token(config.token)]
     app = web.Application(middlewares=middlewares)
     app[CAPTURE], app[INFERENCE], app[REGISTRY] = capture, inference, registry
     app[ALERTS] = alerts
+    if reload is not None:
+        app[RELOAD] = reload
+    app.router.add_post("/api/reload", reload_config)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -129,6 +137,24 @@ async def clip(request: web.Request) -> web.FileResponse:
     if not found["clip"]:
         raise web.HTTPNotFound(text="this event has no clip (yet)")
     return web.FileResponse(Path(found["clip"]), headers={"Content-Type": "video/mp4"})
+
+
+async def reload_config(request: web.Request) -> web.Response:
+    """Read the config file again and apply its cameras (``App.reload``): 200 with what
+    changed, or 400 naming every problem of a file that was refused (nothing changed then)."""
+    reload = request.app.get(RELOAD)
+    if reload is None:
+        raise conflict("this run has no config file to read again (the built-in demo)")
+    try:
+        result = await reload()
+    except ConfigError as exc:
+        body = {
+            "error": "invalid configuration",
+            "detail": redact(str(exc)),
+            "problems": [redact(p) for p in exc.problems],
+        }
+        return web.json_response(body, status=400)
+    return web.json_response(result.as_dict())
 
 
 async def metrics(request: web.Request) -> web.Response:
