@@ -42,8 +42,8 @@ def pipeline_config(models_dir: Path, **models: Any) -> Config:
 class Running:
     """An App running its asyncio loop on a background thread, for a test to poke at."""
 
-    def __init__(self, config: Config) -> None:
-        self.app = App(config)
+    def __init__(self, config: Config, config_path: Path | None = None) -> None:
+        self.app = App(config, config_path=config_path)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._main, daemon=True)
         self.done = threading.Event()
@@ -57,16 +57,20 @@ class Running:
         finally:
             self.done.set()
 
-    def get(self, path: str) -> tuple[int, str]:
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+        return self.request("GET", path, headers)
+
+    def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None, timeout: float = 5
+    ) -> tuple[int, str]:
         async def fetch() -> tuple[int, str]:
-            timeout = aiohttp.ClientTimeout(total=5)
             async with (
-                aiohttp.ClientSession(timeout=timeout) as session,
-                session.get(f"{self.app.url}{path}") as response,
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+                session.request(method, f"{self.app.url}{path}", headers=headers) as response,
             ):
                 return response.status, (await response.read()).decode(errors="replace")
 
-        return asyncio.run_coroutine_threadsafe(fetch(), self.loop).result(10)
+        return asyncio.run_coroutine_threadsafe(fetch(), self.loop).result(timeout + 5)
 
     def __enter__(self) -> Running:
         self.thread.start()
