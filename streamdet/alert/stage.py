@@ -37,6 +37,7 @@ from streamdet.alert.rules import (
 from streamdet.alert.sinks import Dispatcher, JsonlSink, MqttSink, Sink, WebhookSink
 from streamdet.alert.snapshot import render_snapshot, write_jpeg
 from streamdet.alert.store import EventStore
+from streamdet.capture.clips import ClipBuffer
 from streamdet.capture.stage import CaptureStage
 from streamdet.config import AlertsConfig, JsonlSinkConfig, MqttSinkConfig, WebhookSinkConfig
 from streamdet.frames import ScoredFrame
@@ -290,21 +291,22 @@ class AlertStage:
             )
         if update.change is Change.ENDED:
             self._open.pop(camera, None)
-            if state.hold is not None:
+            # The buffer is taken now: a camera removed by a reload leaves the capture next.
+            buffer = self.capture.clips(camera)
+            if state.hold is not None and buffer is not None:
                 task = asyncio.create_task(
-                    self._clip(camera, state.event_id, update.event, state.hold),
+                    self._clip(camera, state.event_id, update.event, state.hold, buffer),
                     name=f"alert:clip:{state.event_id}",
                 )
                 self._clip_tasks.add(task)
                 task.add_done_callback(self._clip_tasks.discard)
 
-    async def _clip(self, camera: str, event_id: str, event: EventState, hold: int) -> None:
+    async def _clip(
+        self, camera: str, event_id: str, event: EventState, hold: int, buffer: ClipBuffer
+    ) -> None:
         """After the post-roll, cut the event's footage and write its MP4; then the event's
         held end is delivered."""
         clips = self.config.clips
-        buffer = self.capture.clips(camera)
-        if buffer is None:  # cannot be: a hold comes from the buffer
-            return
         start = event.start - clips.pre_roll_s
         until = min((event.end or event.start) + clips.post_roll_s, start + clips.max_s)
         give_up = until + 10.0  # a camera that went away: write what there is
