@@ -146,6 +146,14 @@ def test_reload_adds_removes_and_restarts_cameras_while_the_others_run_on(
         assert app.capture.worker("keep") is keep
 
 
+def test_a_run_without_a_config_file_has_nothing_to_reload(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path / "streamdet.yaml", [camera("a", 0)]))
+    with Running(config) as run:  # as the demo runs: from a config built in memory
+        status, body = run.request("POST", "/api/reload", AUTH)
+        assert status == 409 and "no config file" in json.loads(body)["detail"], body
+        assert camera_names(run) == ["a"]
+
+
 def test_sighup_reloads_a_running_streamdet_run(tmp_path: Path) -> None:
     config = tmp_path / "streamdet.yaml"
     # Cameras learning for long: nothing but capture and the reload to spend CPU on.
