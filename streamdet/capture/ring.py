@@ -36,6 +36,7 @@ class FrameRing:
         self._newest = -1  # slot index of the newest committed frame
         self._next_seq = 0
         self.overwrites = 0  # committed frames pushed out of the ring by newer ones
+        self.closed = False  # the camera was removed (a config reload): readers let go of it
 
     # ------------------------------------------------------------------ writer side
     def writable(self) -> np.ndarray:
@@ -62,6 +63,11 @@ class FrameRing:
             self._newest = slot
             self._next_seq = seq + 1
         return self._ref(slot)
+
+    def close(self) -> None:
+        """No frame will come any more: the camera was removed. Readers that hold the ring
+        (live viewers) see ``closed`` and end; the pixels stay readable until they do."""
+        self.closed = True
 
     # ------------------------------------------------------------------ reader side
     @property

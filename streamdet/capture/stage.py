@@ -101,6 +101,7 @@ class CaptureStage:
             self._workers = {k: w for k, w in self._workers.items() if k != camera}
         if worker is not None:
             worker.stop()
+            worker.ring.close()
             logger.info("[%s] capture removed", camera)
 
     def arrange(self, order: list[str]) -> None:

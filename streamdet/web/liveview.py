@@ -52,10 +52,18 @@ def camera_ring(request: web.Request) -> FrameRing:
         raise web.HTTPNotFound(text=f"no camera named {name!r}") from None
 
 
+class CameraGone(Exception):
+    """The camera a viewer watches was removed, or restarted, by a config reload: the viewer's
+    stream ends (the page opens the camera's new one)."""
+
+
 def newest_image(
     ring: FrameRing, inference: InferenceStage, show_overlay: bool, after_seq: int
 ) -> tuple[int, np.ndarray] | None:
-    """The newest frame if it is newer than ``after_seq``: its seq and pixels (overlaid)."""
+    """The newest frame if it is newer than ``after_seq``: its seq and pixels (overlaid).
+    Raises ``CameraGone`` once the camera's ring is closed."""
+    if ring.closed:
+        raise CameraGone(ring.camera)
     ref = ring.latest()
     if ref is None or ref.seq == after_seq or (pixels := ring.read(ref)) is None:
         return None
@@ -110,10 +118,15 @@ async def _stream(
     newest: NewestImage,
     fps: float,
 ) -> None:
-    """Send the newest frame as a JPEG part every ``1 / fps`` s until the viewer leaves."""
+    """Send the newest frame as a JPEG part every ``1 / fps`` s until the viewer leaves, or
+    the camera does."""
     last_seq = -1
     while True:
-        if (found := newest(last_seq)) is not None:
+        try:
+            found = newest(last_seq)
+        except CameraGone:
+            return
+        if found is not None:
             last_seq, image = found
             ok, data = await asyncio.to_thread(cv2.imencode, ".jpg", image)
             if ok:

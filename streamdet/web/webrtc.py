@@ -35,7 +35,7 @@ from av import VideoFrame
 from streamdet.config import WebRtcConfig
 from streamdet.web.errors import bad_request, unavailable
 from streamdet.web.keys import INFERENCE
-from streamdet.web.liveview import NewestImage, camera_ring, newest_image
+from streamdet.web.liveview import CameraGone, NewestImage, camera_ring, newest_image
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,12 @@ class NewestFrameTrack(VideoStreamTrack):
                 await asyncio.sleep(due - now)
             else:  # the encoder or the network fell behind: skip ticks, never catch up in a burst
                 self._tick = int((now - self._first) / self._interval)
-        if (newest := self._newest(self.seq)) is not None:
+        try:
+            newest = self._newest(self.seq)
+        except CameraGone:  # removed by a reload: the track ends, the page asks anew
+            self.stop()
+            raise MediaStreamError from None
+        if newest is not None:
             seq, self._image = newest
             if self.seq >= 0:
                 self.camera_frames_skipped += max(0, seq - self.seq - 1)

@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,31 +67,38 @@ def healthy(url: str) -> bool:
         return False
 
 
-def test_browser_page_plays_webrtc_and_lists_the_event(tmp_path: Path) -> None:
+@contextmanager
+def page_of_run(
+    config: Path, url: str, out: Path, err: Path, env: dict[str, str] | None = None
+) -> Iterator[Any]:
+    """``streamdet run --config`` serving ``url`` and a headless Chromium to open it with;
+    after the block, the run must stop cleanly on SIGTERM (exit 0)."""
     if (reason := missing()) is not None:
         pytest.fail(reason)
+    with out.open("w") as stdout, err.open("w") as stderr:
+        proc = subprocess.Popen(
+            [STREAMDET, "run", "--config", str(config)], stdout=stdout, stderr=stderr, env=env
+        )
+    try:
+        wait_for(lambda: healthy(url) or proc.poll() is not None, 30, "the server")
+        assert proc.poll() is None, err.read_text()
+        with chromium() as browser:
+            yield browser
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, err.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_browser_page_plays_webrtc_and_lists_the_event(tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "STREAMDET_TEST_TOKEN": TOKEN}
     out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
-    with out.open("w") as stdout, err.open("w") as stderr:
-        proc = subprocess.Popen(
-            [STREAMDET, "run", "--config", str(write_config(tmp_path, port))],
-            stdout=stdout,
-            stderr=stderr,
-            env=env,
-        )
-        try:
-            wait_for(lambda: healthy(url) or proc.poll() is not None, 30, "the server")
-            assert proc.poll() is None, err.read_text()
-            with chromium() as browser:
-                check_page(browser, url, tmp_path)
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(30) == 0, err.read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
+    with page_of_run(write_config(tmp_path, port), url, out, err, env) as browser:
+        check_page(browser, url, tmp_path)
     logs = out.read_text() + err.read_text()
     assert TOKEN not in logs and "Traceback" not in logs
 
@@ -146,3 +155,44 @@ def check_mjpeg_fallback(browser: Any) -> None:
     wait_for(lambda: browser.execute_script(img) == WIDTH, 15, "the MJPEG fallback")
     card = "return document.getElementById('cam-path').dataset.transport"
     assert browser.execute_script(card) == "mjpeg"
+
+
+def test_browser_page_follows_a_config_reload(tmp_path: Path) -> None:
+    """Cards of removed cameras go, added ones appear, a restarted one opens its new stream."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    def write(cameras: list[tuple[str, float]]) -> Path:
+        config = {
+            "cameras": [
+                {"name": name, "source": {"kind": "synthetic", "seed": i}, "analysis_fps": fps}
+                for i, (name, fps) in enumerate(cameras)
+            ],
+            "models": {"dir": "models", "learn_seconds": 600},  # capture only, meanwhile
+            "alerts": {"dir": "events"},
+            "server": {"port": port, "token": TOKEN, "webrtc": {"enabled": False}},
+        }
+        path = tmp_path / "run.yaml"
+        path.write_text(json.dumps(config))
+        return path
+
+    config = write([("a", 5), ("b", 5)])
+    out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    with page_of_run(config, url, out, err) as browser:
+        browser.get(f"{url}/?token={TOKEN}")
+        shown = "return [...document.querySelectorAll('.cam')].map(c => c.dataset.name)"
+        width = "const i = document.querySelector(arguments[0]); return i ? i.naturalWidth : 0"
+        wait_for(lambda: browser.execute_script(shown) == ["a", "b"], 20, "both cards")
+        wait_for(lambda: browser.execute_script(width, "#cam-a img") > 0, 20, "a's picture")
+        browser.execute_script("document.querySelector('#cam-a img').dataset.old = '1'")
+        write([("a", 4), ("c", 5)])  # a changed, b removed, c added
+        request = urllib.request.Request(
+            f"{url}/api/reload", method="POST", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert json.load(answer)["restarted"] == ["a"]
+        wait_for(lambda: browser.execute_script(shown) == ["a", "c"], 20, "the new cards")
+        new = "#cam-a img:not([data-old])"
+        wait_for(lambda: browser.execute_script(width, new) > 0, 20, "a's new stream")
+        wait_for(lambda: browser.execute_script(width, "#cam-c img") > 0, 20, "c's picture")
+    assert TOKEN not in err.read_text() and "Traceback" not in err.read_text()

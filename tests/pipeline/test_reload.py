@@ -6,15 +6,18 @@ without a break; a config with errors is refused by name and the running cameras
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import signal
 import subprocess
 import time
 import urllib.request
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import yaml
 
 from streamdet.config import load_config
@@ -68,6 +71,23 @@ def dropped(run: Running, name: str) -> float:
     )
 
 
+def watch_mjpeg(run: Running, name: str) -> Future[int]:
+    """Open camera ``name``'s MJPEG stream; the future gives its bytes once the stream ends."""
+
+    async def watch() -> int:
+        url = f"{run.app.url}/api/cameras/{name}/mjpeg?fps=5"
+        received = 0
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session,
+            session.get(url, headers=AUTH) as response,
+        ):
+            async for chunk in response.content.iter_any():
+                received += len(chunk)
+        return received
+
+    return asyncio.run_coroutine_threadsafe(watch(), run.loop)
+
+
 def test_reload_adds_removes_and_restarts_cameras_while_the_others_run_on(
     tmp_path: Path,
 ) -> None:
@@ -90,6 +110,7 @@ def test_reload_adds_removes_and_restarts_cameras_while_the_others_run_on(
         reconnects, stalls, drops = keep.stats.reconnects, keep.stats.stalls, dropped(run, "keep")
         _, text = run.get("/metrics", AUTH)
         assert 'streamdet_frames_analysed_total{camera="gone"}' in text
+        viewers = {name: watch_mjpeg(run, name) for name in ("gone", "change", "keep")}
 
         write_config(
             path,
@@ -113,6 +134,11 @@ def test_reload_adds_removes_and_restarts_cameras_while_the_others_run_on(
         assert 'camera="gone"' not in text  # every series of the removed camera is gone
         assert 'streamdet_frames_decoded_total{camera="added"}' in text
         assert app.capture.worker("change") is not changed
+        # The viewers of the removed and the restarted camera are let go (the page then opens
+        # the restarted camera's new stream); the unchanged camera's viewer still watches.
+        assert viewers["gone"].result(10) > 0 and viewers["change"].result(10) > 0
+        assert not viewers["keep"].done()
+        viewers["keep"].cancel()  # the viewer leaves
         assert app.capture.worker("change").camera.analysis_fps == 4
         wait_for(lambda: app.inference.analysed["keep"] >= analysed + 10, 30, "keep still scored")
         # The unchanged camera ran on: the same thread and ring, no reconnect, no stall, no

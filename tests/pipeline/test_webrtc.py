@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import cast
 
 import aiohttp
+import pytest
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
     RTCPeerConnection,
     RTCSessionDescription,
 )
+from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 
 from streamdet.capture.ring import FrameRing
@@ -229,3 +231,21 @@ def test_webrtc_bad_offers_answer_400_naming_the_problem(tmp_path: Path) -> None
         assert status == 400, (expected, status, answer)
         assert answer["error"] == "bad request", answer
         assert expected in answer["detail"], (expected, answer)
+
+
+def test_webrtc_track_ends_when_its_camera_is_removed_by_a_reload() -> None:
+    ring = FrameRing("cam", 4, (120, 160))
+    ring.writable()[:] = 7
+    ring.commit(time.time(), None, False)
+    track = NewestFrameTrack(
+        "cam", lambda after: newest_image(ring, NO_SCORES, False, after), 20, ring.shape
+    )
+
+    async def watch() -> None:
+        assert (await track.recv()).width == 160
+        ring.close()  # what the capture stage does to a removed camera's ring
+        with pytest.raises(MediaStreamError):
+            await track.recv()
+
+    asyncio.run(watch())
+    assert track.readyState == "ended"  # the peer's sender stops; the page asks anew
