@@ -186,6 +186,11 @@ class Detector:
         self.error = None
         self.state = ModelState.DETECTING
 
+    @property
+    def training(self) -> bool:
+        """Whether a training thread is running (it cannot be cut short safely)."""
+        return self._trainer is not None and self._trainer.is_alive()
+
     def wait_for_training(self, timeout_s: float) -> None:
         """Let a training in progress finish (it cannot be cut short safely)."""
         trainer = self._trainer

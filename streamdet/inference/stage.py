@@ -67,7 +67,7 @@ class InferenceStage:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # guards the hand-off structures read by other threads
         self._membership = threading.Lock()  # held by one step of the loop, and by add/remove
-        self._retired: list[Detector] = []  # removed cameras' detectors, maybe still training
+        self._retired: list[Detector] = []  # removed cameras' detectors still training
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -110,8 +110,8 @@ class InferenceStage:
         with self._membership:
             detector = self.detectors.get(camera)
             self.detectors = {k: d for k, d in self.detectors.items() if k != camera}
-            if detector is not None:
-                self._retired.append(detector)
+            # Kept while training, for stop() to wait on (exiting under it aborts the process).
+            self._retired = [d for d in (*self._retired, detector) if d is not None and d.training]
             self.runner.remove(camera)
             self.batcher.discard(camera)
             for table in (self._last_offered, self._buffers, self._grey):
