@@ -3,8 +3,8 @@
 capture -> inference -> alerting -> HTTP server. ``run`` blocks until SIGINT/SIGTERM, the
 optional duration, or the end of every source (files that do not loop), then stops everything
 it started, in reverse order. SIGHUP (or ``POST /api/reload``) calls ``reload``: the config file
-is read and checked again, and the cameras that changed are stopped and started in the same
-order, each stage's share of a camera in turn (``streamdet.reload`` says what changed).
+is read and checked again, and each camera that changed is stopped (alerting, inference,
+capture) and/or started (capture, inference, alerting); ``streamdet.reload`` says what changed.
 """
 
 from __future__ import annotations
