@@ -67,3 +67,15 @@ def test_bad_policy() -> None:
         Batcher(max_batch=0, max_wait_s=1)
     with pytest.raises(ValueError):
         Batcher(max_batch=1, max_wait_s=1, backlog=0)
+
+
+def test_a_discarded_camera_leaves_no_pending_frame_and_no_count() -> None:
+    b: Batcher[str] = Batcher(max_batch=2, max_wait_s=0.1)
+    b.offer("a", "a1", 0.0)
+    b.offer("a", "a2", 0.01)  # supersedes a1
+    b.offer("b", "b1", 0.02)
+    b.discard("a")  # removed by a config reload
+    assert len(b) == 1 and b.pending("a") == 0 and b.superseded == {}
+    assert not b.due(0.05)  # b1 alone is not a full batch, and has not waited long enough
+    assert [p.item for p in b.take()] == ["b1"]
+    b.discard("gone")  # never seen: nothing to do
