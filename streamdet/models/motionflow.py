@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
@@ -68,6 +69,7 @@ DIS_KEYS = ("finest_scale", "dis_patch", "dis_stride", "dis_iterations", "dis_re
 _local = threading.local()  # per thread: DIS objects by settings
 CHUNK = 4  # windows per task: small, so a worker slowed by the decoders delays little
 _pool: ThreadPoolExecutor | None = None
+DIS_PER_THREAD = 48  # DIS objects a thread keeps (one per image size it was asked for)
 _pool_lock = threading.Lock()
 
 
@@ -83,23 +85,29 @@ def flow_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-def thread_dis(params: dict[str, Any]) -> cv2.DISOpticalFlow:
+def thread_dis(params: dict[str, Any], size: tuple[int, int] = (0, 0)) -> cv2.DISOpticalFlow:
     """This thread's DIS object for these settings (``DIS_KEYS`` of ``params``, defaults for
-    the missing). Not thread-safe, so one per thread; reused, because its first call allocates
-    its buffers (~1.4 ms of a 3.3 ms pair at 360x240). It keeps no flow between calls: reuse
-    gives bit-identical flows."""
-    key = tuple(int(params.get(k, MOTIONFLOW_DEFAULTS[k])) for k in DIS_KEYS)
-    cache: dict[tuple[int, ...], cv2.DISOpticalFlow] = _local.__dict__.setdefault("dis", {})
+    the missing) and image ``size`` (a caller whose sizes vary gets one per size, the
+    ``DIS_PER_THREAD`` last used kept). Not thread-safe, so one per thread; reused, because a
+    call at a new size allocates its buffers (~1.4 ms of a 3.3 ms pair at 360x240). It keeps no
+    flow between calls: reuse gives bit-identical flows."""
+    key = (*(int(params.get(k, MOTIONFLOW_DEFAULTS[k])) for k in DIS_KEYS), *size)
+    cache: OrderedDict[tuple[int, ...], cv2.DISOpticalFlow] = _local.__dict__.setdefault(
+        "dis", OrderedDict()
+    )
     dis = cache.get(key)
     if dis is None:
         dis = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
-        finest, patch, stride, iterations, refine = key
+        finest, patch, stride, iterations, refine = key[: len(DIS_KEYS)]
         dis.setFinestScale(finest)
         dis.setPatchSize(patch)
         dis.setPatchStride(stride)
         dis.setGradientDescentIterations(iterations)
         dis.setVariationalRefinementIterations(refine)
         cache[key] = dis
+        while len(cache) > DIS_PER_THREAD:
+            cache.popitem(last=False)
+    cache.move_to_end(key)
     return dis
 
 

@@ -102,6 +102,7 @@ GROUPS: dict[str, tuple[int, ...]] = {
 }
 BOX_COLUMNS = 7  # x0, y0, x1, y1 (0..1), score, reason index, valid (0/1)
 FAR = 1e3  # where unused bank rows sit: never anyone's nearest neighbour
+THING_HEIGHT = 0.6  # x the height expected at its place: shorter still objects are things
 PLACE_FAR = 0.08  # frame fractions from the nearest normal object's foot: a place nobody goes
 
 
@@ -224,7 +225,7 @@ class ObjectModel(AnomalyModel):
         norm_boxes = np.zeros((len(boxes), 4), np.float32)
         if not len(boxes):
             return feats, crops, norm_boxes
-        flow = thread_dis(self.params).calc(prev, cur, None)  # type: ignore[call-overload]
+        flow = self._flow(prev, cur, boxes)
         diff = cv2.absdiff(prev, cur)
         moving = diff > float(self.params["motion_level"])
         for i, (x, y, bw, bh, j) in enumerate(boxes):
@@ -242,6 +243,26 @@ class ObjectModel(AnomalyModel):
             norm_boxes[i] = (x / w, y / h, (x + bw) / w, (y + bh) / h)
         in_place(feats, perspective, h)
         return feats, crops, norm_boxes
+
+    def _flow(self, prev: np.ndarray, cur: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """Dense flow (h, w, 2) in pixels a frame, computed only over the rectangle around the
+        objects' boxes (with a margin for where they came from): the flow is the main cost,
+        and most of a camera's frame is empty background. Zero elsewhere."""
+        h, w = cur.shape
+        pad = FLOW_MARGIN
+        x0 = max(int(boxes[:, 0].min()) - pad, 0)
+        y0 = max(int(boxes[:, 1].min()) - pad, 0)
+        x1 = min(int((boxes[:, 0] + boxes[:, 2]).max()) + pad, w)
+        y1 = min(int((boxes[:, 1] + boxes[:, 3]).max()) + pad, h)
+        # DIS reallocates for every new size: round the rectangle up to steps of FLOW_STEP
+        x1, y1 = _stepped(x0, x1, w), _stepped(y0, y1, h)
+        x0, y0 = max(x1 - _round_up(x1 - x0), 0), max(y1 - _round_up(y1 - y0), 0)
+        flow = np.zeros((h, w, 2), np.float32)
+        dis = thread_dis(self.params, (x1 - x0, y1 - y0))
+        flow[y0:y1, x0:x1] = dis.calc(  # type: ignore[call-overload]
+            np.ascontiguousarray(prev[y0:y1, x0:x1]), np.ascontiguousarray(cur[y0:y1, x0:x1]), None
+        )
+        return flow
 
     def _describe_all(
         self, pairs: np.ndarray, state: dict[str, Tensor]
@@ -331,7 +352,7 @@ class ObjectModel(AnomalyModel):
         neighbours = torch.gather(bank, 1, idx.flatten(1).unsqueeze(-1).expand(-1, -1, dims)).view(
             b, k_max, k, dims
         )
-        reasons = self._reasons(z, neighbours)
+        reasons = self._reasons(z, neighbours, full[..., 4])
         # where no normal object ever stood is the reason, whatever else differs: its other
         # features have no neighbours of their own place to differ from
         cols = list(GROUPS["place"])
@@ -348,8 +369,10 @@ class ObjectModel(AnomalyModel):
         normalised = (score - state["norm_mean"].view(-1)) / state["norm_std"].view(-1)
         return ModelOutput(normalised, amap, table)
 
-    def _reasons(self, z: Tensor, neighbours: Tensor) -> Tensor:
-        """The reason index of each object: the feature group farthest from its neighbours."""
+    def _reasons(self, z: Tensor, neighbours: Tensor, height_for_place: Tensor) -> Tensor:
+        """The reason index of each object: the feature group farthest from its neighbours.
+        A still object is ``left behind`` when it is much shorter than the objects expected at
+        its place (``height_for_place``: log of its height over that), else ``lingering``."""
         gap = z.unsqueeze(2) - neighbours  # (B, K, k, D): object minus each neighbour
         sq = (gap**2).mean(dim=2)  # (B, K, D)
         signed = gap.mean(dim=2)
@@ -359,10 +382,11 @@ class ObjectModel(AnomalyModel):
         shares = torch.stack([sq[..., cols[g]].sum(-1) for g in groups], dim=-1)
         best = shares.argmax(-1)  # index into groups
         still_obj = z[..., GROUPS["still"][0]] > 0  # stiller than the normal median
+        thing = height_for_place < math.log(THING_HEIGHT)  # too short to be who walks there
+        staying = torch.where(thing, REASONS.index("left behind"), REASONS.index("lingering"))
         out = torch.full_like(best, REASONS.index("unusual look"))
         faster = signed[..., 6] > 0
         bigger = signed[..., 4] > 0
-        moving_a_little = z[..., 5] > -0.5
         rules = {
             "speed": torch.where(
                 faster,
@@ -372,9 +396,7 @@ class ObjectModel(AnomalyModel):
             "size": torch.where(bigger, REASONS.index("large"), REASONS.index("small")),
             "place": torch.full_like(best, REASONS.index("unusual place")),
             "direction": torch.full_like(best, REASONS.index("wrong way")),
-            "still": torch.where(
-                moving_a_little, REASONS.index("lingering"), REASONS.index("left behind")
-            ),
+            "still": staying,
             "look": torch.full_like(best, REASONS.index("unusual look")),
         }
         for i, g in enumerate(groups):
@@ -382,11 +404,6 @@ class ObjectModel(AnomalyModel):
         # clearly still where normal objects move: what it is not doing is the reason, not its
         # size or look (a bag is small, but it is there because it was left)
         still = (z[..., GROUPS["still"][0]] > 1.0) & (signed[..., 5] < -1.0)
-        staying = torch.where(
-            z[..., 2] < neighbours[..., 2].mean(dim=2),
-            REASONS.index("left behind"),
-            REASONS.index("lingering"),
-        )
         return torch.where(still, staying, out)
 
     def _paint(self, obj: Tensor, boxes: Tensor, valid: Tensor) -> Tensor:
@@ -417,6 +434,19 @@ class ObjectModel(AnomalyModel):
             dynamic_axes={"crops": {0: "n"}, "embedding": {0: "n"}},
             dynamo=False,
         )
+
+
+FLOW_MARGIN = 32  # pixels around the objects' rectangle that the flow is computed over
+FLOW_STEP = 32  # its sides are rounded up to multiples of this (a DIS object per size)
+
+
+def _round_up(length: int) -> int:
+    return -(-length // FLOW_STEP) * FLOW_STEP
+
+
+def _stepped(start: int, end: int, limit: int) -> int:
+    """The end of [start, end) grown to a multiple of FLOW_STEP long, capped at ``limit``."""
+    return min(start + _round_up(end - start), limit)
 
 
 def in_place(feats: np.ndarray, perspective: np.ndarray, height: int) -> None:
