@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -64,18 +64,14 @@ class _Condition:
     event: EventState | None = None
 
 
-@dataclass
 class HealthTracker:
     """One camera's health conditions. Feed every check in order; get the changes back."""
 
-    camera: str
-    open_after_s: float = 3.0
-    clear_after_s: float = 3.0
-    conditions: dict[str, _Condition] = field(default_factory=dict)
-    last_time: float | None = None
-
-    def __post_init__(self) -> None:
+    def __init__(self, camera: str, open_after_s: float = 3.0, clear_after_s: float = 3.0) -> None:
+        self.camera = camera
+        self.open_after_s, self.clear_after_s = open_after_s, clear_after_s
         self.conditions = {c: _Condition() for c in CONDITIONS}
+        self.last_time: float | None = None
 
     def holding(self) -> bool:
         """A condition is open, or showed in the last check (anomaly scores mean little)."""
@@ -85,6 +81,8 @@ class HealthTracker:
         return self.conditions[condition].event is not None
 
     def feed(self, time: float, strengths: dict[str, float], why: dict[str, str]) -> list[Update]:
+        """One check at ``time``: each condition's strength (> 1: shown) and, for those shown,
+        the measured figure against normal (the event's ``reason``)."""
         self.last_time = time
         updates = []
         for condition, state in self.conditions.items():

@@ -16,11 +16,11 @@ how far beyond normal each condition is: a *strength* > 1 means the frame shows 
   a covered or painted lens, a black picture;
 - ``blurred``: sharpness < 0.3 x normal low while not covered: out of focus, a fogged lens;
 - ``moved``: the view shifted by more than 3 % of its width against the reference (and by more
-  than twice the shift normal footage shows), or its mismatch (1 - match) is over twice the
-  worst of normal footage,
-  while neither covered nor blurred (those spoil the match too): turned or knocked;
-- ``frozen``: neighbouring frames differ < 0.2 x the least normal footage ever changed, that
-  is, even the sensor noise stopped. Off when normal footage itself hardly changes (< 0.5 grey
+  than twice the shift normal footage shows), or its mismatch (1 - match) is over twice normal
+  (the 2 % worst), while neither covered nor blurred (those spoil the match too): turned or
+  knocked;
+- ``frozen``: neighbouring frames differ < 0.2 x normal low (the 2 % least change), that is,
+  even the sensor noise stopped. Off when normal footage itself hardly changes (< 0.5 grey
   levels: a noise-free static view), since then a frozen picture looks like normal.
 
 Pure code (numpy, OpenCV); persistence and hysteresis are ``streamdet.alert.health``'s.
@@ -91,9 +91,11 @@ class HealthBaseline:
                 raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT}")
             fields = {k: v for k, v in meta.items() if k != "format"}
             baseline = HealthBaseline(**fields)
-            numbers = [getattr(baseline, k) for k in ("brightness", "contrast", "sharpness")]
+            numbers = [v for k, v in fields.items() if k != "reference"]
             if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers):
-                raise ValueError("non-finite measure")
+                raise ValueError("a measure is not a finite number")
+            if baseline.width < 16 or baseline.height < 16:
+                raise ValueError(f"size {baseline.width}x{baseline.height}")
             baseline.reference_image()
         except (TypeError, ValueError, AttributeError) as exc:
             raise ModelError(f"damaged health baseline in the checkpoint: {exc}") from None
@@ -187,12 +189,13 @@ def findings(baseline: HealthBaseline, m: Measures) -> dict[str, float]:
     elif blurred > 1:
         moved = 0.0
     frozen = 0.0
-    if m.change is not None and baseline.change >= FROZEN_MIN_NORMAL:
+    if m.change is not None and frozen_check_possible(baseline):
         frozen = _beyond(baseline.change, m.change, FROZEN_CHANGE)
     return {"covered": covered, "blurred": blurred, "moved": moved, "frozen": frozen}
 
 
 def frozen_check_possible(baseline: HealthBaseline) -> bool:
+    """Whether normal footage changes enough between frames for a frozen one to stand out."""
     return baseline.change >= FROZEN_MIN_NORMAL
 
 
