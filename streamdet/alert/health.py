@@ -211,5 +211,12 @@ class HealthChecks:
         tracker = self.trackers.get(camera)
         return self.suppress_anomalies and tracker is not None and tracker.holding()
 
+    def snapshot(self, camera: str) -> dict[str, bool] | None:
+        """Each condition: open or not; None while the camera is not checked (no baseline)."""
+        tracker = self.trackers.get(camera)
+        if tracker is None or camera not in self.checked or self.baseline(camera) is None:
+            return None
+        return {c: tracker.is_open(c) for c in tracker.conditions}
+
     def finish(self) -> list[Update]:
         return [u for t in self.trackers.values() for u in t.finish()]

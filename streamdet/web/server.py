@@ -167,7 +167,14 @@ async def readyz(request: web.Request) -> web.Response:
 async def cameras(request: web.Request) -> web.Response:
     inference = request.app[INFERENCE]
     models = {d.camera: d for d in inference.status()}
-    body = [_camera_json(s, models.get(s.name), inference) for s in request.app[CAPTURE].status()]
+    health = request.app[ALERTS].health
+    body = [
+        {
+            **_camera_json(s, models.get(s.name), inference),
+            "health": None if health is None else health.snapshot(s.name),
+        }
+        for s in request.app[CAPTURE].status()
+    ]
     return web.json_response({"cameras": body})
 
 

@@ -64,6 +64,8 @@ def test_a_blurred_camera_is_one_health_event_stored_delivered_listed_and_counte
         wait_for(lambda: alerts.health_events["gate", "blurred"] >= 1, 40, "the blur event")
         status, text = run.get("/metrics")
         assert 'streamdet_camera_health{camera="gate",condition="blurred"} 1.0' in text
+        health = json.loads(run.get("/api/cameras")[1])["cameras"][0]["health"]
+        assert health == {"covered": False, "blurred": True, "moved": False, "frozen": False}
         store = alerts.store
         assert store is not None
         ended = lambda: [e for e in store.events(kind="health") if e["end"] is not None]  # noqa: E731
