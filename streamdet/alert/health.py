@@ -170,9 +170,11 @@ class HealthChecks:
             known = self._meters[camera] = (baseline, Meter(baseline.reference_image()))
             if not frozen_check_possible(baseline):
                 logger.warning(
-                    "[%s] health: normal footage hardly changes (%.2f): frozen check off",
+                    "[%s] health: normal footage hardly changes (%.2f), repeats frames (%.0f %%):"
+                    " frozen check off",
                     camera,
                     baseline.change,
+                    100 * baseline.repeats,
                 )
         return known
 

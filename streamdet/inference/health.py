@@ -4,10 +4,12 @@
 model's size) and keeps, per measure, a low percentile of normal: brightness (mean), contrast
 (standard deviation), sharpness (variance of the Laplacian), frame-to-frame change (mean
 absolute difference of neighbouring frames), and a median image of the view at half size (people
-passing by are not in it): the reference for where the view is. Its centre (1/8 margins) is
-searched for in each frame by normalised cross-correlation: the offset of the best match is the
-shift, its correlation the match. (Phase correlation was tried first: its whitened spectrum lets
-sensor noise drown the static view, normal frames "shifted" by tens of pixels.)
+passing by are not in it): the reference for where the view is. Tiles of it are searched for
+in each frame by normalised cross-correlation (see ``Meter``): the median offset of the best
+matches is the shift, their median correlation the match. (Phase correlation was tried first:
+its whitened spectrum lets sensor noise drown the static view, normal frames "shifted" by tens
+of pixels; one large template was tried next: on real footage people and cars in front of it
+"shifted" 2 % of normal frames by 9-18 px.)
 
 ``findings`` measures one live frame (and the frame before it) against a baseline and returns
 how far beyond normal each condition is: a *strength* > 1 means the frame shows it.
@@ -20,8 +22,9 @@ how far beyond normal each condition is: a *strength* > 1 means the frame shows 
   (the 2 % worst), while neither covered nor blurred (those spoil the match too): turned or
   knocked;
 - ``frozen``: neighbouring frames differ < 0.2 x normal low (the 2 % least change), that is,
-  even the sensor noise stopped. Off when normal footage itself hardly changes (< 0.5 grey
-  levels: a noise-free static view), since then a frozen picture looks like normal.
+  even the sensor noise stopped. Where normal footage itself hardly changes (< 0.5 grey levels:
+  compressed footage of a still scene), only bit-identical neighbours are frozen, and that only
+  when normal footage (almost) never repeats a frame (<= 1 %); else the check is off.
 
 Pure code (numpy, OpenCV); persistence and hysteresis are ``streamdet.alert.health``'s.
 """
@@ -46,8 +49,12 @@ SAMPLE_FRAMES = 200  # frames of the footage the baseline is learned from, evenl
 COVERED_CONTRAST, COVERED_BRIGHTNESS = 0.3, 0.25
 BLURRED_SHARPNESS = 0.3
 MOVED_SHIFT_SHARE, MOVED_MISMATCH = 0.03, 2.0
-_MARGIN = 8  # the template is the reference without 1/8 of it at each side
+_MARGIN = 8  # each tile of the reference is searched for within 1/8 of the size around it
+_FLAT = 2.0  # grey levels of standard deviation: a tile flatter than this places nothing
 FROZEN_CHANGE, FROZEN_MIN_NORMAL = 0.2, 0.5
+# Compressed footage of a still scene hardly changes: there, frozen means bit-identical
+# neighbours (mean difference under this), unless normal footage repeats frames too (over 1 %).
+IDENTICAL, MAX_NORMAL_REPEATS = 1e-3, 0.01
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,7 @@ class HealthBaseline:
     change: float
     shift: float  # high percentile of the shift against the reference
     match: float  # low percentile of the match against the reference
+    repeats: float  # share of normal neighbouring frames that are identical
     reference: str  # base64 of the uint8 median image at half size
 
     def reference_image(self) -> np.ndarray:
@@ -108,13 +116,26 @@ def _half(grey: np.ndarray) -> np.ndarray:
 
 
 class Meter:
-    """Measures frames against one reference image (keeps its template ready)."""
+    """Measures frames against one reference image (keeps its tiles ready).
+
+    Where the view is comes from 9 tiles of the reference (a 3 x 3 grid, each a quarter of its
+    size), each searched for within 1/8 of the size around its place: the view's shift is the
+    median of the tiles' offsets and its match the median of their correlations, so that people
+    or cars in front of a few tiles do not move the view. Flat tiles (a clear sky, a bare wall)
+    match anything and are left out.
+    """
 
     def __init__(self, reference: np.ndarray) -> None:
         h, w = reference.shape
-        self._margin = (w // _MARGIN, h // _MARGIN)
-        mx, my = self._margin
-        self._template = np.ascontiguousarray(reference[my : h - my, mx : w - mx], np.float32)
+        self._tiles: list[tuple[np.ndarray, tuple[int, int, int, int], tuple[int, int]]] = []
+        tw, th, mx, my = w // 8, h // 8, w // _MARGIN, h // _MARGIN  # tile half-sizes, search
+        for cy in (h // 4, h // 2, 3 * h // 4):
+            for cx in (w // 4, w // 2, 3 * w // 4):
+                tile = reference[cy - th : cy + th, cx - tw : cx + tw].astype(np.float32)
+                if float(tile.std()) < _FLAT:
+                    continue
+                area = (max(cx - tw - mx, 0), max(cy - th - my, 0), cx + tw + mx, cy + th + my)
+                self._tiles.append((tile, area, (cx - tw - area[0], cy - th - area[1])))
 
     def measure(self, grey: np.ndarray, before: np.ndarray | None) -> Measures:
         """``grey`` and ``before`` (the frame just before it, or None): uint8 at the size."""
@@ -122,16 +143,28 @@ class Meter:
         change = None
         if before is not None:
             change = float(cv2.absdiff(image, before.astype(np.float32)).mean())
-        scores = cv2.matchTemplate(_half(image), self._template, cv2.TM_CCOEFF_NORMED)
-        _, match, _, (x, y) = cv2.minMaxLoc(scores)
+        shift, match = self._where(_half(image))
         return Measures(
             brightness=float(image.mean()),
             contrast=float(image.std()),
             sharpness=float(cv2.Laplacian(image, cv2.CV_32F).var()),
             change=change,
-            shift=math.hypot(x - self._margin[0], y - self._margin[1]),
-            match=float(match),
+            shift=shift,
+            match=match,
         )
+
+    def _where(self, half: np.ndarray) -> tuple[float, float]:
+        """The view's shift (px at half size) and match against the reference's tiles."""
+        if not self._tiles:  # a flat reference: nothing to place the view by
+            return 0.0, 1.0
+        dxs, dys, matches = [], [], []
+        for tile, (x0, y0, x1, y1), (ax, ay) in self._tiles:
+            scores = cv2.matchTemplate(half[y0:y1, x0:x1], tile, cv2.TM_CCOEFF_NORMED)
+            _, best, _, (x, y) = cv2.minMaxLoc(scores)
+            dxs.append(x - ax)
+            dys.append(y - ay)
+            matches.append(best)
+        return math.hypot(float(np.median(dxs)), float(np.median(dys))), float(np.median(matches))
 
 
 def learn_baseline(clips: list[np.ndarray]) -> HealthBaseline:
@@ -157,6 +190,7 @@ def learn_baseline(clips: list[np.ndarray]) -> HealthBaseline:
         return float(np.percentile(values, LOW_PERCENTILE))
 
     return HealthBaseline(
+        repeats=float(np.mean(np.array(changes) < IDENTICAL)),
         width=int(width),
         height=int(height),
         brightness=low([m.brightness for m in measures]),
@@ -189,14 +223,17 @@ def findings(baseline: HealthBaseline, m: Measures) -> dict[str, float]:
     elif blurred > 1:
         moved = 0.0
     frozen = 0.0
-    if m.change is not None and frozen_check_possible(baseline):
+    if m.change is not None and baseline.change >= FROZEN_MIN_NORMAL:
         frozen = _beyond(baseline.change, m.change, FROZEN_CHANGE)
+    elif m.change is not None and frozen_check_possible(baseline):
+        frozen = 2.0 if m.change < IDENTICAL else 0.0
     return {"covered": covered, "blurred": blurred, "moved": moved, "frozen": frozen}
 
 
 def frozen_check_possible(baseline: HealthBaseline) -> bool:
-    """Whether normal footage changes enough between frames for a frozen one to stand out."""
-    return baseline.change >= FROZEN_MIN_NORMAL
+    """Whether a frozen picture stands out from normal footage: normal neighbouring frames
+    change enough, or at least are (almost) never identical."""
+    return baseline.change >= FROZEN_MIN_NORMAL or baseline.repeats <= MAX_NORMAL_REPEATS
 
 
 def to_size(frame: np.ndarray, baseline: HealthBaseline) -> np.ndarray:

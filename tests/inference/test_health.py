@@ -104,6 +104,26 @@ def test_a_static_scene_with_sensor_noise_is_not_frozen_but_a_frozen_one_is() ->
     assert conditions == ["frozen", "frozen"]
 
 
+def test_still_footage_that_barely_changes_is_frozen_only_when_its_frames_repeat() -> None:
+    # Compressed footage of a still scene: neighbours differ in a row of pixels by one grey
+    # level (0.006 on average), far below the ratio check's 0.5, but are never identical.
+    base = footage(SyntheticScene(seed=3, people_per_minute=0), 0.04)[0]
+    still = np.repeat(base[None], 200, axis=0)
+    for i, frame in enumerate(still):
+        frame[i % len(base)] += 1
+    learned = learn_baseline([still[:120]])
+    assert learned.change < 0.5 and learned.repeats == 0 and frozen_check_possible(learned)
+    tracker, meter = HealthTracker("cam", 3.0, 3.0), Meter(learned.reference_image())
+    frozen = np.concatenate([still[120:160], np.repeat(still[159:160], 40, axis=0)])
+    found = []
+    for n in range(1, len(frozen)):  # one check a frame, at 2 checks per second
+        strengths = findings(learned, meter.measure(frozen[n], frozen[n - 1]))
+        found += [
+            (u.change, u.event.condition, u.event.start) for u in tracker.feed(n / 2, strengths, {})
+        ]
+    assert found == [(Change.STARTED, "frozen", 40 / 2)]  # since the first repeat (frame 40)
+
+
 def test_footage_that_never_changes_turns_the_frozen_check_off() -> None:
     still = np.repeat(footage(SyntheticScene(seed=3), 0.04), 60, axis=0)  # one frame, repeated
     learned = learn_baseline([still])
