@@ -2,7 +2,8 @@
 its normal look), then its picture goes out of focus while a cyclist races through. The blur
 is one ``health`` event (stored, delivered to a JSONL sink, listed by /api/events?kind=health,
 counted in /metrics); the cyclist, while the camera is blurred, is no anomaly event. A restart
-loads the baseline with the model; a checkpoint from before health events runs without one."""
+loads the baseline with the model; a checkpoint from before health events runs without one. Over
+a real RTSP server, a picture that freezes is one frozen event."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from streamdet.capture.synthetic import SyntheticScene
+from streamdet.capture.synthetic import SceneFault, SyntheticScene
 from streamdet.config import parse_config
 from streamdet.inference.detector import Detector
 from streamdet.models.base import TrainingData, TrainSettings, no_progress
@@ -21,6 +22,8 @@ from streamdet.models.registry import default_spec
 from streamdet.models.training import Budget, fit_and_calibrate
 from tests.inference.test_health import footage
 from tests.pipeline.test_run import Running
+from tests.support.media import make_scene_clip
+from tests.support.servers import RtspServer
 from tests.support.waiting import wait_for
 
 BLUR = (12.0, 10.0)  # scene seconds: start, duration (learning in place takes the first 6 s)
@@ -102,6 +105,34 @@ def test_a_blurred_camera_is_one_health_event_stored_delivered_listed_and_counte
         restarted.health is not None
         and restarted.health == run.app.inference.detectors["gate"].health
     )
+
+
+@pytest.mark.rtsp
+def test_a_frozen_rtsp_camera_is_one_frozen_event(tmp_path: Path) -> None:
+    """Over real RTSP (H.264 from a GStreamer server) a still picture is not bit-identical: the
+    encoder keeps refining it. It must still be frozen against the learned normal change."""
+    clip = make_scene_clip(
+        tmp_path / "freeze.mp4",
+        frames=30 * 25,
+        width=320,
+        height=240,
+        faults=(SceneFault("freeze", 20.0, 10.0),),  # after learning (a 2nd period, if need be)
+    )
+    server = RtspServer({"/cam": str(clip)})
+    server.start()
+    try:
+        settings = config(tmp_path)
+        camera = settings["cameras"][0]  # type: ignore[index]
+        camera["source"] = {"kind": "rtsp", "url": server.url("/cam")}
+        with Running(parse_config(settings)) as run:
+            alerts = run.app.alerts
+            wait_for(lambda: alerts.health_events["gate", "frozen"] >= 1, 45, "the frozen event")
+            assert alerts.store is not None
+            events = alerts.store.events(kind="health")
+    finally:
+        server.stop()
+    assert [(e["condition"], e["kind"]) for e in events] == [("frozen", "health")], events
+    assert "frame-to-frame change" in events[0]["reason"]
 
 
 def test_a_checkpoint_from_before_health_events_runs_without_them(
