@@ -129,6 +129,8 @@ class Meter:
         h, w = reference.shape
         self._tiles: list[tuple[np.ndarray, tuple[int, int, int, int], tuple[int, int]]] = []
         tw, th, mx, my = w // 8, h // 8, w // _MARGIN, h // _MARGIN  # tile half-sizes, search
+        if tw < 2 or th < 2:  # a view too small to place (under 32 px at half size)
+            return
         for cy in (h // 4, h // 2, 3 * h // 4):
             for cx in (w // 4, w // 2, 3 * w // 4):
                 tile = reference[cy - th : cy + th, cx - tw : cx + tw].astype(np.float32)
