@@ -136,12 +136,7 @@ def train_models(
     budget = Budget(ANALYSIS_FPS, 1.0, entry(kind).smoothing_alpha)
     trained = fit_and_calibrate(spec, data, settings, budget, no_progress)
     for name in cameras:
-        extra = {
-            "camera": name,
-            "calibration": trained.calibration.as_dict(),
-            "training": {**trained.summary, "source": str(clip)},
-        }
-        save_checkpoint(trained.model, models_dir / name, extra)
+        save_checkpoint(trained.model, models_dir / name, trained.metadata(name, source=str(clip)))
     # the model's own view of its params: its defaults merged with the spec's (if it has one)
     effective = getattr(trained.model, "params", spec.params)
     info = {

@@ -225,12 +225,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     out = Path(args.out) if args.out else config.models.dir / cam.name
-    extra = {
-        "camera": cam.name,
-        "calibration": trained.calibration.as_dict(),
-        "training": trained.summary,
-    }
-    save_checkpoint(trained.model, out, extra)
+    save_checkpoint(trained.model, out, trained.metadata(cam.name))
     cal = trained.calibration
     print(
         f"[{cam.name}] {kind} trained in {trained.summary['train_seconds']:.1f} s on "

@@ -120,6 +120,23 @@ class SyntheticAnomaly(_Model):
     duration_s: float = Field(gt=0, le=3600, description="How long it is visible.")
 
 
+class SyntheticFault(_Model):
+    """A camera fault scheduled into a synthetic scene (a health condition to detect)."""
+
+    kind: Literal["cover", "shift", "blur", "freeze"] = Field(
+        description="cover: a covered lens; shift: the view moved sideways; blur: out of focus;"
+        " freeze: the picture stops."
+    )
+    start_s: float = Field(ge=0, description="Seconds after the scene starts.")
+    duration_s: float = Field(gt=0, le=86400, description="How long it lasts.")
+    amount: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="shift: pixels (0: 10 % of the width); blur: sigma in pixels (0: 4).",
+    )
+
+
 class SyntheticSource(_Model):
     """A deterministic procedural camera: people walking along a path, plus scheduled anomalies."""
 
@@ -131,6 +148,9 @@ class SyntheticSource(_Model):
     people_per_minute: float = Field(40.0, ge=0, le=600, description="Walking traffic.")
     anomalies: list[SyntheticAnomaly] = Field(
         default_factory=list, description="Anomalies to stage, with their times."
+    )
+    faults: list[SyntheticFault] = Field(
+        default_factory=list, description="Camera faults to stage (health events), with times."
     )
     realtime: bool = Field(True, description="Pace at fps (like a camera) or as fast as possible.")
 
@@ -431,6 +451,24 @@ class ClipsConfig(_Model):
     )
 
 
+class HealthConfig(_Model):
+    """Camera-health events: covered, blurred, moved, frozen (against the learned normal)."""
+
+    enabled: bool = Field(True, description="Check cameras whose model has a health baseline.")
+    check_fps: float = Field(2.0, gt=0, le=25, description="Checks per second per camera.")
+    open_after_s: float = Field(
+        3.0, ge=0, le=3600, description="A condition must hold this long to open an event."
+    )
+    clear_after_s: float = Field(
+        3.0, ge=0, le=3600, description="It must be gone this long for its event to end."
+    )
+    suppress_anomalies: bool = Field(
+        True,
+        description="While a condition holds on a camera, its anomaly events are not raised"
+        " (an open one ends): a covered lens is not an anomaly storm.",
+    )
+
+
 class AlertsConfig(_Model):
     """Events: rules, the durable store and the sinks."""
 
@@ -442,6 +480,9 @@ class AlertsConfig(_Model):
         default_factory=RetentionConfig, description="Disk use of snapshots and clips."
     )
     clips: ClipsConfig = Field(default_factory=ClipsConfig, description="Event clips (MP4).")
+    health: HealthConfig = Field(
+        default_factory=HealthConfig, description="Camera-health events (a lens covered, ...)."
+    )
     sinks: list[SinkConfig] = Field(
         default_factory=_default_sinks,
         description="Where events are sent.",

@@ -123,6 +123,7 @@ class _StageCollector(Collector):
         )
         clip_failures.add_metric([], alerts.clip_failures)
         yield from (events, delivered, failures, outbox, clips, clip_failures)
+        yield from _health_metrics(alerts)
 
     def _capture_metrics(self) -> Iterator[Metric]:
         decoded = CounterMetricFamily(
@@ -197,3 +198,26 @@ class _StageCollector(Collector):
         depth.add_metric(["batcher"], len(stage.batcher))
         depth.add_metric(["scored_frames"], len(stage.output) if stage.output is not None else 0)
         yield from (score, threshold, model_state, superseded, depth)
+
+
+def _health_metrics(alerts: AlertStage) -> Iterator[Metric]:
+    """Per camera whose health is checked: 1 for each open condition; health events started."""
+    state = GaugeMetricFamily(
+        "streamdet_camera_health",
+        "1 while the camera-health condition is open (covered, blurred, moved, frozen).",
+        labels=["camera", "condition"],
+    )
+    events = CounterMetricFamily(
+        "streamdet_health_events",
+        "Camera-health events started.",
+        labels=["camera", "condition"],
+    )
+    checks = alerts.health
+    if checks is not None:
+        trackers = checks.trackers
+        for camera in sorted(checks.checked & trackers.keys()):  # a reload may remove one
+            tracker = trackers[camera]
+            for condition in tracker.conditions:
+                state.add_metric([camera, condition], float(tracker.is_open(condition)))
+                events.add_metric([camera, condition], alerts.health_events[camera, condition])
+    yield from (state, events)

@@ -60,6 +60,8 @@ class EventState:
     threshold: float
     reason: str | None = None  # why, at the peak (object-level models)
     objects: tuple[DetectedObject, ...] = ()  # the peak frame's unusual objects
+    kind: str = "anomaly"  # or "health": a camera condition (streamdet.alert.health)
+    condition: str | None = None  # health events: covered, blurred, moved or frozen
 
 
 class Change(enum.Enum):

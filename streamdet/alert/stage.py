@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamdet.alert.clip import write_clip
+from streamdet.alert.health import HealthChecks
 from streamdet.alert.retention import prune
 from streamdet.alert.rules import (
     Change,
@@ -76,6 +77,13 @@ class AlertStage:
         self.events_started: dict[str, int] = dict.fromkeys(self.trackers, 0)
         self.clips_written = 0
         self.clip_failures = 0
+        self.health: HealthChecks | None = None
+        if config.health.enabled:
+            self.health = HealthChecks(
+                list(self.trackers), capture, inference.health_baseline, config.health
+            )
+        self.health_events: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._health_ids: dict[tuple[str, str], str] = {}
         self._open: dict[str, _Open] = {}
         # Each camera's recent frames above the threshold: an event's peak is among them.
         self._hot = {name: collections.deque[ScoredFrame](maxlen=256) for name in self.trackers}
@@ -101,6 +109,8 @@ class AlertStage:
         backoff = {s.name: getattr(s, "max_backoff_s", 60.0) for s in self.config.sinks}
         self.dispatchers = [Dispatcher(s, self.store, backoff[s.name]) for s in self.sinks]
         self._tasks = [asyncio.create_task(self._consume(), name="alert:rules")]
+        if self.health is not None:
+            self._tasks.append(asyncio.create_task(self._check_health(), name="alert:health"))
         self._tasks.append(asyncio.create_task(self._retain(), name="alert:retention"))
         self._tasks += [
             asyncio.create_task(d.run(), name=f"alert:sink:{d.sink.name}") for d in self.dispatchers
@@ -111,6 +121,8 @@ class AlertStage:
         self.trackers[camera] = EventTracker(camera, self._rules)
         self.events_started[camera] = 0
         self._hot[camera] = collections.deque(maxlen=256)
+        if self.health is not None:
+            self.health.add(camera)
 
     async def remove_camera(self, camera: str) -> None:
         """End ``camera``'s open event where it is (snapshot, clip from the footage there is,
@@ -123,6 +135,10 @@ class AlertStage:
                 await self._record(update)
             self.events_started.pop(camera, None)
             self._hot.pop(camera, None)
+            for ended in self.health.remove(camera) if self.health is not None else []:
+                await self._record_health(ended)
+            for key in [k for k in self.health_events if k[0] == camera]:
+                del self.health_events[key]
 
     async def _close_earlier_runs(self, store: EventStore) -> None:
         """End what an earlier run left open (it was killed): its events, at their peak time
@@ -141,7 +157,8 @@ class AlertStage:
         """End the open events (snapshot, clip from the footage there is, an ``ended`` record
         for every sink) and deliver what is owed for up to ``flush_s``; what is still owed
         then stays in the outbox for the next start. Idempotent."""
-        rules, dispatch = self._tasks[:2], self._tasks[2:]
+        split = 3 if self.health is not None else 2  # rules (and health) checks, retention
+        rules, dispatch = self._tasks[:split], self._tasks[split:]
         self._tasks = []
         await _cancel(rules)
         if rules:
@@ -171,6 +188,8 @@ class AlertStage:
             if update is not None:
                 logger.info("[%s] stopping: ending the open event", tracker.camera)
                 await self._record(update)
+        for update in self.health.finish() if self.health is not None else []:
+            await self._record_health(update)
 
     async def _flush(self) -> None:
         """Let the dispatchers deliver what is owed, for up to ``flush_s``."""
@@ -208,6 +227,45 @@ class AlertStage:
                 logger.info("retention: removed %d old snapshot(s) and clip(s)", len(removed))
             await asyncio.sleep(every_s)
 
+    async def _check_health(self) -> None:
+        """Every 1/check_fps: measure each camera against its normal look; record changes."""
+        checks, every_s = self.health, 1.0 / self.config.health.check_fps
+        while checks is not None:
+            for update in await asyncio.to_thread(checks.check):
+                try:
+                    await self._record_health(update)
+                except Exception:  # the stage boundary: one failed write must not end checks
+                    logger.exception("[%s] health event not recorded", update.event.camera)
+            await asyncio.sleep(every_s)
+
+    async def _record_health(self, update: Update) -> None:
+        """Store a health event's start or end and queue it for every sink (no files)."""
+        event, store = update.event, self.store
+        key = (event.camera, event.condition or "")
+        if store is None:
+            return
+        payload = await asyncio.to_thread(
+            store.record,
+            update.change,
+            event,
+            self._health_ids.get(key),
+            self._model_name(event.camera),
+            [s.name for s in self.sinks],
+        )
+        if update.change is Change.STARTED:
+            self._health_ids[key] = payload["id"]
+            self.health_events[key] += 1
+            logger.warning(
+                "[%s] camera health: %s (%s), event %s",
+                event.camera,
+                event.condition,
+                event.reason,
+                payload["id"],
+            )
+        else:
+            self._health_ids.pop(key, None)
+            logger.info("[%s] camera health: %s is over", event.camera, event.condition)
+
     async def _feed(self, frame: ScoredFrame) -> None:
         async with self._feeding:
             if frame.ref.camera in self.trackers:  # else removed while its frame was on the way
@@ -215,6 +273,14 @@ class AlertStage:
 
     async def _feed_tracker(self, frame: ScoredFrame) -> None:
         camera = frame.ref.camera
+        health = self.health
+        if health is not None and health.suppresses(camera):  # a covered lens: no anomalies
+            update = self.trackers[camera].finish()
+            if update is not None:
+                logger.info("[%s] camera health condition: ending the open event", camera)
+                await self._record(update)
+            self._hot[camera].clear()
+            return
         obs = Observation(
             frame.ref.wall_time,
             frame.ref.seq,
@@ -235,6 +301,10 @@ class AlertStage:
             if update.change is Change.STARTED:
                 self._hold_footage(camera, update)
             await self._record(update)
+
+    def _model_name(self, camera: str) -> str:
+        detector = self.inference.detectors[camera]
+        return f"{detector.kind} v{detector.model.version if detector.model else 0}"
 
     def _hold_footage(self, camera: str, update: Update) -> None:
         buffer = self.capture.clips(camera)
@@ -259,8 +329,7 @@ class AlertStage:
     async def _record(self, update: Update) -> None:
         camera = update.event.camera
         state = self._open.setdefault(camera, _Open(""))
-        detector = self.inference.detectors[camera]
-        model = f"{detector.kind} v{detector.model.version if detector.model else 0}"
+        model = self._model_name(camera)
         names = [s.name for s in self.sinks]
         store = self.store
         if store is None:

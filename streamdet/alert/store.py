@@ -1,6 +1,7 @@
 """The durable event store: SQLite in WAL mode, written before any sink sees an event.
 
-Two tables: ``events`` (one row per event, updated as it grows and when it ends) and ``outbox``
+Two tables: ``events`` (one row per event, updated as it grows and when it ends; ``kind`` is
+``anomaly`` or ``health``, a camera condition named in ``condition``) and ``outbox``
 (one row per delivery a sink still owes: the event's JSON as it was, and an idempotency key so a
 receiver can drop duplicates; an end is *held* until its clip is written, so that it names the
 clip). Each write is its own transaction with ``synchronous=FULL``: once
@@ -28,7 +29,8 @@ CREATE TABLE IF NOT EXISTS events (
     id TEXT PRIMARY KEY, camera TEXT NOT NULL, start REAL NOT NULL, end REAL,
     peak_score REAL NOT NULL, peak_time REAL NOT NULL, region TEXT NOT NULL,
     threshold REAL NOT NULL, model TEXT NOT NULL, revision INTEGER NOT NULL,
-    snapshot TEXT, clip TEXT, reason TEXT, objects TEXT
+    snapshot TEXT, clip TEXT, reason TEXT, objects TEXT,
+    kind TEXT NOT NULL DEFAULT 'anomaly', condition TEXT
 );
 CREATE INDEX IF NOT EXISTS events_camera_start ON events (camera, start);
 CREATE TABLE IF NOT EXISTS outbox (
@@ -66,6 +68,11 @@ class EventStore:
             for column in ("reason", "objects"):  # stores written before events had reasons
                 if column not in columns:
                     self._db.execute(f"ALTER TABLE events ADD COLUMN {column} TEXT")
+            if "kind" not in columns:  # stores written before health events: all anomalies
+                self._db.execute(
+                    "ALTER TABLE events ADD COLUMN kind TEXT NOT NULL DEFAULT 'anomaly'"
+                )
+                self._db.execute("ALTER TABLE events ADD COLUMN condition TEXT")
             outbox = {r["name"] for r in self._db.execute("PRAGMA table_info(outbox)")}
             if "held" not in outbox:  # stores written before deliveries could wait for a clip
                 self._db.execute("ALTER TABLE outbox ADD COLUMN held INTEGER NOT NULL DEFAULT 0")
@@ -96,8 +103,8 @@ class EventStore:
                 revision = 0 if row is None else int(row["revision"]) + 1
                 self._db.execute(
                     "INSERT INTO events (id, camera, start, end, peak_score, peak_time, region,"
-                    " threshold, model, revision, reason, objects)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " threshold, model, revision, reason, objects, kind, condition)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (id) DO UPDATE SET end = excluded.end,"
                     " peak_score = excluded.peak_score, peak_time = excluded.peak_time,"
                     " region = excluded.region, revision = excluded.revision,"
@@ -115,6 +122,8 @@ class EventStore:
                         revision,
                         event.reason,
                         json.dumps([o.as_dict() for o in event.objects]),
+                        event.kind,
+                        event.condition,
                     ),
                 )
                 payload = {**self._get(event_id), "change": change.value}
@@ -215,11 +224,14 @@ class EventStore:
         until: float | None = None,
         limit: int = 50,
         offset: int = 0,
+        kind: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Newest first, filtered by camera and start time."""
+        """Newest first, filtered by camera, start time and kind (anomaly or health)."""
         query, args = "SELECT * FROM events WHERE 1=1", list[Any]()
         if camera is not None:
             query, args = query + " AND camera = ?", [*args, camera]
+        if kind is not None:
+            query, args = query + " AND kind = ?", [*args, kind]
         if since is not None:
             query, args = query + " AND start >= ?", [*args, since]
         if until is not None:
@@ -291,4 +303,6 @@ def _event_json(row: sqlite3.Row) -> dict[str, Any]:
         "clip": row["clip"],
         "reason": row["reason"],
         "objects": json.loads(row["objects"]) if row["objects"] else [],
+        "kind": row["kind"],
+        "condition": row["condition"],
     }

@@ -21,7 +21,7 @@ import numpy as np
 
 from streamdet.capture.clips import Recorder
 from streamdet.capture.convert import av_frame_into, bgr_into
-from streamdet.capture.synthetic import ScheduledAnomaly, SyntheticScene
+from streamdet.capture.synthetic import SceneFault, ScheduledAnomaly, SyntheticScene
 from streamdet.config import (
     FileSource,
     MjpegSource,
@@ -265,6 +265,7 @@ class SyntheticVideoSource:
             seed=config.seed,
             people_per_minute=config.people_per_minute,
             anomalies=[ScheduledAnomaly(a.kind, a.start_s, a.duration_s) for a in config.anomalies],
+            faults=[SceneFault(f.kind, f.start_s, f.duration_s, f.amount) for f in config.faults],
         )
         self._canvas = np.empty((config.height, config.width, 3), np.uint8)
         self._scratch = np.empty((config.height, config.width), np.uint8)

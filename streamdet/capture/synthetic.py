@@ -5,7 +5,9 @@ textured grass areas (trees and lamp posts above, benches below). People (a dark
 a head circle) walk along the walkway from left to right at normal speeds. Scheduled anomalies
 add one object each: a bicycle ~5x as fast (``fast``), a person walking right to left
 (``wrong_way``), a person strolling on the grass (``forbidden_area``) or a person standing still
-on the walkway (``loiter``) or a bag left on the walkway (``left_object``).
+on the walkway (``loiter``) or a bag left on the walkway (``left_object``). Scheduled faults
+spoil the camera itself rather than add an object (see ``SceneFault``): a covered lens, a view
+shifted sideways, a picture out of focus or frozen. Without faults nothing changes.
 
 Frame ``n`` is a pure function of the constructor arguments and ``n`` (seekable, any order, any
 instance). The background and the sensor noise depend only on (width, height, seed), and the
@@ -24,10 +26,13 @@ import cv2
 import numpy as np
 
 AnomalyKind = Literal["fast", "wrong_way", "forbidden_area", "loiter", "left_object"]
+FaultKind = Literal["cover", "shift", "blur", "freeze"]
 Box = tuple[int, int, int, int]
 Color = tuple[int, int, int]
 
 _KINDS = frozenset(get_args(AnomalyKind))
+_FAULTS = frozenset(get_args(FaultKind))
+_COVERED = 12  # grey level of a covered lens (then sensor noise on top)
 _SHIFT = 4  # cv2 fixed-point bits: sub-pixel positions keep 1-2 px/frame walkers moving smoothly
 _ONE = 1 << _SHIFT
 _WALK = 1.5  # nominal walking speed in person heights per second: ~8 s to cross a 4:3 frame
@@ -57,6 +62,32 @@ class ScheduledAnomaly:
             raise ValueError(f"anomaly start_s must be finite and >= 0, got {self.start_s}")
         if not (math.isfinite(self.duration_s) and self.duration_s > 0):
             raise ValueError(f"anomaly duration_s must be finite and > 0, got {self.duration_s}")
+
+
+@dataclass(frozen=True)
+class SceneFault:
+    """A camera fault in frames ``start_s*fps <= n < (start_s+duration_s)*fps``.
+
+    ``cover``: the lens is covered (a dark flat picture, sensor noise on top); ``shift``: the
+    view is moved ``amount`` px sideways (the camera was turned); ``blur``: the picture is out
+    of focus (Gaussian blur of sigma ``amount`` px, before the sensor noise); ``freeze``: every
+    frame repeats the one before the fault, noise and all. Validated on construction.
+    """
+
+    kind: FaultKind
+    start_s: float
+    duration_s: float
+    amount: float = 0.0  # shift: px (default 10 % of the width); blur: sigma (default 4)
+
+    def __post_init__(self) -> None:
+        if self.kind not in _FAULTS:
+            raise ValueError(f"fault kind must be one of {sorted(_FAULTS)}, got {self.kind!r}")
+        if not (math.isfinite(self.start_s) and self.start_s >= 0):
+            raise ValueError(f"fault start_s must be finite and >= 0, got {self.start_s}")
+        if not (math.isfinite(self.duration_s) and self.duration_s > 0):
+            raise ValueError(f"fault duration_s must be finite and > 0, got {self.duration_s}")
+        if not (math.isfinite(self.amount) and self.amount >= 0):
+            raise ValueError(f"fault amount must be finite and >= 0, got {self.amount}")
 
 
 class _Figure(NamedTuple):
@@ -202,6 +233,7 @@ def _validate(
     seed: int,
     ppm: float,
     anomalies: Sequence[ScheduledAnomaly],
+    faults: Sequence[SceneFault] = (),
 ) -> None:
     if width < 64 or height < 64:
         raise ValueError(f"width and height must be >= 64, got {width}x{height}")
@@ -215,6 +247,10 @@ def _validate(
         if not isinstance(a, ScheduledAnomaly):
             raise ValueError(f"anomalies must be ScheduledAnomaly instances, got {a!r}")
         a.__post_init__()  # re-check: frozen dataclasses can still be forged via object.__setattr__
+    for f in faults:
+        if not isinstance(f, SceneFault):
+            raise ValueError(f"faults must be SceneFault instances, got {f!r}")
+        f.__post_init__()
 
 
 class SyntheticScene:
@@ -244,8 +280,9 @@ class SyntheticScene:
         seed: int = 0,
         people_per_minute: float = 40.0,
         anomalies: Sequence[ScheduledAnomaly] = (),
+        faults: Sequence[SceneFault] = (),
     ) -> None:
-        _validate(width, height, fps, seed, people_per_minute, anomalies)
+        _validate(width, height, fps, seed, people_per_minute, anomalies, faults)
         self.width, self.height, self.fps, self.seed = width, height, float(fps), seed
         self.people_per_minute = float(people_per_minute)
         self.anomalies: tuple[ScheduledAnomaly, ...] = tuple(anomalies)
@@ -270,6 +307,7 @@ class SyntheticScene:
         # walkway is already populated at frame 0 and indices stay >= 0 (rng seeds must be).
         self._warm = math.ceil(self._max_travel / self._interval) + 1 if ppm > 0 else 0
         self._plans = [self._plan(i, a) for i, a in enumerate(self.anomalies)]
+        self.faults: tuple[SceneFault, ...] = tuple(faults)
 
     @property
     def walkway(self) -> tuple[int, int]:
@@ -287,12 +325,18 @@ class SyntheticScene:
             raise ValueError(f"frame index must be >= 0, got {n}")
         if out.shape != self._bg.shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
             raise ValueError(f"out must be a C-contiguous uint8 array of shape {self._bg.shape}")
+        fault = self.fault_at(n)
+        if fault is not None and fault.kind == "freeze":  # the picture of the frame before
+            n = max(_frame_bound(fault.start_s, self.fps) - 1, 0)
+            fault = self.fault_at(n)
         np.copyto(out, self._bg)
         figs = self._walker_figures(n)
         figs += [self._anomaly(p, n) for p in self._plans if p.n0 <= n < p.n1]
         figs.sort(key=lambda f: f.feet)  # nearer (lower) figures occlude farther ones
         for f in figs:
             _draw(out, f)
+        if fault is not None:
+            self._spoil(out, fault)
         pos, neg = self._noise[n % _NOISE_OFFSETS]  # signed noise as two saturating passes
         cv2.add(out, pos, dst=out)
         cv2.subtract(out, neg, dst=out)
@@ -310,7 +354,32 @@ class SyntheticScene:
         )
         return [b for b in boxes if b is not None]
 
+    def fault_at(self, n: int) -> SceneFault | None:
+        """Ground truth: the scheduled fault in frame ``n`` (the first, if several)."""
+        for f in self.faults:
+            if (
+                _frame_bound(f.start_s, self.fps)
+                <= n
+                < _frame_bound(f.start_s + f.duration_s, self.fps)
+            ):
+                return f
+        return None
+
     # ------------------------------------------------------------------ internals
+    def _spoil(self, out: np.ndarray, fault: SceneFault) -> None:
+        """Apply a cover, shift or blur to the drawn scene (before the sensor noise)."""
+        if fault.kind == "cover":
+            out.fill(_COVERED)
+        elif fault.kind == "blur":
+            cv2.GaussianBlur(out, (0, 0), fault.amount or 4.0, dst=out)
+        elif fault.kind == "shift":
+            dx = fault.amount or 0.1 * self.width
+            move = np.array([[1.0, 0.0, dx], [0.0, 1.0, 0.0]], np.float32)
+            shifted = cv2.warpAffine(
+                out, move, (self.width, self.height), borderMode=cv2.BORDER_REFLECT_101
+            )
+            np.copyto(out, shifted)
+
     def _noise_bank(self, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
         """64 noise frames as shifted windows (views) of one padded field: ~1 frame of memory."""
         h, w = self.height, self.width

@@ -14,6 +14,7 @@ from streamdet.capture.ring import FrameRing
 from streamdet.config import CameraConfig, ModelsConfig
 from streamdet.errors import ModelError, SourceError, StreamdetError
 from streamdet.frames import DetectedObject, ModelState
+from streamdet.inference.health import HealthBaseline
 from streamdet.log import camera_logger
 from streamdet.models.base import AnomalyModel, TrainSettings, no_progress
 from streamdet.models.checkpoint import load_checkpoint, save_checkpoint
@@ -64,6 +65,7 @@ class Detector:
         self._learn_started = 0.0
         self._trainer: threading.Thread | None = None
         self._zone_mask: np.ndarray | None = None
+        self.health: HealthBaseline | None = None  # the normal look, for health events
 
     @property
     def folder(self) -> Path:
@@ -86,6 +88,7 @@ class Detector:
                 None if peak is None else float(peak),
             )
             self._set_note(calibration.get("note"))
+            self._load_health(meta.get("health"))
             self._log.info("loaded %s model from %s", model.kind, self.folder)
             return
         if not self._models.learn_in_place:
@@ -140,6 +143,7 @@ class Detector:
             self.fail(f"learning crashed: {exc!r}")
             return
         cal = trained.calibration
+        self.health = trained.health
         self._install(trained.model, cal.threshold, cal.smoothing_alpha, cal.held_out_max)
         self._set_note(cal.note)
         self._log.info(
@@ -163,13 +167,10 @@ class Detector:
     def _save(self, trained: Trained) -> None:
         """Write the learned model to ``models.dir``. If that fails, the model in memory keeps
         detecting; the error says it will be learned again at the next start."""
-        extra = {
-            "camera": self.camera.name,
-            "calibration": trained.calibration.as_dict(),
-            "training": {**trained.summary, "source": "live"},
-        }
         try:
-            save_checkpoint(trained.model, self.folder, extra)
+            save_checkpoint(
+                trained.model, self.folder, trained.metadata(self.camera.name, source="live")
+            )
         except Exception as exc:  # an unwritable folder must not throw the model away
             why = folder_problem("models.dir", self.folder) or f"{self.folder}: {exc!r}"
             self.error = f"learned model not saved ({why}): detecting with it until the end"
@@ -190,6 +191,20 @@ class Detector:
     def training(self) -> bool:
         """Whether a training thread is running (it cannot be cut short safely)."""
         return self._trainer is not None and self._trainer.is_alive()
+
+    def _load_health(self, meta: object) -> None:
+        """The checkpoint's health baseline; without one (trained before health events) or
+        with a damaged one, health checks are off for the camera and the model still runs."""
+        self.health = None
+        if meta is None:
+            self._log.info("the checkpoint has no health baseline: retrain for health events")
+            return
+        try:
+            if not isinstance(meta, dict):
+                raise ModelError("damaged health baseline in the checkpoint: not an object")
+            self.health = HealthBaseline.from_dict(meta)
+        except ModelError as exc:
+            self._log.warning("%s: health checks off", exc)
 
     def wait_for_training(self, timeout_s: float) -> None:
         """Let a training in progress finish (it cannot be cut short safely)."""

@@ -25,6 +25,7 @@ from streamdet.config import CameraConfig, InferenceConfig, ModelsConfig
 from streamdet.frames import DetectedObject, FrameRef, ModelState, ScoredFrame
 from streamdet.inference.batcher import Batcher
 from streamdet.inference.detector import Detector, DetectorStatus
+from streamdet.inference.health import HealthBaseline
 from streamdet.inference.runner import ModelRunner, Scores
 from streamdet.metrics import PipelineMetrics
 
@@ -126,6 +127,13 @@ class InferenceStage:
 
     def status(self) -> list[DetectorStatus]:
         return [d.status() for d in self.detectors.values()]
+
+    def health_baseline(self, camera: str) -> HealthBaseline | None:
+        """The camera's learned normal look once it detects (None: no health checks)."""
+        detector = self.detectors.get(camera)
+        if detector is None or detector.state is not ModelState.DETECTING:
+            return None
+        return detector.health
 
     DROP_REASONS = ("window_unavailable", "output_full", "behind")
 

@@ -22,6 +22,7 @@ from streamdet.capture.stage import CaptureStage
 from streamdet.config import CameraConfig, CaptureConfig
 from streamdet.errors import ModelError, SourceError
 from streamdet.eval.dataset import VIDEO_SUFFIXES, clip_fps, read_clip, video_files
+from streamdet.inference.health import HealthBaseline, learn_baseline
 from streamdet.models.base import (
     AnomalyModel,
     ModelSpec,
@@ -50,6 +51,18 @@ class Trained:
     model: AnomalyModel
     calibration: Calibration
     summary: dict[str, Any]
+    health: HealthBaseline | None = None  # the camera's normal look (camera-health events)
+
+    def metadata(self, camera: str, **training: Any) -> dict[str, Any]:
+        """The checkpoint's metadata besides the model's own: what every caller saves."""
+        meta = {
+            "camera": camera,
+            "calibration": self.calibration.as_dict(),
+            "training": {**self.summary, **training},
+        }
+        if self.health is not None:
+            meta["health"] = self.health.as_dict()
+        return meta
 
 
 def footage_files(paths: list[Path]) -> list[Path]:
@@ -187,8 +200,10 @@ def fit_and_calibrate(
     budget: Budget,
     progress: Progress,
 ) -> Trained:
-    """Train on all but the held-out share of ``data``; calibrate on the held-out share."""
+    """Train on all but the held-out share of ``data``; calibrate on the held-out share; learn
+    the camera's normal look (for health events) from the same footage the model learns."""
     fit, calib = split_holdout(data.clips, budget.holdout)
+    health = learn_baseline(fit)
     torch.manual_seed(settings.seed)
     model = build_model(spec).to(settings.device)
     started = time.monotonic()
@@ -227,4 +242,4 @@ def fit_and_calibrate(
         "device": settings.device,
         "held_out_seconds": round(held_seconds, 1),
     }
-    return Trained(model, calibration, summary)
+    return Trained(model, calibration, summary, health)

@@ -98,16 +98,24 @@ def _integer(request: web.Request, key: str, default: int, low: int, high: int) 
 MAX_OFFSET = 1_000_000_000  # far past any store's size, far below SQLite's 64-bit limit
 
 
+EVENT_KINDS = ("anomaly", "health")
+
+
 async def events(request: web.Request) -> web.Response:
-    """``?camera=&since=&until=`` (unix seconds), ``&limit=`` (1..500, default 50), ``&offset=``."""
+    """``?camera=&since=&until=`` (unix seconds), ``&limit=`` (1..500, default 50), ``&offset=``,
+    ``&kind=`` (anomaly or health)."""
     limit = _integer(request, "limit", 50, 1, 500)
     offset = _integer(request, "offset", 0, 0, MAX_OFFSET)
+    kind = request.query.get("kind")
+    if kind is not None and kind not in EVENT_KINDS:
+        raise bad_request(f"kind: expected one of {', '.join(EVENT_KINDS)}, got {kind!r}")
     rows = _store(request).events(
         camera=request.query.get("camera"),
         since=_number(request, "since"),
         until=_number(request, "until"),
         limit=limit,
         offset=offset,
+        kind=kind,
     )
     return web.json_response({"events": rows, "limit": limit, "offset": offset})
 
@@ -185,7 +193,14 @@ async def readyz(request: web.Request) -> web.Response:
 async def cameras(request: web.Request) -> web.Response:
     inference = request.app[INFERENCE]
     models = {d.camera: d for d in inference.status()}
-    body = [_camera_json(s, models.get(s.name), inference) for s in request.app[CAPTURE].status()]
+    health = request.app[ALERTS].health
+    body = [
+        {
+            **_camera_json(s, models.get(s.name), inference),
+            "health": None if health is None else health.snapshot(s.name),
+        }
+        for s in request.app[CAPTURE].status()
+    ]
     return web.json_response({"cameras": body})
 
 

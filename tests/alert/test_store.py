@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 from streamdet.alert.rules import Change, EventState
@@ -86,3 +88,32 @@ def test_a_held_end_waits_for_release_and_then_names_the_files(tmp_path: Path) -
     assert end.payload["change"] == "ended"
     assert (end.payload["snapshot"], end.payload["clip"]) == ("snap.jpg", "clip.mp4")
     assert store.release() == 0
+
+
+def test_health_events_are_their_own_kind_and_a_store_from_before_them_is_migrated(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.db"
+    # a store as streamdet wrote it before health events: no kind or condition columns
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE events (id TEXT PRIMARY KEY, camera TEXT NOT NULL, start REAL NOT NULL,"
+        " end REAL, peak_score REAL NOT NULL, peak_time REAL NOT NULL, region TEXT NOT NULL,"
+        " threshold REAL NOT NULL, model TEXT NOT NULL, revision INTEGER NOT NULL,"
+        " snapshot TEXT, clip TEXT, reason TEXT, objects TEXT);"
+        "INSERT INTO events VALUES ('" + "a" * 32 + "', 'cam', 1.0, 2.0, 5.0, 1.5,"
+        " '[0, 0, 1, 1]', 4.0, 'motion v1', 1, NULL, NULL, NULL, NULL);"
+    )
+    old.close()
+    store = EventStore(path)
+    assert store.get("a" * 32) is not None and store.get("a" * 32)["kind"] == "anomaly"
+    covered = replace(event(start=3.0), kind="health", condition="covered", reason="dark")
+    started = store.record(Change.STARTED, covered, None, "motion v1", ["jsonl"])
+    assert (started["kind"], started["condition"], started["reason"]) == (
+        "health",
+        "covered",
+        "dark",
+    )
+    assert [e["start"] for e in store.events(kind="health")] == [3.0]
+    assert [e["start"] for e in store.events(kind="anomaly")] == [1.0]
+    assert store.due("jsonl", now=1e12)[0].payload["condition"] == "covered"

@@ -16,7 +16,7 @@ from typing import Any
 import av
 import numpy as np
 
-from streamdet.capture.synthetic import ScheduledAnomaly, SyntheticScene
+from streamdet.capture.synthetic import SceneFault, ScheduledAnomaly, SyntheticScene
 
 CODE_BITS = 16
 BAND_FRACTION = 1 / 8  # the code occupies the top eighth of the frame
@@ -130,13 +130,16 @@ def make_scene_clip(
     seed: int = 0,
     anomalies: tuple[ScheduledAnomaly, ...] = (),
     crf: int = 23,
+    faults: tuple[SceneFault, ...] = (),
 ) -> Path:
     """Encode the synthetic scene (textured, noisy, people walking) as an H.264 MP4.
 
     Unlike ``make_clip`` this decodes about as expensively as real camera footage, because the
     sensor noise and texture leave the encoder real detail to code.
     """
-    scene = SyntheticScene(width=width, height=height, fps=fps, seed=seed, anomalies=anomalies)
+    scene = SyntheticScene(
+        width=width, height=height, fps=fps, seed=seed, anomalies=anomalies, faults=faults
+    )
     canvas = np.empty((height, width, 3), np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w") as container:
