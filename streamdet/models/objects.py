@@ -15,12 +15,17 @@ Per window (the newest frame and the one before), at the model's input size:
    frame difference, 24x24). Size and speed are given twice: raw, and divided by the object height
    expected at the foot's row (a line fitted on the training objects), so that perspective is
    learned: a walker near the camera is big and fast in pixels *there*.
-3. **Density of normal:** a bank of the training objects' standardised features; an object's
-   score is its mean distance to its ``k`` nearest normal objects over the same distance for
-   normal objects of other moments (every fifth block of training windows against the rest),
-   so 1 is typical. ``k`` neighbours and down-weighted
-   position make the density smooth: a normal walker at a rarely visited spot has walkers of
-   its size and speed nearby in the other features.
+3. **Density of normal:** a bank of the training objects' standardised features. Each
+   feature subspace (``SUBSPACES``: place with speed, with size, with direction, with
+   stillness, with look) scores an object by its mean distance to its ``k`` nearest normal
+   objects there, over the same distance for normal objects of other moments (every fifth
+   block of training windows against the rest), so 1 is typical; the object's score is the
+   highest of them (as AI-VAD scores velocity, pose and appearance with a density each). One
+   distance over all features at once let a bike's speed drown in the spread of the
+   walkers' looks and shapes: on the validation sets (pasted anomalies in the real clips,
+   Ped2 training clips) AUC 0.83 -> 0.91 and 0.926 -> 0.930 (``scoring: joint`` keeps that).
+   ``k`` neighbours and down-weighted position make the density smooth: a normal walker at a
+   rarely visited spot has walkers of its size and speed nearby in the other features.
 4. **Score and reason:** the frame score is the highest object score (0 with no object); the
    anomaly map paints each object's score over its box; the reason is the feature group
    (fast, large/small, unusual place, wrong way, unusual look, lingering, left behind) that
@@ -69,6 +74,7 @@ OBJECT_DEFAULTS: dict[str, Any] = {
     "bank": 4096,  # normal objects kept (fixed, so that cameras' models stack)
     "samples": 600,  # training windows looked at (neighbours at 25 fps are near copies)
     "background_frames": 120,  # training frames the background median is taken over
+    "scoring": "groups",  # groups: the highest of the subspaces' scores; joint: one k-NN
     "place_weight": 0.5,  # weight of the position features against the others
     "look_weight": 0.5,  # weight of the embedding (spread over its dimensions)
     "embed": 8,  # embedding size
@@ -99,6 +105,15 @@ GROUPS: dict[str, tuple[int, ...]] = {
     "direction": (7, 8),
     "still": (9,),
     "look": (3,),  # the embedding's columns are added to it
+}
+# Feature subspaces each scored by its own k-NN distance (the place is in each, so that each is
+# "for the place"); the embedding's columns are added to "look".
+SUBSPACES: dict[str, tuple[int, ...]] = {
+    "speed": (0, 1, 5, 6),
+    "size": (0, 1, 2, 3, 4),
+    "direction": (0, 1, 7, 8),
+    "still": (0, 1, 4, 9),
+    "look": (0, 1, 3),
 }
 BOX_COLUMNS = 7  # x0, y0, x1, y1 (0..1), score, reason index, valid (0/1)
 FAR = 1e3  # where unused bank rows sit: never anyone's nearest neighbour
@@ -152,12 +167,15 @@ class ObjectModel(AnomalyModel):
     feat_std: Tensor
     bank: Tensor
     bank_ref: Tensor
+    sub_ref: Tensor
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
         p = self.params = with_defaults(self.kind, spec.params, OBJECT_DEFAULTS)
         if int(p["crop"]) % 4 or int(p["crop"]) < 8:
             raise ModelError(f"objects: crop must be a multiple of 4, >= 8; got {p['crop']}")
+        if p["scoring"] not in ("groups", "joint"):
+            raise ModelError(f"objects: scoring must be groups or joint; got {p['scoring']!r}")
         if int(p["k"]) < 1 or int(p["bank"]) <= int(p["k"]):
             raise ModelError(f"objects: need 1 <= k < bank; got k={p['k']}, bank={p['bank']}")
         self.context = 1
@@ -171,6 +189,7 @@ class ObjectModel(AnomalyModel):
         self.register_buffer("feat_std", torch.ones(dims))
         self.register_buffer("bank", torch.full((int(p["bank"]), dims), FAR))
         self.register_buffer("bank_ref", torch.ones(()))
+        self.register_buffer("sub_ref", torch.ones(len(SUBSPACES)))
         self._weights = self._feature_weights(dims)
 
     def _feature_weights(self, dims: int) -> Tensor:
@@ -348,6 +367,17 @@ class ObjectModel(AnomalyModel):
         near, idx = dist.topk(k, dim=2, largest=False)
         ref = state["bank_ref"].view(-1, 1)
         obj = near.mean(dim=2) / ref  # (B, K)
+        if self.params["scoring"] != "joint":
+            subs = torch.stack(
+                [
+                    torch.cdist(z[..., c].float(), bank[..., c].float())
+                    .topk(k, dim=2, largest=False)
+                    .values.mean(dim=2)
+                    for c in self._subspace_columns(dims)
+                ],
+                dim=-1,
+            ) / state["sub_ref"].view(-1, 1, len(SUBSPACES))
+            obj = subs.amax(dim=-1)
         obj = torch.where(valid, obj, torch.zeros_like(obj))
         neighbours = torch.gather(bank, 1, idx.flatten(1).unsqueeze(-1).expand(-1, -1, dims)).view(
             b, k_max, k, dims
@@ -368,6 +398,11 @@ class ObjectModel(AnomalyModel):
         )
         normalised = (score - state["norm_mean"].view(-1)) / state["norm_std"].view(-1)
         return ModelOutput(normalised, amap, table)
+
+    def _subspace_columns(self, dims: int) -> list[list[int]]:
+        cols = {g: list(c) for g, c in SUBSPACES.items()}
+        cols["look"] += list(range(len(FEATURES), dims))
+        return list(cols.values())
 
     def _reasons(self, z: Tensor, neighbours: Tensor, height_for_place: Tensor) -> Tensor:
         """The reason index of each object: the feature group farthest from its neighbours.
@@ -620,6 +655,9 @@ def _fill_bank(model: ObjectModel, full: Tensor, reference: Tensor, seed: int) -
         skip = 0
     near = torch.cdist(ref, rest).topk(k + skip, dim=1, largest=False).values[:, skip:]
     model.bank_ref.fill_(float(near.mean(dim=1).median().clamp(min=1e-3)))
+    for i, cols in enumerate(model._subspace_columns(zall.shape[1])):
+        sub = torch.cdist(ref[:, cols], rest[:, cols]).topk(k + skip, dim=1, largest=False)
+        model.sub_ref[i] = sub.values[:, skip:].mean(dim=1).median().clamp(min=1e-3)
 
 
 def build(spec: ModelSpec) -> AnomalyModel:
