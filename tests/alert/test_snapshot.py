@@ -20,6 +20,7 @@ from streamdet.config import parse_config
 from streamdet.frames import DetectedObject, FrameRef, ScoredFrame
 from tests.alert.scripted import PEAK_FIRST, run_script, stages
 from tests.support.media import BAND_FRACTION, make_clip, read_frame_index
+from tests.support.servers import RtspServer
 
 FPS = 25
 TINT = (170, 90)  # U, V: a blue-green background
@@ -47,12 +48,14 @@ def square_box(grey: np.ndarray) -> tuple[float, float, float, float]:
     )
 
 
-def scripted_event(tmp_path: Path, clip: Path, clips: bool) -> tuple[dict[str, Any], FrameRef]:
-    """Stream ``clip`` as a camera and score its frames by script (quiet, a peak with the
-    square as a "fast" object, lower but above, quiet): one event. Returns it and its peak."""
+def scripted_event(
+    tmp_path: Path, source: dict[str, Any], clips: bool
+) -> tuple[dict[str, Any], int]:
+    """A camera of ``source``, its frames scored by script (quiet, a peak with the square as a
+    "fast" object, lower but above, quiet): one event. Returns it and its peak frame's number."""
     config = parse_config(
         {
-            "cameras": [{"name": "cam", "source": {"kind": "file", "path": str(clip)}}],
+            "cameras": [{"name": "cam", "source": source}],
             "models": {"dir": str(tmp_path / "models"), "learn_in_place": False},
             "alerts": {
                 "dir": str(tmp_path / "events"),
@@ -62,7 +65,7 @@ def scripted_event(tmp_path: Path, clip: Path, clips: bool) -> tuple[dict[str, A
         }
     )
     scripted = stages(config)
-    peaks: list[FrameRef] = []
+    peaks: list[int] = []  # the number in the peak frame's pixels (the ring's copy)
 
     def scored(ref: FrameRef, score: float) -> ScoredFrame:
         objects: tuple[DetectedObject, ...] = ()
@@ -70,7 +73,7 @@ def scripted_event(tmp_path: Path, clip: Path, clips: bool) -> tuple[dict[str, A
             pixels = scripted.capture.ring("cam").read(ref)
             assert pixels is not None
             objects = (DetectedObject(square_box(pixels), score, "fast"),)
-            peaks.append(ref)
+            peaks.append(read_frame_index(pixels))
         cells = np.zeros((6, 8), np.float32)  # no heatmap over the frame
         return ScoredFrame(ref, score, score, 4.0, cells, time.time(), objects=objects)
 
@@ -85,18 +88,27 @@ def red(image: np.ndarray) -> np.ndarray:
     return (r > 180) & (g < 80) & (b < 80)
 
 
+@pytest.mark.parametrize("camera", ["file", "rtsp"])
 def test_snapshot_is_the_cameras_colour_frame_at_the_peak_with_the_object_boxed(
-    tmp_path: Path, colour_clip: Path
+    tmp_path: Path, colour_clip: Path, camera: str
 ) -> None:
-    event, peak = scripted_event(tmp_path, colour_clip, clips=True)
+    if camera == "file":
+        event, number = scripted_event(tmp_path, {"kind": "file", "path": str(colour_clip)}, True)
+    else:
+        server = RtspServer({"/colour": str(colour_clip)})
+        server.start()
+        try:
+            source = {"kind": "rtsp", "url": server.url("/colour")}
+            event, number = scripted_event(tmp_path, source, True)
+        finally:
+            server.stop()
     image = cv2.imread(event["snapshot"])
     assert image is not None and image.shape == (360, 640, 3)  # the camera's size, not 320x240
     # In colour: the tinted background keeps its hue (a grey frame has equal channels).
     corner = image[-40:, :40].reshape(-1, 3).mean(axis=0)
     assert corner[0] - corner[2] > 40, corner
     # The peak's own frame: the counter in its pixels is the peak frame's number.
-    assert peak.pts_s is not None
-    assert read_frame_index(image) == round(peak.pts_s * FPS)
+    assert read_frame_index(image) == number
     # The object is boxed where it is: red edges around the white square, and a label.
     ((x0, y0, x1, y1),) = [o["box"] for o in event["objects"]]
     left, top, right, bottom = int(x0 * 640), int(y0 * 360), int(x1 * 640) - 1, int(y1 * 360) - 1
@@ -111,10 +123,11 @@ def test_snapshot_is_the_cameras_colour_frame_at_the_peak_with_the_object_boxed(
 
 
 def test_without_footage_the_snapshot_is_the_ring_frame(tmp_path: Path, colour_clip: Path) -> None:
-    event, peak = scripted_event(tmp_path, colour_clip, clips=False)
+    source = {"kind": "file", "path": str(colour_clip)}
+    event, number = scripted_event(tmp_path, source, clips=False)
     image = cv2.imread(event["snapshot"])
     assert image is not None and image.shape == (240, 320, 3)  # the model's size
-    assert read_frame_index(image) == round((peak.pts_s or 0.0) * FPS)
+    assert read_frame_index(image) == number
     assert red(image).any()  # still boxed
 
 
