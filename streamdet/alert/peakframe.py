@@ -66,10 +66,11 @@ def _same_pts(footage: Footage, ref: FrameRef) -> int | None:
     time_base = footage.fmt.time_base
     if footage.fmt.kind != "packets" or time_base is None or ref.pts_s is None:
         return None
+    seconds = float(time_base)  # not Fraction arithmetic per chunk: this runs on the loop
     best: tuple[float, int] | None = None
     for i, chunk in enumerate(footage.chunks):
         if chunk.pts is not None and chunk.wall <= ref.wall_time:  # it arrived before
-            gap = abs(float(chunk.pts * time_base) - ref.pts_s)
+            gap = abs(chunk.pts * seconds - ref.pts_s)
             best = min(best, (gap, i)) if best else (gap, i)
     return best[1] if best is not None and best[0] <= _SAME_PTS_S else None
 
