@@ -85,7 +85,7 @@ def decode_peak(peak: PeakFootage) -> np.ndarray:
         return image
     try:
         return _decode_packets(peak)
-    except av.FFmpegError as exc:
+    except (av.FFmpegError, ValueError) as exc:  # ValueError: a pixel format PyAV cannot convert
         raise FootageError(f"{fmt.codec} footage could not be decoded: {exc}") from exc
 
 
