@@ -1,4 +1,8 @@
-"""Snapshots: the frame at an event's peak with its anomaly heatmap blended over it (JPEG)."""
+"""Snapshots: the frame at an event's peak with its anomaly heatmap blended over it (JPEG).
+
+The frame is the camera's own (full resolution, colour) when its footage has it, else the
+model-size frame of the ring; boxes, lines and labels are sized for whichever it is.
+"""
 
 from __future__ import annotations
 
@@ -30,14 +34,16 @@ def render_snapshot(
     alpha = (heat * 0.6)[..., None]
     blended = (image * (1 - alpha) + colour * alpha).astype(np.uint8)
     boxes = [(o.box, o.reason) for o in objects] or [(region, "")]
-    thick = max(1, round(height / 240))
+    # Lines and text grow with the image: as legible on a 4K frame as on the model's 320x240.
+    size = max(height, 120) / 240
+    thick = max(1, round(size))
     for (x0, y0, x1, y1), label in boxes:
         top_left = (int(x0 * width), int(y0 * height))
         cv2.rectangle(
             blended, top_left, (int(x1 * width) - 1, int(y1 * height) - 1), (0, 0, 255), 2 * thick
         )
         if label:
-            scale = 0.4 * thick
+            scale = 0.4 * size
             (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
             x, y = top_left[0], max(top_left[1] - 3, th + 3)
             cv2.rectangle(blended, (x, y - th - 3), (x + tw + 2, y + 2), (0, 0, 255), -1)

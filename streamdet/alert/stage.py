@@ -2,8 +2,10 @@
 
 Runs on the asyncio loop. Every ``poll_s`` it drains the inference stage's bounded hand-off,
 feeds each camera's rules, and records every start/update/end in the store — before any sink
-sees it. The peak frame of an open event is copied out of the ring at once (rings are short)
-and its snapshot written with the heatmap before the end is recorded. While an event is open the
+sees it. The peak frame of an open event is copied out of the ring at once (rings are short),
+with a reference to its chunk of the camera's footage; before the end is recorded, its snapshot
+is written with the heatmap: on the camera's own frame decoded from that footage, or on the
+ring's model-size frame when there is none. While an event is open the
 camera's clip buffer holds its footage; after the end plus the post-roll a clip task cuts it and
 writes the MP4. The end's deliveries wait for the clip (held in the outbox), so that the
 ``ended`` record every sink gets names both files. One dispatcher task per sink delivers from the
@@ -26,6 +28,7 @@ import numpy as np
 
 from streamdet.alert.clip import write_clip
 from streamdet.alert.health import HealthChecks
+from streamdet.alert.peakframe import FootageError, PeakFootage, decode_peak, find_peak
 from streamdet.alert.retention import prune
 from streamdet.alert.rules import (
     Change,
@@ -54,6 +57,8 @@ class _Open:
     event_id: str
     peak_frame: np.ndarray | None = None
     peak_map: np.ndarray | None = None
+    peak_seq: int = -1
+    peak_footage: PeakFootage | None = None  # the peak frame as the camera sent it
     hold: int | None = None  # keeps the event's footage in the camera's clip buffer
 
 
@@ -91,6 +96,7 @@ class AlertStage:
         self._clip_tasks: set[asyncio.Task[None]] = set()
         self._closing = asyncio.Event()
         self._feeding = asyncio.Lock()  # a camera is removed between two frames, not inside one
+        self._ring_snapshots: set[str] = set()  # cameras told once why a snapshot is small
 
     def _sink(self, sink: JsonlSinkConfig | WebhookSinkConfig | MqttSinkConfig) -> Sink:
         if isinstance(sink, JsonlSinkConfig):
@@ -325,6 +331,10 @@ class AlertStage:
             peak, pixels = frame, self.capture.ring(camera).read(frame.ref)
         if pixels is not None:  # else keep the older peak
             state.peak_frame, state.peak_map = pixels, peak.anomaly_map
+            buffer = self.capture.clips(camera)
+            if buffer is not None and peak.ref.seq != state.peak_seq:
+                state.peak_footage = find_peak(buffer, peak.ref)
+            state.peak_seq = peak.ref.seq
 
     async def _record(self, update: Update) -> None:
         camera = update.event.camera
@@ -407,16 +417,33 @@ class AlertStage:
     async def _snapshot(self, state: _Open, update: Update) -> None:
         if state.peak_frame is None or state.peak_map is None or self.store is None:
             return
-        image = render_snapshot(
-            state.peak_frame,
-            state.peak_map,
-            update.event.threshold,
-            update.event.region,
-            update.event.objects,
-        )
         path = self.config.dir / "snapshots" / f"{state.event_id}.jpg"
+        frame = await asyncio.to_thread(
+            self._peak_pixels, update.event.camera, state.peak_footage, state.peak_frame
+        )
+        event = update.event
+        image = await asyncio.to_thread(
+            render_snapshot, frame, state.peak_map, event.threshold, event.region, event.objects
+        )
         await asyncio.to_thread(write_jpeg, path, image)
         await asyncio.to_thread(self.store.set_files, state.event_id, str(path), None)
+
+    def _peak_pixels(
+        self, camera: str, footage: PeakFootage | None, ring_frame: np.ndarray
+    ) -> np.ndarray:
+        """The peak frame at the camera's resolution and colour, decoded from its footage;
+        else the ring's model-size frame, so that no event goes without a snapshot."""
+        if self.capture.clips(camera) is None:
+            return ring_frame  # clips are off: no footage to take it from
+        try:
+            if footage is None:
+                raise FootageError("no footage of the peak frame is left")
+            return decode_peak(footage)
+        except FootageError as exc:
+            log = logger.debug if camera in self._ring_snapshots else logger.info
+            self._ring_snapshots.add(camera)
+            log("[%s] snapshot at the model's size: %s", camera, exc)
+            return ring_frame
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

@@ -1,9 +1,11 @@
 """Live view without WebRTC: an MJPEG stream per camera, and a small page.
 
 ``/api/cameras/{name}/mjpeg?fps=5&overlay=1`` sends the camera's newest frame, with the newest
-anomaly heatmap and score drawn on it, as ``multipart/x-mixed-replace`` JPEGs at the viewer's
-frame rate. Each viewer gets the newest frame only — nothing is queued for a slow viewer, so it
-cannot grow memory or latency — and its loop ends when the viewer goes.
+anomaly heatmap and score drawn on it (from an object-level model, each object above the
+threshold boxed and labelled with its reason; WebRTC sends the same overlay), as
+``multipart/x-mixed-replace`` JPEGs at the viewer's frame rate. Each viewer gets the newest
+frame only — nothing is queued for a slow viewer, so it cannot grow memory or latency — and its
+loop ends when the viewer goes.
 """
 
 from __future__ import annotations
@@ -32,11 +34,15 @@ NewestImage = Callable[[int], tuple[int, np.ndarray] | None]
 
 
 def overlay(frame: np.ndarray, inference: InferenceStage, camera: str) -> np.ndarray:
-    """The frame with the newest heatmap, region-free, and the score against the threshold."""
+    """The frame with the newest heatmap, the unusual objects boxed with their reasons (else
+    no region), and the score against the threshold."""
     scored = inference.latest.get(camera)
     if scored is None or not np.isfinite(scored.threshold):
         return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame
-    image = render_snapshot(frame, scored.anomaly_map, scored.threshold, (0.0, 0.0, 0.0, 0.0))
+    unusual = [o for o in scored.objects if o.score > scored.threshold]
+    image = render_snapshot(
+        frame, scored.anomaly_map, scored.threshold, (0.0, 0.0, 0.0, 0.0), unusual
+    )
     colour = (0, 0, 255) if scored.above else (255, 255, 255)
     text = f"{scored.smoothed:.2f} / {scored.threshold:.2f}"
     cv2.putText(image, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)

@@ -4,7 +4,6 @@ down for a while."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections import Counter
@@ -15,15 +14,11 @@ import av
 import cv2
 import numpy as np
 import pytest
-from prometheus_client import CollectorRegistry
 
-from streamdet.alert.stage import AlertStage
 from streamdet.alert.store import EventStore
-from streamdet.capture import CaptureStage
 from streamdet.config import parse_config
-from streamdet.frames import ScoredFrame
-from streamdet.inference.stage import InferenceStage
-from streamdet.metrics import PipelineMetrics
+from streamdet.frames import FrameRef, ScoredFrame
+from tests.alert.scripted import PEAK_FIRST, run_script, stages
 from tests.pipeline.test_run import Running
 from tests.support.http import Receiver, ThreadedApp
 from tests.support.waiting import wait_for
@@ -122,7 +117,9 @@ def test_each_anomaly_is_one_event_stored_snapshotted_clipped_and_delivered_once
     for event, (snap_status, (clip_status, clip_bytes)) in zip(events, media, strict=True):
         assert snap_status == 200
         image = cv2.imread(event["snapshot"])
-        assert image is not None and image.shape[0] > 0
+        # The camera's own frame (a JPEG of its footage), in colour, not the model's 320x240.
+        assert image is not None and image.shape == (360, 480, 3)
+        assert np.abs(image.astype(int) - image[..., :1]).mean() > 2  # the channels differ
         # The clip plays: decoded back, at the camera's resolution, from pre- to post-roll.
         assert clip_status == 200 and len(clip_bytes) > 1000
         with av.open(event["clip"]) as clip:
@@ -233,35 +230,13 @@ def test_an_event_whose_peak_is_its_first_frame_above_the_threshold_gets_a_snaps
             },
         }
     )
-    capture = CaptureStage(config.cameras, config.capture)
-    registry = CollectorRegistry()
-    inference = InferenceStage(
-        capture, config.cameras, config.models, config.inference, PipelineMetrics(registry)
-    )
-    alerts = AlertStage(config.alerts, capture, inference, poll_s=0.02)
-    # Scored frames in order: quiet, then the peak (the first above 4), lower but still above
-    # for longer than min_duration_s, then quiet until the event ends.
-    scores = [1.0] * 5 + [9.0] + [6.0] * 15 + [1.0] * 25
 
-    async def scenario() -> None:
-        await alerts.start()
-        ring, last = capture.ring("path"), -1
-        try:
-            while scores:
-                await asyncio.sleep(0.01)
-                ref = ring.latest()
-                if ref is None or ref.seq == last:
-                    continue
-                last, score = ref.seq, scores.pop(0)
-                cells = np.zeros((6, 8), np.float32)
-                cells[2, 3] = score  # one cell: an anomaly, not a global change
-                inference._publish(ScoredFrame(ref, score, score, 4.0, cells, time.time()))
-            await asyncio.sleep(0.3)  # the rules task takes the last frames
-        finally:
-            await alerts.stop()
+    def scored(ref: FrameRef, score: float) -> ScoredFrame:
+        cells = np.zeros((6, 8), np.float32)
+        cells[2, 3] = score  # one cell: an anomaly, not a global change
+        return ScoredFrame(ref, score, score, 4.0, cells, time.time())
 
-    with capture:
-        asyncio.run(scenario())
+    run_script(stages(config), "path", PEAK_FIRST, scored)
     store = EventStore(tmp_path / "events" / "events.db")
     (event,) = store.events()
     assert event["end"] is not None and event["peak_score"] == 9.0

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from streamdet.frames import REASONS
 from tests.support.browser import chromium, console, missing, video_state
 from tests.support.servers import free_port
 from tests.support.waiting import wait_for
@@ -38,13 +39,15 @@ def write_config(tmp_path: Path, port: int) -> Path:
                     "seed": 1,
                     "width": WIDTH,
                     "height": HEIGHT,
-                    "anomalies": [{"kind": "fast", "start_s": 14, "duration_s": 6}],
+                    # After learning: 8 s of footage, then ~11 s to train on a busy machine.
+                    "anomalies": [{"kind": "fast", "start_s": 32, "duration_s": 6}],
                 },
                 "frame": {"width": WIDTH, "height": HEIGHT},
                 "analysis_fps": 5,
             }
         ],
-        "models": {"dir": "models", "kind": "motion", "learn_seconds": 8},
+        # The object-level model: its events say why (the reason the page must show).
+        "models": {"dir": "models", "kind": "objects", "learn_seconds": 8},
         "alerts": {"dir": "events"},
         "server": {"port": port, "token": "${STREAMDET_TEST_TOKEN}", "webrtc": {"fps": 10}},
     }
@@ -129,12 +132,10 @@ def check_page(browser: Any, url: str, tmp_path: Path) -> None:
     assert transport == "webrtc"
 
     def listed() -> bool:
-        rows = browser.execute_script(
-            "return [...document.querySelectorAll('#events tr')].map(r => r.innerText)"
-        )
-        return any("path" in row for row in rows)
+        return any("path" in row for row in browser.execute_script(ROWS))
 
     wait_for(listed, 60, "the event in the page's list")
+    check_reasons(browser, url)
     screenshot = tmp_path / "liveview.png"
     browser.save_screenshot(str(screenshot))
     print(f"screenshot: {screenshot} (first frame after {first_frame_s:.2f} s)")
@@ -144,6 +145,37 @@ def check_page(browser: Any, url: str, tmp_path: Path) -> None:
     browser.get(f"{url}/?token={TOKEN}")
     wait_for(lambda: video_state(browser, selector) is not None, 20, "the page again")
     check_mjpeg_fallback(browser)
+
+
+ROWS = "return [...document.querySelectorAll('#events tr')].map(r => r.innerText)"
+
+
+def check_reasons(browser: Any, url: str) -> None:
+    """Each event's row says why (the object-level model's reason), while it is open too."""
+
+    def open_with_reason() -> bool:
+        rows = browser.execute_script(ROWS)
+        return any("open" in row and any(r in row for r in REASONS) for row in rows)
+
+    wait_for(open_with_reason, 30, "an open event's reason in the list")
+
+    def as_the_api_says() -> bool:
+        events = get_json(f"{url}/api/events?limit=20")["events"]
+        rows = browser.execute_script(ROWS)
+        return bool(events) and all(
+            any(time_of(browser, e["start"]) in row and (e["reason"] or "") in row for row in rows)
+            for e in events
+        )
+
+    wait_for(as_the_api_says, 10, "the page's reasons to be the API's")
+
+
+def time_of(browser: Any, start: float) -> str:
+    """An event's start as the page writes it (the browser's locale)."""
+    text: str = browser.execute_script(
+        "return new Date(arguments[0] * 1000).toLocaleTimeString()", start
+    )
+    return text
 
 
 def check_mjpeg_fallback(browser: Any) -> None:
@@ -191,8 +223,8 @@ def test_browser_page_follows_a_config_reload(tmp_path: Path) -> None:
         )
         with urllib.request.urlopen(request, timeout=30) as answer:
             assert json.load(answer)["restarted"] == ["a"]
-        wait_for(lambda: browser.execute_script(shown) == ["a", "c"], 20, "the new cards")
+        wait_for(lambda: browser.execute_script(shown) == ["a", "c"], 40, "the new cards")
         new = "#cam-a img:not([data-old])"
-        wait_for(lambda: browser.execute_script(width, new) > 0, 20, "a's new stream")
+        wait_for(lambda: browser.execute_script(width, new) > 0, 40, "a's new stream")
         wait_for(lambda: browser.execute_script(width, "#cam-c img") > 0, 20, "c's picture")
     assert TOKEN not in err.read_text() and "Traceback" not in err.read_text()

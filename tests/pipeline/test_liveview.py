@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 from pydantic import SecretStr
 
-from streamdet.frames import ModelState
+from streamdet.frames import DetectedObject, FrameRef, ModelState, ScoredFrame
+from streamdet.web.liveview import overlay
+from tests.alert.scripted import stages
 from tests.pipeline.test_run import Running, pipeline_config
 from tests.support.waiting import wait_for
 
@@ -152,3 +154,24 @@ def test_mjpeg_viewers_are_capped_and_freed_when_they_leave(tmp_path: Path) -> N
     assert "2 MJPEG viewers already (server.mjpeg.max_viewers)" in body["detail"]
     assert admitted == 200
     assert bad == 400
+
+
+def test_the_overlay_boxes_each_unusual_object_with_its_reason(tmp_path: Path) -> None:
+    """What the MJPEG and WebRTC views draw: objects above the threshold boxed in red, with a
+    label; an object below it is not boxed."""
+    inference = stages(pipeline_config(tmp_path / "models")).inference
+    unusual = DetectedObject((0.5, 0.5, 0.8, 0.9), 7.0, "wrong way")
+    usual = DetectedObject((0.1, 0.5, 0.3, 0.9), 2.0, "fast")
+    ref = FrameRef("cam-0", 0, 0, time.time(), None, True)
+    cells = np.zeros((6, 8), np.float32)
+    inference._publish(
+        ScoredFrame(ref, 7.0, 7.0, 4.0, cells, time.time(), objects=(unusual, usual))
+    )
+    image = overlay(np.full((240, 320), 128, np.uint8), inference, "cam-0")
+    b, g, r = (image[..., i].astype(int) for i in range(3))
+    red = (r > 200) & (g < 60) & (b < 60)
+    assert red[121, 162:254].mean() > 0.9 and red[214, 162:254].mean() > 0.9  # the box
+    label = red[100:120, 160:260]
+    white = (image[100:120, 160:260].min(axis=2) > 200).sum()
+    assert label.sum() > 300 and white > 20, (label.sum(), white)  # white text on red
+    assert not red[100:, 20:100].any()  # the usual object is not boxed (the score is above)

@@ -36,11 +36,13 @@ def make_clip(
     fps: int = 25,
     gop: int = 25,
     pattern: str = "moving",
+    tint: tuple[int, int] | None = None,
 ) -> Path:
     """Encode an H.264 MP4 (yuv420p, no B-frames, keyframe every ``gop``) and return ``path``.
 
     ``pattern`` is ``"moving"`` (a bright square crosses the frame) or ``"static"`` (the square
-    stays put, so only the counter changes - handy as a "nothing happens" baseline).
+    stays put, so only the counter changes - handy as a "nothing happens" baseline). ``tint``
+    (U, V) colours the background below the code band; the band and the square stay grey.
     """
     if pattern not in ("moving", "static"):
         raise ValueError(f"unknown pattern {pattern!r}")
@@ -55,7 +57,7 @@ def make_clip(
         stream.options = {**stream.options, "preset": "ultrafast", "tune": "zerolatency"}
         for index in range(frames):
             luma = _draw_frame(background, index, moving=pattern == "moving")
-            frame = av.VideoFrame.from_ndarray(_to_yuv420p(luma), format="yuv420p")
+            frame = av.VideoFrame.from_ndarray(_to_yuv420p(luma, tint), format="yuv420p")
             frame.pts = index
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
@@ -112,11 +114,22 @@ def _triangle(t: int, span: int) -> int:
     return t if t <= span else 2 * span - t
 
 
-def _to_yuv420p(luma: np.ndarray) -> np.ndarray:
-    """Stack a luma plane with neutral chroma in PyAV's (H * 3 / 2, W) yuv420p layout."""
+def _to_yuv420p(luma: np.ndarray, tint: tuple[int, int] | None = None) -> np.ndarray:
+    """Stack a luma plane with its chroma in PyAV's (H * 3 / 2, W) yuv420p layout: neutral, or
+    ``tint`` (U, V) where the background is below the code band."""
     height, width = luma.shape
-    chroma = np.full((height // 2, width), 128, dtype=np.uint8)  # U and V, half height each
-    return np.concatenate([luma, chroma])
+    if tint is None:
+        chroma = np.full((height // 2, width), 128, dtype=np.uint8)  # U and V, half height each
+        return np.concatenate([luma, chroma])
+    if height % 4:
+        raise ValueError("a tinted clip needs a height divisible by 4")
+    planes = [np.full((height // 2, width // 2), 128, dtype=np.uint8) for _ in range(2)]
+    background = luma[::2, ::2] < 200  # not the square (at half resolution, like chroma)
+    background[: int(height * BAND_FRACTION) // 2 + 1] = False
+    for plane, value in zip(planes, tint, strict=True):
+        plane[background] = value
+    # Each (H/2, W/2) plane is laid out as H/4 rows of W bytes.
+    return np.concatenate([luma, *(p.reshape(height // 4, width) for p in planes)])
 
 
 def make_scene_clip(
