@@ -21,7 +21,8 @@ Every part runs ``streamdet run`` as a child process against real servers on 127
 Run from the repository root: ``python benchmarks/faults.py [--restarts 20] [--soak-minutes 30]
 [--only restarts,configs]`` (about 50 min with the defaults; ``--soak-minutes 2`` makes it ~12).
 Progress goes to stderr; the last line of stdout is one JSON object with every figure and, in
-``targets``, each target with its ``pass``; the exit code is 0 when every target run passed.
+``targets``, each target with its ``pass`` (null: a shortened soak that met the figure, not
+judged); ``pass`` is true, and the exit code 0, when no target failed.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ FIRST_FRAME_TARGET_S = 2.0
 RSS_GROWTH_TARGET_PCT = 5.0
 HEALTHY_FPS_SHARE = 0.95  # of the source's rate
 CONFIG_CASES_TARGET = 50
+SOAK_TARGET_MINUTES = 30.0
 
 
 def run_configs(workdir: Path, limit: int | None) -> dict[str, Any]:
@@ -81,7 +83,8 @@ def parts(args: argparse.Namespace) -> dict[str, Callable[[Path], dict[str, Any]
 
 
 def targets(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each target of the parts that ran (and did not fail to run): its figure and ``pass``."""
+    """Each target of the parts that ran: its figure and ``pass`` (true, false, or null for a
+    soak that met the target in less time than the target's 30 minutes)."""
     found: dict[str, dict[str, Any]] = {}
 
     def target(name: str, part: str, check: Callable[[dict[str, Any]], tuple[Any, bool]]) -> None:
@@ -156,9 +159,12 @@ def targets(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "secrets",
         lambda r: (r["occurrences"], r["occurrences"] == 0 and r["occurrences_in_config_file"] > 0),
     )
-    target("soak_rss_growth_lt_5pct", "soak", lambda r: (
+    target("soak_rss_growth_lt_5pct_over_30min", "soak", lambda r: (
         {"growth_pct": round(r["growth_pct"], 2), "minutes": r["minutes"]},
         r["growth_pct"] < RSS_GROWTH_TARGET_PCT))  # fmt: skip
+    soak = found.get("soak_rss_growth_lt_5pct_over_30min")
+    if soak is not None and soak["pass"] and results["soak"]["minutes"] < SOAK_TARGET_MINUTES:
+        soak["pass"] = None  # met, but over a shorter soak than the target's: not judged
     return found
 
 
@@ -221,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
             "config_cases": args.config_cases,
         },
         "targets": found,
-        "pass": all(t["pass"] for t in found.values()),
+        "pass": all(t["pass"] is not False for t in found.values()),
+        "not_judged": [name for name, t in found.items() if t["pass"] is None],
         **results,
         "machine": {**load, "loadavg_at_end": machine_load()["loadavg"]},
         "elapsed_s": time.monotonic() - started,

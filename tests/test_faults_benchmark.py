@@ -66,5 +66,10 @@ def test_targets_fail_on_a_missed_figure_or_a_part_that_did_not_run() -> None:
     found = faults.targets({"restarts": restarts, "soak": {"error": "RuntimeError: x"}})
     assert found["restarts_recovered"] == {"figure": "20/20", "pass": True}
     assert found["restarts_first_frame_le_2s"]["pass"] is False  # the max is over 2 s
-    assert found["soak_rss_growth_lt_5pct"] == {"figure": "RuntimeError: x", "pass": False}
+    assert found["soak_rss_growth_lt_5pct_over_30min"] == {
+        "figure": "RuntimeError: x",
+        "pass": False,
+    }
+    short = faults.targets({"soak": {"growth_pct": 1.0, "minutes": 2.0}})
+    assert short["soak_rss_growth_lt_5pct_over_30min"]["pass"] is None  # too short to judge
     assert "secrets_zero" not in found  # not run: no target claimed
