@@ -46,7 +46,7 @@ bench-pipeline: setup system-deps
 bench-liveview: setup system-deps
 	$(PY) benchmarks/liveview.py
 
-# The fault suite (~50 min: a 30-minute soak); FAULTS_ARGS="--soak-minutes 2" makes it ~12.
+# The fault suite (~40 min: a 30-minute soak); FAULTS_ARGS="--soak-minutes 2" makes it ~10.
 FAULTS_ARGS ?=
 bench-faults: setup system-deps
 	$(PY) benchmarks/faults.py $(FAULTS_ARGS)

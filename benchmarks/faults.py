@@ -19,7 +19,7 @@ Every part runs ``streamdet run`` as a child process against real servers on 127
 * ``soak``: 4 RTSP cameras after learning, RSS every 10 s for ``--soak-minutes``.
 
 Run from the repository root: ``python benchmarks/faults.py [--restarts 20] [--soak-minutes 30]
-[--only restarts,configs]`` (about 50 min with the defaults; ``--soak-minutes 2`` makes it ~12).
+[--only restarts,configs]`` (about 40 min with the defaults; ``--soak-minutes 2``: ~10).
 Progress goes to stderr; the last line of stdout is one JSON object with every figure and, in
 ``targets``, each target with its ``pass`` (null: a shortened soak that met the figure, not
 judged); ``pass`` is true, and the exit code 0, when no target failed.
@@ -174,7 +174,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sigstops", type=int, default=5, help="RTSP SIGSTOP cycles (5)")
     parser.add_argument("--soak-minutes", type=float, default=30.0, help="RSS soak length (30)")
     parser.add_argument(
-        "--only", default=",".join(PARTS), help=f"comma-separated parts (default: all of {PARTS})"
+        "--only", default=",".join(PARTS), help=f"comma-separated parts: {', '.join(PARTS)} (all)"
     )
     parser.add_argument(
         "--config-cases", type=int, default=None, help="only the first N malformed configs"
@@ -184,7 +184,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.only = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = sorted(set(args.only) - set(PARTS))
     if unknown or not args.only:
-        parser.error(f"--only: unknown part(s) {', '.join(unknown)}; expected some of {PARTS}")
+        parser.error(f"--only: unknown part(s) {', '.join(unknown)}; expected {', '.join(PARTS)}")
     if args.restarts < 1 or args.sigstops < 1 or args.soak_minutes <= 0:
         parser.error("--restarts and --sigstops must be >= 1, --soak-minutes > 0")
     if args.config_cases is not None and args.config_cases < 1:
