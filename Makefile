@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.streamdet-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps demo test lint typecheck pytest bench bench-pipeline bench-liveview eval-ped2 clean
+.PHONY: setup system-deps demo test lint typecheck pytest bench bench-pipeline bench-liveview bench-faults eval-ped2 clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ bench-pipeline: setup system-deps
 
 bench-liveview: setup system-deps
 	$(PY) benchmarks/liveview.py
+
+# The fault suite (~40 min: a 30-minute soak); FAULTS_ARGS="--soak-minutes 2" makes it ~10.
+FAULTS_ARGS ?=
+bench-faults: setup system-deps
+	$(PY) benchmarks/faults.py $(FAULTS_ARGS)
 
 # UCSD Ped2 from the shared folder beside this repository (never copied into it).
 eval-ped2: setup
