@@ -377,12 +377,14 @@ class ObjectModel(AnomalyModel):
                 ],
                 dim=-1,
             ) / state["sub_ref"].view(-1, 1, len(SUBSPACES))
-            obj = subs.amax(dim=-1)
+            obj, best = subs.max(dim=-1)  # the reason is found in the subspace that scored
+        else:
+            best = None
         obj = torch.where(valid, obj, torch.zeros_like(obj))
         neighbours = torch.gather(bank, 1, idx.flatten(1).unsqueeze(-1).expand(-1, -1, dims)).view(
             b, k_max, k, dims
         )
-        reasons = self._reasons(z, neighbours, full[..., 4])
+        reasons = self._reasons(z, neighbours, full[..., 4], best)
         # where no normal object ever stood is the reason, whatever else differs: its other
         # features have no neighbours of their own place to differ from
         cols = list(GROUPS["place"])
@@ -404,10 +406,14 @@ class ObjectModel(AnomalyModel):
         cols["look"] += list(range(len(FEATURES), dims))
         return list(cols.values())
 
-    def _reasons(self, z: Tensor, neighbours: Tensor, height_for_place: Tensor) -> Tensor:
-        """The reason index of each object: the feature group farthest from its neighbours.
-        A still object is ``left behind`` when it is much shorter than the objects expected at
-        its place (``height_for_place``: log of its height over that), else ``lingering``."""
+    def _reasons(
+        self, z: Tensor, neighbours: Tensor, height_for_place: Tensor, within: Tensor | None
+    ) -> Tensor:
+        """The reason index of each object: the feature group farthest from its neighbours
+        (among the groups of subspace ``within``, an index into ``SUBSPACES``, when given),
+        said in its terms (faster or slower than its neighbours, ...). A still object is
+        ``left behind`` when it is much shorter than the objects expected at its place
+        (``height_for_place``: log of its height over that), else ``lingering``."""
         gap = z.unsqueeze(2) - neighbours  # (B, K, k, D): object minus each neighbour
         sq = (gap**2).mean(dim=2)  # (B, K, D)
         signed = gap.mean(dim=2)
@@ -415,6 +421,16 @@ class ObjectModel(AnomalyModel):
         cols = {g: list(GROUPS[g]) for g in groups}
         cols["look"] = [*GROUPS["look"], *range(len(FEATURES), z.shape[2])]
         shares = torch.stack([sq[..., cols[g]].sum(-1) for g in groups], dim=-1)
+        if within is not None:  # only the groups the scoring subspace has (not the place)
+            has = torch.tensor(
+                [
+                    [g != "place" and bool(set(GROUPS[g]) & set(c)) for g in groups]
+                    for c in SUBSPACES.values()
+                ],
+                device=z.device,
+            )
+            has[list(SUBSPACES).index("look"), groups.index("look")] = True
+            shares = torch.where(has[within], shares, torch.full_like(shares, -1.0))
         best = shares.argmax(-1)  # index into groups
         still_obj = z[..., GROUPS["still"][0]] > 0  # stiller than the normal median
         thing = height_for_place < math.log(THING_HEIGHT)  # too short to be who walks there
