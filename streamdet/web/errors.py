@@ -20,3 +20,9 @@ def unavailable(detail: str) -> web.HTTPServiceUnavailable:
     """A 503 to raise when a bound is reached (viewers); ``detail`` says which and what to do."""
     body = _body("unavailable", detail)
     return web.HTTPServiceUnavailable(text=body, content_type="application/json")
+
+
+def conflict(detail: str) -> web.HTTPConflict:
+    """A 409 to raise when the request is well-formed but the resource cannot do it now (an
+    event without the features to learn from); ``detail`` says why."""
+    return web.HTTPConflict(text=_body("conflict", detail), content_type="application/json")

@@ -1,5 +1,6 @@
-"""The aiohttp server: Prometheus ``/metrics``, ``/healthz``, ``/readyz``, the JSON API and the
-live view (the page, MJPEG and WebRTC).
+"""The aiohttp server: Prometheus ``/metrics``, ``/healthz``, ``/readyz``, the JSON API (with
+``POST /api/events/{id}/normal``, an operator's feedback) and the live view (the page, MJPEG and
+WebRTC).
 
 Bound to 127.0.0.1 by default; with ``server.token`` every route but ``/healthz`` wants it.
 Everything it returns is built from the stages' status snapshots, which never carry credentials.
@@ -7,6 +8,7 @@ Everything it returns is built from the stages' status snapshots, which never ca
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from pathlib import Path
@@ -19,12 +21,13 @@ from streamdet.alert.stage import AlertStage
 from streamdet.alert.store import EventStore
 from streamdet.capture.stage import CameraStatus, CaptureStage
 from streamdet.config import ServerConfig
+from streamdet.errors import ModelError
 from streamdet.frames import SourceState
 from streamdet.inference.detector import DetectorStatus
 from streamdet.inference.stage import InferenceStage
 from streamdet.web import liveview, webrtc
 from streamdet.web.auth import bearer_token
-from streamdet.web.errors import bad_request
+from streamdet.web.errors import bad_request, conflict, unavailable
 from streamdet.web.keys import ALERTS, CAPTURE, INFERENCE, REGISTRY
 
 
@@ -47,6 +50,7 @@ def build_app(
     app.router.add_get("/api/events/{id}", event)
     app.router.add_get("/api/events/{id}/snapshot.jpg", snapshot)
     app.router.add_get("/api/events/{id}/clip.mp4", clip)
+    app.router.add_post("/api/events/{id}/normal", mark_normal)
     app[liveview.MJPEG] = liveview.MjpegViewers(config.mjpeg)
     app.router.add_get("/api/cameras/{name}/mjpeg", liveview.mjpeg)
     if config.webrtc.enabled:
@@ -129,6 +133,37 @@ async def clip(request: web.Request) -> web.FileResponse:
     if not found["clip"]:
         raise web.HTTPNotFound(text="this event has no clip (yet)")
     return web.FileResponse(Path(found["clip"]), headers={"Content-Type": "video/mp4"})
+
+
+TEACH_TIMEOUT_S = 15.0  # the inference thread answers between two batches
+
+
+async def mark_normal(request: web.Request) -> web.Response:
+    """An operator says the event was normal: its camera's model learns the event's unusual
+    objects (kept with the event) as normal, saves its checkpoint, and the event is marked
+    ``feedback: normal``. 404 for no such event; 409 for one that cannot be taught (no object
+    features: another model kind, still open, from before the feature)."""
+    store = _store(request)
+    found = _event_or_404(request)
+    if found["feedback"] == "normal":  # asked twice (a double click): taught once
+        return web.json_response({**found, "taught_objects": 0})
+    if found["end"] is None:
+        raise conflict("the event is still open: mark it normal once it has ended")
+    rows = await asyncio.to_thread(store.features, found["id"])
+    if rows is None:
+        raise conflict(
+            "this event has no object features to learn from (its model is not kind objects,"
+            " or it was recorded before events kept them, or its run stopped while it was open)"
+        )
+    try:
+        answer = request.app[INFERENCE].teach(found["camera"], rows)
+        taught = await asyncio.wait_for(asyncio.wrap_future(answer), TEACH_TIMEOUT_S)
+    except ModelError as exc:
+        raise conflict(f"cannot teach camera {found['camera']!r}: {exc}") from None
+    except TimeoutError:
+        raise unavailable("the inference stage did not answer: is the pipeline running?") from None
+    await asyncio.to_thread(store.set_feedback, found["id"], "normal")
+    return web.json_response({**_event_or_404(request), "taught_objects": taught})
 
 
 async def metrics(request: web.Request) -> web.Response:
