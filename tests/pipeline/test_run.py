@@ -58,15 +58,21 @@ class Running:
             self.done.set()
 
     def get(self, path: str) -> tuple[int, str]:
+        return self.request("GET", path)
+
+    def post(self, path: str) -> tuple[int, str]:
+        return self.request("POST", path)
+
+    def request(self, method: str, path: str) -> tuple[int, str]:
         async def fetch() -> tuple[int, str]:
-            timeout = aiohttp.ClientTimeout(total=5)
+            timeout = aiohttp.ClientTimeout(total=20)
             async with (
                 aiohttp.ClientSession(timeout=timeout) as session,
-                session.get(f"{self.app.url}{path}") as response,
+                session.request(method, f"{self.app.url}{path}") as response,
             ):
                 return response.status, (await response.read()).decode(errors="replace")
 
-        return asyncio.run_coroutine_threadsafe(fetch(), self.loop).result(10)
+        return asyncio.run_coroutine_threadsafe(fetch(), self.loop).result(30)
 
     def __enter__(self) -> Running:
         self.thread.start()
