@@ -135,6 +135,20 @@ def check_page(browser: Any, url: str, tmp_path: Path) -> None:
     browser.get(f"{url}/?token={TOKEN}")
     wait_for(lambda: video_state(browser, selector) is not None, 20, "the page again")
     check_mjpeg_fallback(browser)
+    check_feedback_button(browser)
+
+
+def check_feedback_button(browser: Any) -> None:
+    """The ended event's "This was normal" button calls ``POST .../normal`` (with the token)
+    and shows the answer: this camera's model (kind motion) keeps no object features, so the
+    server refuses, saying why."""
+    button = "return document.querySelector('#events button.normal') !== null"
+    wait_for(lambda: browser.execute_script(button), 60, "the ended event's feedback button")
+    browser.execute_script("document.querySelector('#events button.normal').click()")
+    status = "return document.getElementById('feedback-status').textContent"
+    wait_for(lambda: "not learned" in browser.execute_script(status), 15, "the server's answer")
+    text = browser.execute_script(status)
+    assert "409" in text and "no object features" in text, text
 
 
 def check_mjpeg_fallback(browser: Any) -> None:

@@ -11,6 +11,7 @@ and this time the loiterer raises no event, while a cyclist staged later in the 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ from streamdet.capture.synthetic import SyntheticScene
 from streamdet.config import Config, parse_config
 from streamdet.frames import ScoredFrame
 from streamdet.models.base import ModelSpec, TrainingData, TrainSettings, no_progress
-from streamdet.models.checkpoint import save_checkpoint
+from streamdet.models.checkpoint import load_checkpoint, save_checkpoint
+from streamdet.models.objects import ObjectModel
 from streamdet.models.registry import entry
 from streamdet.models.training import Budget, fit_and_calibrate
 from tests.pipeline.test_run import Running
@@ -35,7 +37,7 @@ FAST = {"kind": "fast", "start_s": 22.0, "duration_s": 4.0}
 
 
 @pytest.fixture(scope="module")
-def trained_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint for camera ``path`` learned from 3 minutes of the scene's normal footage
     (frames it never shows in these runs: they start at frame 0, training starts at 6000)."""
     scene = SyntheticScene(W, H, FPS, seed=SEED)
@@ -57,7 +59,14 @@ def trained_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return models
 
 
-def config(models: Path, anomalies: list[dict[str, Any]]) -> Config:
+@pytest.fixture
+def models(trained: Path, tmp_path: Path) -> Path:
+    """The trained checkpoint, copied for one test (the tests' runs change it)."""
+    shutil.copytree(trained, tmp_path / "models")
+    return tmp_path / "models"
+
+
+def config(models: Path, anomalies: list[dict[str, Any]], **learning: float) -> Config:
     source = {"kind": "synthetic", "seed": SEED, "width": W, "height": H, "fps": FPS}
     camera = {
         "name": "path",
@@ -68,7 +77,7 @@ def config(models: Path, anomalies: list[dict[str, Any]]) -> Config:
     return parse_config(
         {
             "cameras": [camera],
-            "models": {"dir": str(models), "learn_in_place": False},
+            "models": {"dir": str(models), "learn_in_place": False, **learning},
             "alerts": {"dir": str(models.parent / "events"), "rules": {"cooldown_s": 2.0}},
             "server": {"port": 0},
         }
@@ -93,11 +102,16 @@ class Scene:
     def __init__(self, run: Running) -> None:
         self.newest = -1.0
         self._offsets: list[float] = []
+        self.frames: list[tuple[float, bool, list[np.ndarray]]] = []  # wall time, hot, rows
         run.app.on_score(self._scored)
 
     def _scored(self, frame: ScoredFrame) -> None:
         self.newest = frame.ref.seq / FPS
         self._offsets.append(frame.ref.wall_time - self.newest)
+        rows = [o.features for o in frame.objects if o.features is not None]
+        self.frames.append(
+            (frame.ref.wall_time, frame.above or frame.score > frame.threshold, rows)
+        )
 
     def of(self, event: dict[str, Any]) -> tuple[float, float]:
         """An event's start and end in scene seconds (real time: wall time minus an offset)."""
@@ -105,9 +119,10 @@ class Scene:
         return event["start"] - offset, (event["end"] or event["start"]) - offset
 
 
-def test_an_event_marked_normal_does_not_recur_on_a_replay(trained_dir: Path) -> None:
+@pytest.mark.timeout(480)  # training (about 75 s alone) and two runs of 20 s and 30 s
+def test_an_event_marked_normal_does_not_recur_on_a_replay(models: Path) -> None:
     loiter = (LOITER["start_s"], LOITER["start_s"] + LOITER["duration_s"])
-    run = Running(config(trained_dir, [LOITER]))
+    run = Running(config(models, [LOITER]))
     scene = Scene(run)
     with run:
         wait_for(lambda: scene.newest > loiter[1] + 4, 60, "the loiterer and a while after")
@@ -129,7 +144,7 @@ def test_an_event_marked_normal_does_not_recur_on_a_replay(trained_dir: Path) ->
         assert learned == taught
     # The same frames again, from the checkpoint the feedback saved, and a cyclist later.
     fast = (FAST["start_s"], FAST["start_s"] + FAST["duration_s"])
-    run = Running(config(trained_dir, [LOITER, FAST]))
+    run = Running(config(models, [LOITER, FAST]))
     scene = Scene(run)
     with run:
         wait_for(lambda: scene.newest > fast[1] + 4, 60, "the replay and the cyclist")
@@ -173,3 +188,39 @@ def test_marking_normal_refuses_what_it_cannot_teach(tmp_path: Path) -> None:
         assert "cannot teach camera 'path'" in body["detail"] and "no_model" in body["detail"]
         status, text = run.get(f"/api/events/{old_id}")
         assert status == 200 and json.loads(text)["feedback"] is None
+
+
+@pytest.mark.timeout(300)
+def test_a_detecting_camera_learns_frames_far_from_events_and_never_event_frames(
+    models: Path,
+) -> None:
+    """While detecting, frames far from every hot frame go into the online ring (and are saved
+    at stop); none of the frames within the margin of a hot frame (the loiterer's) does."""
+    margin = 2.0
+    run = Running(config(models, [LOITER], keep_learning_margin_s=margin, keep_learning_fps=5.0))
+    scene = Scene(run)
+    with run:
+        end = LOITER["start_s"] + LOITER["duration_s"]
+        wait_for(lambda: scene.newest > end + margin + 4, 60, "the loiterer and a while after")
+    counted = run.app.registry.get_sample_value(
+        "streamdet_objects_learned_total", {"camera": "path", "how": "online"}
+    )
+    model, _ = load_checkpoint(models / "path")
+    assert isinstance(model, ObjectModel)
+    first, size = model.rings()["online"]
+    ring = model.bank[first : first + min(int(model.online_next[0]), size)].numpy()
+    assert len(ring) > 0 and counted == int(model.online_next[0])
+    hot = np.array([t for t, is_hot, _ in scene.frames if is_hot])
+    assert len(hot), "the loiterer made no frame hot: the test shows nothing"
+    near = [rows for t, _, rows in scene.frames if np.abs(hot - t).min() <= margin and rows]
+    assert near, "no objects near the hot frames: the test shows nothing"
+    when = {}
+    for t, _, rows in scene.frames:
+        for row in rows:
+            when[row.tobytes()] = t
+    for row in ring:
+        t = when.get(row.astype(np.float32).tobytes())
+        assert t is not None, "a ring row that no scored frame had"
+        assert np.abs(hot - t).min() > margin, (
+            f"learned a frame {np.abs(hot - t).min():.2f} s from a hot one"
+        )
