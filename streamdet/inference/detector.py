@@ -46,6 +46,7 @@ class DetectorStatus:
     learn_progress: float  # 0..1 while learning
     error: str | None
     note: str | None = None  # about the threshold, e.g. learned from too little footage
+    learned: dict[str, int] | None = None  # models that learn on line: objects per ring so far
 
 
 class Detector:
@@ -303,6 +304,16 @@ class Detector:
             )
         elif self.state is ModelState.DETECTING:
             progress = 1.0
+        learned = None
+        if isinstance(self.model, ObjectModel):  # rows written so far, per ring
+            learned = dict(zip(("online", "taught"), self.model.online_next.tolist(), strict=True))
         return DetectorStatus(
-            self.camera.name, self.state, self.kind, self.threshold, progress, self.error, self.note
+            self.camera.name,
+            self.state,
+            self.kind,
+            self.threshold,
+            progress,
+            self.error,
+            self.note,
+            learned,
         )

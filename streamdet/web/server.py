@@ -229,6 +229,7 @@ def _camera_json(
             "learn_progress": round(model.learn_progress, 3),
             "error": model.error,
             "note": model.note,
+            "learned": model.learned,  # objects: {"online": n, "taught": n} rows so far
         },
         "score": None if latest is None else round(latest.smoothed, 4),
         "above_threshold": None if latest is None else latest.above,

@@ -142,6 +142,8 @@ def test_an_event_marked_normal_does_not_recur_on_a_replay(models: Path) -> None
             "streamdet_objects_learned_total", {"camera": "path", "how": "taught"}
         )
         assert learned == taught
+        status, text = run.get("/api/cameras")
+        assert json.loads(text)["cameras"][0]["model"]["learned"]["taught"] == taught
     # The same frames again, from the checkpoint the feedback saved, and a cyclist later.
     fast = (FAST["start_s"], FAST["start_s"] + FAST["duration_s"])
     run = Running(config(models, [LOITER, FAST]))
