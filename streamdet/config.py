@@ -304,7 +304,8 @@ class ModelsConfig(_Model):
         ge=0,
         le=3600,
         description="A frame is learned only when no frame this many seconds before or after it"
-        " scored above the threshold (so it is learned this late).",
+        " could start an event or hold one open (score above the threshold, or smoothed score"
+        " above the event rules' release level); so it is learned this late.",
     )
     keep_learning_fps: float = Field(
         0.2,

@@ -32,6 +32,7 @@ from streamdet.models.training import (
 )
 from streamdet.preflight import folder_problem
 from streamdet.scoring import zones
+from streamdet.scoring.calibration import release_level
 from streamdet.scoring.smoothing import Ema
 
 logger = logging.getLogger(__name__)
@@ -52,8 +53,11 @@ class DetectorStatus:
 class Detector:
     """Holds a camera's model and threshold, or learns them from the live stream."""
 
-    def __init__(self, camera: CameraConfig, models: ModelsConfig, device: str) -> None:
+    def __init__(
+        self, camera: CameraConfig, models: ModelsConfig, device: str, release_ratio: float = 0.8
+    ) -> None:
         self.camera = camera
+        self.release_ratio = release_ratio  # the event rules': where an open event may end
         self.kind = camera.model or models.kind
         self._models = models
         self._device = device
@@ -211,7 +215,10 @@ class Detector:
         if self.learner is None:
             return 0
         rows = [o.features for o in frame.objects if o.features is not None]
-        hot = frame.above or frame.score > frame.threshold
+        # hot: what could start an event, or keep an open one from ending (smoothed between
+        # the release level and the threshold, for as long as an event lasts)
+        level = release_level(frame.threshold, frame.normal_peak, self.release_ratio)
+        hot = frame.smoothed > level or frame.score > frame.threshold
         ready = self.learner.observe(frame.ref.wall_time, hot, np.stack(rows) if rows else None)
         return sum(self._learn(r, "online") for r in ready)
 

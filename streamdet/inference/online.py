@@ -2,10 +2,11 @@
 
 A frame's object feature rows wait in a short buffer until ``margin_s`` of later frames have
 been seen. They are learned only if no frame within ``margin_s`` before or after it was hot
-(scored above the threshold), so the run-up to an event, the event and its tail never train the
-model; and at most ``fps`` frames a second are learned (neighbouring frames are near copies).
-The buffer is bounded (``max_frames``, oldest first out: counted in ``dropped``); a frame whose
-rows are not needed (a hot one) keeps only its time.
+(the caller says which: one that could start an event or hold an open one), so the run-up to
+an event, the event and its tail never train the model; and at most ``fps`` frames a second
+are learned (neighbouring frames are near copies). The buffer is bounded (``max_frames``,
+oldest first out: counted in ``dropped``); a frame whose rows are not needed (a hot one) keeps
+only its time.
 """
 
 from __future__ import annotations

@@ -50,14 +50,19 @@ class InferenceStage:
         models: ModelsConfig,
         inference: InferenceConfig,
         metrics: PipelineMetrics,
+        release_ratio: float = 0.8,
     ) -> None:
+        """``release_ratio``: the event rules' (``alerts.rules.release_ratio``): learning on
+        line treats every frame that could hold an event open as part of one."""
         self.capture = capture
         self.metrics = metrics
         self.config = inference
         threads = inference.threads or max(1, (os.cpu_count() or 2) - 1)
         self.runner = ModelRunner(inference.device, threads, inference.grouping)
         device = str(self.runner.device)
-        self.detectors = {c.name: Detector(c, models, device) for c in cameras if c.enabled}
+        self.detectors = {
+            c.name: Detector(c, models, device, release_ratio) for c in cameras if c.enabled
+        }
         self.batcher: Batcher[FrameRef] = Batcher(
             inference.max_batch, inference.max_wait_ms / 1000, inference.backlog
         )

@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from streamdet.alert.samples import EventSamples
+from streamdet.config import parse_config
 from streamdet.errors import ModelError
-from streamdet.frames import DetectedObject
+from streamdet.frames import DetectedObject, FrameRef, ModelState, ScoredFrame
+from streamdet.inference.detector import Detector
 from streamdet.inference.online import OnlineLearner
 from streamdet.models.base import ModelSpec
 from streamdet.models.checkpoint import load_checkpoint, save_checkpoint
@@ -158,3 +160,36 @@ def test_an_event_keeps_an_even_bounded_sample_of_its_frames_and_its_peak() -> N
     assert len(kept) <= 9 and kept[-1] == -1.0
     assert kept[:-1] == [float(n) for n in range(0, 100, 16)]  # spread over the whole event
     assert EventSamples().rows() is None
+
+
+def test_a_detector_never_learns_frames_that_could_hold_an_event_open(tmp_path: Path) -> None:
+    """Through a camera's detector (loaded from its checkpoint): a stretch whose smoothed
+    score stays between the release level and the threshold (an open event does not end
+    there) is not learned, nor the margin around it; the normal frames are."""
+    save_checkpoint(
+        small_model(online_bank=512),
+        tmp_path / "models" / "cam",
+        {"calibration": {"threshold": 5.0, "smoothing_alpha": 0.5, "held_out_max": 3.0}},
+    )
+    config = parse_config(
+        {
+            "cameras": [{"name": "cam", "source": {"kind": "synthetic"}}],
+            "models": {
+                "dir": str(tmp_path / "models"),
+                "keep_learning_margin_s": 1.0,
+                "keep_learning_fps": 30.0,
+            },
+        }
+    )
+    detector = Detector(config.cameras[0], config.models, "cpu", release_ratio=0.8)
+    detector.load_or_learn(None)  # type: ignore[arg-type]  # a checkpoint: no ring needed
+    assert detector.state is ModelState.DETECTING and isinstance(detector.model, ObjectModel)
+    learned = 0
+    for n in range(200):  # 40 s at 5 fps; 10 s to 30 s at 4.2: above the release level 4.0
+        score = 4.2 if 50 <= n < 150 else 1.0
+        ref = FrameRef("cam", 0, n, n / 5, None, True)
+        frame = ScoredFrame(ref, score, score, 5.0, np.zeros((3, 4)), 0.0, 3.0, (obj(n),))
+        learned += detector.observe(frame)
+    first, _ = detector.model.rings()["online"]
+    frames = detector.model.bank[first : first + learned, 0].tolist()
+    assert frames == [*range(0, 45), *range(155, 195)]  # 1 s margin each side

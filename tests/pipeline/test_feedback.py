@@ -28,6 +28,7 @@ from streamdet.models.checkpoint import load_checkpoint, save_checkpoint
 from streamdet.models.objects import ObjectModel
 from streamdet.models.registry import entry
 from streamdet.models.training import Budget, fit_and_calibrate
+from streamdet.scoring.calibration import release_level
 from tests.pipeline.test_run import Running
 from tests.support.waiting import wait_for
 
@@ -109,9 +110,10 @@ class Scene:
         self.newest = frame.ref.seq / FPS
         self._offsets.append(frame.ref.wall_time - self.newest)
         rows = [o.features for o in frame.objects if o.features is not None]
-        self.frames.append(
-            (frame.ref.wall_time, frame.above or frame.score > frame.threshold, rows)
-        )
+        # what could start an event or hold one open (the rules' default release ratio)
+        level = release_level(frame.threshold, frame.normal_peak, 0.8)
+        hot = frame.smoothed > level or frame.score > frame.threshold
+        self.frames.append((frame.ref.wall_time, hot, rows))
 
     def of(self, event: dict[str, Any]) -> tuple[float, float]:
         """An event's start and end in scene seconds (real time: wall time minus an offset)."""
