@@ -312,8 +312,9 @@ class Detector:
         elif self.state is ModelState.DETECTING:
             progress = 1.0
         learned = None
-        if isinstance(self.model, ObjectModel):  # rows written so far, per ring
-            learned = dict(zip(("online", "taught"), self.model.online_next.tolist(), strict=True))
+        if isinstance(self.model, ObjectModel):  # objects so far, per ring (taught: k rows each)
+            online, taught = self.model.online_next.tolist()
+            learned = {"online": online, "taught": taught // int(self.model.params["k"])}
         return DetectorStatus(
             self.camera.name,
             self.state,

@@ -27,8 +27,8 @@ Per window (the newest frame and the one before), at the model's input size:
    contributes most to the object's distance from its nearest normal neighbours.
 5. **Learning that goes on:** after the trained rows the bank keeps two rings of fixed size:
    objects the camera saw far from any event (``online_bank``, oldest replaced first) and
-   objects an operator said were normal (``taught_bank``); ``learn_normal`` writes either from
-   the feature rows ``forward`` returns (``ModelOutput.features``).
+   objects an operator said were normal (``taught_bank``, each k times); ``learn_normal``
+   writes either from the feature rows ``forward`` returns (``ModelOutput.features``).
 
 The CNN is the only part with weights; it runs in torch for all cameras' crops in one call
 (``forward_grouped`` maps each camera's encoder over its crops with ``torch.vmap``) and exports
@@ -72,7 +72,7 @@ OBJECT_DEFAULTS: dict[str, Any] = {
     "k": 5,  # nearest normal objects an object is compared with
     "bank": 4096,  # normal objects kept from training (fixed, so that cameras' models stack)
     "online_bank": 1024,  # then a ring of normal objects learned on line, oldest replaced first
-    "taught_bank": 512,  # then a ring of objects an operator said were normal (feedback)
+    "taught_bank": 1024,  # then a ring of objects an operator said were normal (feedback)
     "samples": 600,  # training windows looked at (neighbours at 25 fps are near copies)
     "background_frames": 120,  # training frames the background median is taken over
     "place_weight": 0.5,  # weight of the position features against the others
@@ -206,7 +206,13 @@ class ObjectModel(AnomalyModel):
         """Add objects as normal: ``z_rows`` (n, D) standardised, weighted feature rows as
         ``ModelOutput.features`` gives them. They replace the ring's oldest rows ("online":
         what the camera saw without an event; "taught": what an operator said was normal, kept
-        apart so that hours of ordinary footage never push it out). Returns the rows written."""
+        apart so that hours of ordinary footage never push it out). Returns the objects
+        learned (n).
+
+        A taught object is written ``k`` times: an object's score is its distance to its
+        ``k`` nearest normal ones, and a moment an event had once (the loiterer stepping into
+        view) has no near copies but itself; taught once, it would still be k - 1 neighbours
+        from normal. Taught, the operator's word makes it a normal neighbourhood of its own."""
         first, size = self.rings()[ring]
         slot = 0 if ring == "online" else 1
         if size == 0 or len(z_rows) == 0:
@@ -216,12 +222,15 @@ class ObjectModel(AnomalyModel):
                 f"objects: feature rows of shape {tuple(z_rows.shape)} do not fit a bank of "
                 f"{self.bank.shape[1]} columns (was the camera's model retrained?)"
             )
+        objects = len(z_rows)
+        if ring == "taught":
+            z_rows = z_rows.repeat_interleave(int(self.params["k"]), dim=0)
         rows = z_rows[-size:].to(self.bank.device, self.bank.dtype)
         start = int(self.online_next[slot])
         where = first + (start + torch.arange(len(rows), device=self.bank.device)) % size
         self.bank[where] = rows
         self.online_next[slot] += len(rows)
-        return len(rows)
+        return objects
 
     def _load_from_state_dict(self, state: dict[str, Any], prefix: str, *args: Any) -> None:
         # checkpoints from before the rings: a bank of trained rows only, no ring positions

@@ -83,11 +83,12 @@ def test_the_online_ring_replaces_its_oldest_rows_and_leaves_the_trained_ones() 
 
 
 def test_taught_rows_go_into_their_own_ring_that_online_learning_never_ages_out() -> None:
-    model = small_model()
-    model.learn_normal(torch.full((2, D), 7.0), "taught")
+    model = small_model(taught_bank=12)
+    assert model.learn_normal(torch.full((2, D), 7.0), "taught") == 2
     for _ in range(10):
         model.learn_normal(torch.full((3, D), 1.0))
-    assert model.bank[12:14, 0].tolist() == [7.0, 7.0] and model.bank[14, 0] == FAR
+    # each taught object k = 5 times: alone, it is a normal neighbourhood of its own
+    assert model.bank[12:22, 0].tolist() == [7.0] * 10 and (model.bank[22:, 0] == FAR).all()
 
 
 def test_rows_of_another_width_are_a_clear_error() -> None:
@@ -119,7 +120,8 @@ def test_a_checkpoint_keeps_the_rings_and_where_they_stand(tmp_path: Path) -> No
     loaded, _ = load_checkpoint(tmp_path / "cam")
     assert isinstance(loaded, ObjectModel)
     assert torch.equal(loaded.bank, model.bank)
-    assert loaded.online_next.tolist() == [4, 2]  # 5 rows into 4 slots: the newest 4 written
+    # 5 rows into 4 slots: the newest 4 written; 2 taught objects x 5 into 3 slots: 3 written
+    assert loaded.online_next.tolist() == [4, 3]
     loaded.learn_normal(torch.full((1, D), 9.0))  # goes on where it stood: the oldest slot
     assert loaded.bank[8:12, 0].tolist() == [9.0, 1.0, 1.0, 1.0]
 

@@ -104,6 +104,7 @@ class Scene:
         self.newest = -1.0
         self._offsets: list[float] = []
         self.frames: list[tuple[float, bool, list[np.ndarray]]] = []  # wall time, hot, rows
+        self.scores: list[tuple[float, float, float]] = []  # scene time, smoothed, threshold
         run.app.on_score(self._scored)
 
     def _scored(self, frame: ScoredFrame) -> None:
@@ -114,6 +115,12 @@ class Scene:
         level = release_level(frame.threshold, frame.normal_peak, 0.8)
         hot = frame.smoothed > level or frame.score > frame.threshold
         self.frames.append((frame.ref.wall_time, hot, rows))
+        self.scores.append((self.newest, frame.smoothed, frame.threshold))
+
+    def highest(self, window: tuple[float, float]) -> tuple[float, float]:
+        """The highest smoothed score scored in a window of scene time, and the threshold."""
+        inside = [(s, t) for when, s, t in self.scores if window[0] <= when <= window[1]]
+        return max(inside) if inside else (float("nan"), float("nan"))
 
     def of(self, event: dict[str, Any]) -> tuple[float, float]:
         """An event's start and end in scene seconds (real time: wall time minus an offset)."""
@@ -139,6 +146,7 @@ def test_an_event_marked_normal_does_not_recur_on_a_replay(models: Path) -> None
             assert body["feedback"] == "normal"
             taught += body["taught_objects"]
         assert taught > 0
+        print(f"first run: loiterer peak {scene.highest(loiter)}; taught {taught} objects")
         assert all(e["feedback"] == "normal" for e in events(run) if e["id"] in ids(first))
         learned = run.app.registry.get_sample_value(
             "streamdet_objects_learned_total", {"camera": "path", "how": "taught"}
@@ -153,6 +161,7 @@ def test_an_event_marked_normal_does_not_recur_on_a_replay(models: Path) -> None
     with run:
         wait_for(lambda: scene.newest > fast[1] + 4, 60, "the replay and the cyclist")
         replay = [(scene.of(e), e) for e in events(run)]
+    print(f"replay: loiterer peak {scene.highest(loiter)}, cyclist {scene.highest(fast)}")
     again = [e for when, e in replay if overlaps(when, loiter)]
     assert again == [], f"the loiterer alarmed again: {again}"
     assert [e for when, e in replay if overlaps(when, fast)], f"no event for the cyclist: {replay}"
