@@ -1,7 +1,8 @@
 """Secrets for the fault suite: camera and sink credentials must appear in no output at all.
 
 One ``streamdet run`` (log level DEBUG) has cameras whose URLs carry passwords with ``@ : / #``
-in them raw and percent-encoded (``%40``), and query values (``?access_token=``, ``apikey``,
+percent-encoded (``%40``; raw, the config is refused: checked with ``check-config`` and ``run``
+of a copy with such a camera), and query values (``?access_token=``, ``apikey``,
 ``pw``): one the RTSP server serves, one whose port is closed, an MJPEG one that is refused, and
 a synthetic scene whose event goes to a webhook (a password and a token in its URL; the
 receiver is down for a while, so deliveries fail and are retried) and to an MQTT broker that
@@ -64,8 +65,6 @@ def document(server: RtspServer, hook: Webhook) -> dict[str, Any]:
         "cameras": [
             {"name": "good", "source": {"kind": "rtsp", "url": server.url(
                 f"/pattern?access_token={token}", f"admin:{ENCODED_PASSWORD}")}},
-            {"name": "raw", "source": {"kind": "rtsp", "url": server.url(
-                "/pattern", f"admin:{RAW_PASSWORD}")}},
             {"name": "dead", "source": {"kind": "rtsp", "url":
                 f"rtsp://root:{DEAD_PASSWORD}@127.0.0.1:{closed}/x?apikey={apikey}&pw={pw}"}},
             {"name": "mjpeg", "source": {"kind": "mjpeg", "url":
@@ -126,7 +125,17 @@ def secrets(workdir: Path, seconds: float = 35.0) -> dict[str, Any]:
         broken = workdir / "broken.yaml"
         broken.write_text(json.dumps({**config, "extra": 1}))
         outputs["check-config (invalid)"] = command_output(["check-config", str(broken)], workdir)
-        urls = [config["cameras"][i]["source"]["url"] for i in range(3)]
+        # A raw '@ : / #' in a password: FFmpeg cannot open such a URL, so the config is refused
+        # (exit 2, asking for %40 ...), by check-config and by run alike.
+        raw = {"name": "raw", "source": {"kind": "rtsp", "url": server.url(
+            "/pattern", f"admin:{RAW_PASSWORD}")}}  # fmt: skip
+        refused = workdir / "raw.yaml"
+        refused.write_text(json.dumps({**config, "cameras": [*config["cameras"], raw]}))
+        for command in ("check-config", "run"):
+            args = [command, str(refused)] if command == "check-config" else [
+                "run", "--config", str(refused), "--duration", "5"]  # fmt: skip
+            outputs[f"{command} (raw password)"] = command_output(args, workdir)
+        urls = [config["cameras"][i]["source"]["url"] for i in range(2)] + [raw["source"]["url"]]
         for i, url in enumerate(urls):
             probe = ["probe", url, "--frames", "5", "--max-seconds", "5", "--timeout", "3"]
             outputs[f"probe {i}"] = command_output(probe, workdir)

@@ -52,7 +52,12 @@ class App:
         self.metrics = PipelineMetrics(self.registry)
         self.capture = CaptureStage(config.cameras, config.capture, clips=config.alerts.clips)
         self.inference = InferenceStage(
-            self.capture, config.cameras, config.models, config.inference, self.metrics
+            self.capture,
+            config.cameras,
+            config.models,
+            config.inference,
+            self.metrics,
+            config.alerts.rules.release_ratio,
         )
         self.alerts = AlertStage(config.alerts, self.capture, self.inference)
         self.metrics.watch(self.capture, lambda: self.inference, lambda: self.alerts)

@@ -42,6 +42,15 @@ def _url(url: str, schemes: str, expected: str) -> str:
     """``url`` if its scheme matches ``schemes`` (a regex) and it names a host."""
     if not re.match(rf"^(?:{schemes})://[^/\s]+", url):
         raise ValueError(f"expected {expected}, got {redact(url)!r}")
+    authority = url.split("://", 1)[1].split("/", 1)[0]
+    port = authority.rsplit("@", 1)[-1].rsplit("]", 1)[-1].partition(":")[2]
+    fragment = "#" in url.split("://", 1)[1].split("?", 1)[0]
+    # each ends the user:password part early, for FFmpeg too: the camera would never open
+    if fragment or authority.count("@") > 1 or (port and not port.isdigit()):
+        raise ValueError(
+            "cannot tell the user:password@host:port part apart (a password's '@', '/' and '#'"
+            " must be written %40, %2F and %23)"
+        )
     return url
 
 
@@ -312,6 +321,35 @@ class ModelsConfig(_Model):
         True,
         description="A camera without a checkpoint learns from its live stream for "
         "learn_seconds, then calibrates and detects (with `streamdet run`).",
+    )
+    keep_learning: bool = Field(
+        True,
+        description="Models that can (kind objects) keep learning normal while detecting: the"
+        " objects of frames far from any event go into a bounded ring of their bank, oldest"
+        " replaced first; event frames never do.",
+    )
+    keep_learning_margin_s: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="A frame is learned only when no frame this many seconds before or after it"
+        " could start an event or hold one open (score above the threshold, or smoothed score"
+        " above the event rules' release level); so it is learned this late.",
+    )
+    keep_learning_fps: float = Field(
+        0.2,
+        gt=0,
+        le=30,
+        description="Frames a second learned on line at most: neighbouring frames are near"
+        " copies, and a slower rate lets the ring remember longer (0.2 and 3 objects a frame:"
+        " the last half hour in objects' 1024 rows).",
+    )
+    save_every_s: float = Field(
+        600,
+        gt=0,
+        le=86400,
+        description="What a camera learned on line is saved to its checkpoint this often (and at"
+        " stop), so that a restart keeps it.",
     )
 
     @field_validator("kind")

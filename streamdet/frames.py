@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -67,13 +67,19 @@ class DetectedObject:
     box: tuple[float, float, float, float]  # x0, y0, x1, y1 relative to the frame
     score: float  # the object's normalised score (the frame score is the highest)
     reason: str  # e.g. "fast", "unusual place", "left behind"
+    # the feature row it was scored with (object models that learn on line): what teaching
+    # the camera that this object was normal stores
+    features: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, object]:
         return {"box": [round(v, 4) for v in self.box], "score": self.score, "reason": self.reason}
 
     @staticmethod
-    def from_rows(rows: np.ndarray | None) -> tuple[DetectedObject, ...]:
-        """Object rows (K, 7) of a model's output -> the valid ones, highest score first."""
+    def from_rows(
+        rows: np.ndarray | None, features: np.ndarray | None = None
+    ) -> tuple[DetectedObject, ...]:
+        """Object rows (K, 7) of a model's output (and their feature rows (K, D), if the model
+        gives them) -> the valid ones, highest score first."""
         if rows is None:
             return ()
         found = [
@@ -81,8 +87,9 @@ class DetectedObject:
                 (float(r[0]), float(r[1]), float(r[2]), float(r[3])),
                 float(r[4]),
                 REASONS[int(r[5])] if 0 <= int(r[5]) < len(REASONS) else "unusual",
+                None if features is None else features[i],
             )
-            for r in rows
+            for i, r in enumerate(rows)
             if r[6] > 0
         ]
         return tuple(sorted(found, key=lambda o: -o.score))

@@ -59,6 +59,13 @@ class PipelineMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.objects_learned = Counter(
+            "streamdet_objects_learned",
+            "Objects a camera's model learned as normal while detecting: on line (frames far"
+            " from any event) or taught (an operator marked an event normal).",
+            ["camera", "how"],
+            registry=registry,
+        )
 
     def forget(self, camera: str) -> None:
         """Remove every series labelled with ``camera`` (it was removed from the config); the

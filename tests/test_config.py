@@ -69,10 +69,14 @@ def test_defaults_fill_everything() -> None:
 
 def test_env_substitution_keeps_secret_out_of_file() -> None:
     data = minimal(source={"kind": "rtsp", "url": "rtsp://u:${CAM_PW}@10.0.0.1/s"})
-    config = parse_config(data, env={"CAM_PW": "p@ss:w/rd"})
+    config = parse_config(data, env={"CAM_PW": "p%40ss:w%2Frd"})
     source = config.cameras[0].source
     assert isinstance(source, RtspSource)
-    assert source.url == "rtsp://u:p@ss:w/rd@10.0.0.1/s"
+    assert source.url == "rtsp://u:p%40ss:w%2Frd@10.0.0.1/s"
+    # raw, FFmpeg could not open it: refused, saying how to write it, not what it is
+    with pytest.raises(ConfigError, match="%40") as refused:
+        parse_config(data, env={"CAM_PW": "p@ss:w/rd"})
+    assert "p@ss" not in str(refused.value)
 
 
 def test_literal_dollar_is_escaped() -> None:
@@ -198,6 +202,28 @@ def test_password_not_echoed_in_url_errors() -> None:
     problems = problems_of(data)
     assert not any("hunter2" in p for p in problems)
     assert isinstance(parse_config(minimal()), Config)
+
+
+@pytest.mark.parametrize(
+    ("password", "advice"),
+    [("Xq9@Leak7", "%40"), ("Xq9/Leak7", "%2F"), ("Xq9#Leak7", "%23")],
+)
+def test_a_raw_at_slash_or_hash_in_a_password_is_refused_with_how_to_write_it(
+    password: str, advice: str
+) -> None:
+    """FFmpeg cannot open such a URL (the camera would reconnect for ever): say so up front,
+    naming the key and the escape, never the password."""
+    for kind in ("rtsp", "mjpeg"):
+        scheme = "rtsp" if kind == "rtsp" else "http"
+        url = f"{scheme}://admin:{password}@127.0.0.1:8554/x"
+        problems = problems_of(minimal(source={"kind": kind, "url": url}))
+        assert any("source" in p and "url" in p and advice in p for p in problems), problems
+        assert not any("Leak7" in p or "Xq9" in p for p in problems)
+    escaped = password.replace("@", "%40").replace("/", "%2F").replace("#", "%23")
+    assert isinstance(
+        parse_config(minimal(source={"kind": "rtsp", "url": f"rtsp://a:{escaped}@h:554/x"})),
+        Config,
+    )
 
 
 def test_every_field_is_documented() -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from streamdet.frames import DetectedObject
+from streamdet.scoring.calibration import release_level
 
 _EPS = 1e-6  # frame times are sums of 1/fps: 0.6 - 0.2 must count as 0.4
 
@@ -111,10 +112,7 @@ class EventTracker:
 
     def release_level(self, obs: Observation) -> float:
         """Below this for ``end_after_s``, an open event ends."""
-        level = obs.threshold * self.settings.release_ratio
-        if obs.normal_peak is not None:
-            level = min(max(level, obs.normal_peak), obs.threshold)
-        return level
+        return release_level(obs.threshold, obs.normal_peak, self.settings.release_ratio)
 
     def feed(self, obs: Observation) -> list[Update]:
         self._last_time = obs.time

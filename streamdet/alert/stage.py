@@ -11,7 +11,10 @@ writes the MP4. The end's deliveries wait for the clip (held in the outbox), so 
 ``ended`` record every sink gets names both files. One dispatcher task per sink delivers from the
 store's outbox, so a failing sink delays only itself. Stopping ends the open events where they
 are, and a start ends those a killed run left open. ``add_camera`` / ``remove_camera`` change
-the set of cameras (a config reload); a removed camera's open event ends where it is.
+the set of cameras (a config reload); a removed camera's open event ends where it is. An event
+of an object-level model keeps its unusual objects' feature rows at up to 32 of its frames and
+the peak (``EventSamples``), stored with its end, so that an operator can later mark it normal
+and the camera learn it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import contextlib
 import functools
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -37,7 +40,9 @@ from streamdet.alert.rules import (
     Observation,
     RuleSettings,
     Update,
+    unusual_objects,
 )
+from streamdet.alert.samples import EventSamples
 from streamdet.alert.sinks import Dispatcher, JsonlSink, MqttSink, Sink, WebhookSink
 from streamdet.alert.snapshot import render_snapshot, write_jpeg
 from streamdet.alert.store import EventStore
@@ -60,6 +65,7 @@ class _Open:
     peak_seq: int = -1
     peak_footage: PeakFootage | None = None  # the peak frame as the camera sent it
     hold: int | None = None  # keeps the event's footage in the camera's clip buffer
+    samples: EventSamples = field(default_factory=EventSamples)  # its objects' feature rows
 
 
 class AlertStage:
@@ -287,26 +293,30 @@ class AlertStage:
                 await self._record(update)
             self._hot[camera].clear()
             return
-        obs = Observation(
-            frame.ref.wall_time,
-            frame.ref.seq,
-            frame.smoothed,
-            frame.threshold,
-            frame.anomaly_map,
-            frame.normal_peak,
-            frame.objects,
-        )
+        obs = _observation(frame)
         hot = self._hot[camera]
         if frame.above:
             hot.append(frame)
         elif hot and self.trackers[camera].event is None:
             hot.clear()  # no event can start from frames before a dip below
-        for update in self.trackers[camera].feed(obs):
+        updates = self.trackers[camera].feed(obs)
+        for update in updates:
             if update.change is not Change.ENDED:
                 self._keep_peak(camera, update, frame)
             if update.change is Change.STARTED:
                 self._hold_footage(camera, update)
             await self._record(update)
+        self._sample(camera, obs, started=any(u.change is Change.STARTED for u in updates))
+
+    def _sample(self, camera: str, obs: Observation, started: bool) -> None:
+        """Keep the open event's unusual objects' feature rows (a start: those of the frames
+        above the threshold that started it, this one among them)."""
+        if self.trackers[camera].event is None:
+            return
+        samples = self._open.setdefault(camera, _Open("")).samples
+        frames = [_observation(f) for f in self._hot[camera]] if started else [obs]
+        for each in frames:
+            samples.add(unusual_objects(each))
 
     def _model_name(self, camera: str) -> str:
         detector = self.inference.detectors[camera]
@@ -345,8 +355,11 @@ class AlertStage:
         if store is None:
             return
         ended = update.change is Change.ENDED
-        if ended:  # the end's deliveries name the snapshot
+        if ended:  # the end's deliveries name the snapshot, and whether it can be taught
             await self._snapshot(state, update)
+            rows = state.samples.rows(update.event.objects)
+            if rows is not None and state.event_id:
+                await asyncio.to_thread(store.set_features, state.event_id, rows)
         payload = await asyncio.to_thread(
             functools.partial(
                 store.record,
@@ -444,6 +457,18 @@ class AlertStage:
             self._ring_snapshots.add(camera)
             log("[%s] snapshot at the model's size: %s", camera, exc)
             return ring_frame
+
+
+def _observation(frame: ScoredFrame) -> Observation:
+    return Observation(
+        frame.ref.wall_time,
+        frame.ref.seq,
+        frame.smoothed,
+        frame.threshold,
+        frame.anomaly_map,
+        frame.normal_peak,
+        frame.objects,
+    )
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

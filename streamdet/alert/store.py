@@ -4,12 +4,16 @@ Two tables: ``events`` (one row per event, updated as it grows and when it ends;
 ``anomaly`` or ``health``, a camera condition named in ``condition``) and ``outbox``
 (one row per delivery a sink still owes: the event's JSON as it was, and an idempotency key so a
 receiver can drop duplicates; an end is *held* until its clip is written, so that it names the
-clip). Each write is its own transaction with ``synchronous=FULL``: once
-``record`` returns, a ``kill -9`` loses nothing, and pending deliveries are resumed at start-up.
+clip). An event of an object-level model also keeps its unusual objects' feature rows
+(``features``, an ``.npy`` blob, never unpickled), so that an operator can mark it normal
+(``feedback``) and the camera learn it. Each write is its own transaction with
+``synchronous=FULL``: once ``record`` returns, a ``kill -9`` loses nothing, and pending
+deliveries are resumed at start-up.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import sqlite3
@@ -20,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from streamdet.alert.rules import Change, EventState
 
 EVENT_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -29,7 +35,7 @@ CREATE TABLE IF NOT EXISTS events (
     id TEXT PRIMARY KEY, camera TEXT NOT NULL, start REAL NOT NULL, end REAL,
     peak_score REAL NOT NULL, peak_time REAL NOT NULL, region TEXT NOT NULL,
     threshold REAL NOT NULL, model TEXT NOT NULL, revision INTEGER NOT NULL,
-    snapshot TEXT, clip TEXT, reason TEXT, objects TEXT,
+    snapshot TEXT, clip TEXT, reason TEXT, objects TEXT, features BLOB, feedback TEXT,
     kind TEXT NOT NULL DEFAULT 'anomaly', condition TEXT
 );
 CREATE INDEX IF NOT EXISTS events_camera_start ON events (camera, start);
@@ -65,9 +71,11 @@ class EventStore:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
             columns = {r["name"] for r in self._db.execute("PRAGMA table_info(events)")}
-            for column in ("reason", "objects"):  # stores written before events had reasons
+            # stores written before events had reasons, objects' features, feedback
+            added = {"reason": "TEXT", "objects": "TEXT", "features": "BLOB", "feedback": "TEXT"}
+            for column, kind in added.items():
                 if column not in columns:
-                    self._db.execute(f"ALTER TABLE events ADD COLUMN {column} TEXT")
+                    self._db.execute(f"ALTER TABLE events ADD COLUMN {column} {kind}")
             if "kind" not in columns:  # stores written before health events: all anomalies
                 self._db.execute(
                     "ALTER TABLE events ADD COLUMN kind TEXT NOT NULL DEFAULT 'anomaly'"
@@ -202,6 +210,35 @@ class EventStore:
                 (snapshot, clip, event_id),
             )
 
+    def set_features(self, event_id: str, rows: np.ndarray) -> None:
+        """Keep the feature rows (n, D) of the event's unusual objects (see ``features``)."""
+        blob = io.BytesIO()
+        np.save(blob, np.asarray(rows, np.float32), allow_pickle=False)
+        with self._lock:
+            self._db.execute(
+                "UPDATE events SET features = ? WHERE id = ?", (blob.getvalue(), event_id)
+            )
+
+    def features(self, event_id: str) -> np.ndarray | None:
+        """The event's objects' feature rows (n, D), or None (no such event, or one recorded
+        without them: another model kind, a store from before them, a run killed while it was
+        open)."""
+        if not EVENT_ID.match(event_id):
+            return None
+        with self._lock:
+            row = self._db.execute(
+                "SELECT features FROM events WHERE id = ?", (event_id,)
+            ).fetchone()
+        if row is None or row["features"] is None:
+            return None
+        rows = np.load(io.BytesIO(row["features"]), allow_pickle=False)
+        return rows if rows.ndim == 2 and len(rows) else None
+
+    def set_feedback(self, event_id: str, feedback: str) -> None:
+        """What an operator said of the event ("normal")."""
+        with self._lock:
+            self._db.execute("UPDATE events SET feedback = ? WHERE id = ?", (feedback, event_id))
+
     def get(self, event_id: str) -> dict[str, Any] | None:
         if not EVENT_ID.match(event_id):
             return None
@@ -305,4 +342,6 @@ def _event_json(row: sqlite3.Row) -> dict[str, Any]:
         "objects": json.loads(row["objects"]) if row["objects"] else [],
         "kind": row["kind"],
         "condition": row["condition"],
+        "teachable": row["features"] is not None,  # it can be marked normal
+        "feedback": row["feedback"],  # "normal" once an operator said so, else null
     }

@@ -52,6 +52,7 @@ class CameraStatus:
     codec: str | None
     resolution: tuple[int, int] | None
     errors: tuple[str, ...]
+    started: float = 0.0  # when this run of the camera began (time.time()); new after a reload
 
 
 class CaptureStage:
@@ -212,6 +213,7 @@ class CaptureStage:
             codec=stream.codec if stream else None,
             resolution=stats.resolution,
             errors=tuple(stats.errors),
+            started=worker.created,
         )
 
 

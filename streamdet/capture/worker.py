@@ -93,6 +93,7 @@ class CameraWorker:
         self.name = camera.name
         self.ring = ring
         self.stats = CameraStats()
+        self.created = time.time()  # which run of the camera this is (a reload starts a new one)
         self._capture = capture
         self._factory = source_factory or (
             lambda cam: make_source(

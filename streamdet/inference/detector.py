@@ -1,4 +1,5 @@
-"""One camera's detector: its model's life (learn in place, train, detect) and its smoothing."""
+"""One camera's detector: its model's life (learn in place, train, detect, keep learning on
+line, be taught by an operator, save what it learned) and its smoothing."""
 
 from __future__ import annotations
 
@@ -7,17 +8,21 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
 from streamdet.capture.ring import FrameRing
 from streamdet.config import CameraConfig, ModelsConfig
 from streamdet.errors import ModelError, SourceError, StreamdetError
-from streamdet.frames import DetectedObject, ModelState
+from streamdet.frames import DetectedObject, ModelState, ScoredFrame
 from streamdet.inference.health import HealthBaseline
+from streamdet.inference.online import OnlineLearner
 from streamdet.log import camera_logger
 from streamdet.models.base import AnomalyModel, TrainSettings, no_progress
 from streamdet.models.checkpoint import load_checkpoint, save_checkpoint
+from streamdet.models.objects import ObjectModel
 from streamdet.models.registry import default_spec, entry
 from streamdet.models.training import (
     MIN_HELD_OUT,
@@ -28,6 +33,7 @@ from streamdet.models.training import (
 )
 from streamdet.preflight import folder_problem
 from streamdet.scoring import zones
+from streamdet.scoring.calibration import release_level
 from streamdet.scoring.smoothing import Ema
 
 logger = logging.getLogger(__name__)
@@ -42,13 +48,17 @@ class DetectorStatus:
     learn_progress: float  # 0..1 while learning
     error: str | None
     note: str | None = None  # about the threshold, e.g. learned from too little footage
+    learned: dict[str, int] | None = None  # models that learn on line: objects per ring so far
 
 
 class Detector:
     """Holds a camera's model and threshold, or learns them from the live stream."""
 
-    def __init__(self, camera: CameraConfig, models: ModelsConfig, device: str) -> None:
+    def __init__(
+        self, camera: CameraConfig, models: ModelsConfig, device: str, release_ratio: float = 0.8
+    ) -> None:
         self.camera = camera
+        self.release_ratio = release_ratio  # the event rules': where an open event may end
         self.kind = camera.model or models.kind
         self._models = models
         self._device = device
@@ -66,6 +76,10 @@ class Detector:
         self._trainer: threading.Thread | None = None
         self._zone_mask: np.ndarray | None = None
         self.health: HealthBaseline | None = None  # the normal look, for health events
+        self.learner: OnlineLearner | None = None  # models that learn on line, if allowed
+        self._extra: dict[str, Any] = {}  # the checkpoint's metadata besides the model's own
+        self._unsaved_rows = 0  # objects learned (on line or taught) since the last save
+        self._saved_at = time.monotonic()
 
     @property
     def folder(self) -> Path:
@@ -81,6 +95,9 @@ class Detector:
                 return
             calibration = meta["calibration"]
             peak = calibration.get("held_out_max")  # absent in checkpoints from before it
+            self._extra = {
+                k: v for k, v in meta.items() if k not in ("format", "kind", "version", "spec")
+            }
             self._install(
                 model,
                 float(calibration["threshold"]),
@@ -144,6 +161,7 @@ class Detector:
             return
         cal = trained.calibration
         self.health = trained.health
+        self._extra = trained.metadata(self.camera.name, source="live")
         self._install(trained.model, cal.threshold, cal.smoothing_alpha, cal.held_out_max)
         self._set_note(cal.note)
         self._log.info(
@@ -168,9 +186,7 @@ class Detector:
         """Write the learned model to ``models.dir``. If that fails, the model in memory keeps
         detecting; the error says it will be learned again at the next start."""
         try:
-            save_checkpoint(
-                trained.model, self.folder, trained.metadata(self.camera.name, source="live")
-            )
+            save_checkpoint(trained.model, self.folder, self._extra)
         except Exception as exc:  # an unwritable folder must not throw the model away
             why = folder_problem("models.dir", self.folder) or f"{self.folder}: {exc!r}"
             self.error = f"learned model not saved ({why}): detecting with it until the end"
@@ -185,6 +201,11 @@ class Detector:
         self.model, self.threshold, self.normal_peak = model, threshold, normal_peak
         self.ema = Ema(alpha)
         self.error = None
+        self.learner = None
+        if self._models.keep_learning and isinstance(model, ObjectModel):
+            self.learner = OnlineLearner(
+                self._models.keep_learning_margin_s, self._models.keep_learning_fps
+            )
         self.state = ModelState.DETECTING
 
     @property
@@ -205,6 +226,60 @@ class Detector:
             self.health = HealthBaseline.from_dict(meta)
         except ModelError as exc:
             self._log.warning("%s: health checks off", exc)
+
+    # ------------------------------------------------------------------ learning on line
+    def observe(self, frame: ScoredFrame) -> int:
+        """Learn on line from a scored frame, as ``OnlineLearner`` releases frames far from
+        every hot one. Returns the objects learned now. (On the inference thread.)"""
+        if self.learner is None:
+            return 0
+        rows = [o.features for o in frame.objects if o.features is not None]
+        # hot: what could start an event, or keep an open one from ending (smoothed between
+        # the release level and the threshold, for as long as an event lasts)
+        level = release_level(frame.threshold, frame.normal_peak, self.release_ratio)
+        hot = frame.smoothed > level or frame.score > frame.threshold
+        ready = self.learner.observe(frame.ref.wall_time, hot, np.stack(rows) if rows else None)
+        return sum(self._learn(r, "online") for r in ready)
+
+    def teach(self, rows: np.ndarray) -> int:
+        """An operator says these objects (feature rows of an event) were normal: learn them
+        into the taught ring, which ordinary footage never ages out, and save at once.
+        Raises ModelError when this camera's model cannot be taught. (On the inference
+        thread.)"""
+        if self.state is not ModelState.DETECTING or self.model is None:
+            raise ModelError(f"{self.camera.name}: its model is {self.state.value}, not detecting")
+        if not isinstance(self.model, ObjectModel):
+            raise ModelError(
+                f"{self.camera.name}: a {self.kind} model cannot be taught (kind objects can)"
+            )
+        taught = self._learn(rows, "taught")
+        self.save_learned()
+        return taught
+
+    def _learn(self, rows: np.ndarray, ring: str) -> int:
+        if not isinstance(self.model, ObjectModel):
+            return 0
+        learned = self.model.learn_normal(torch.from_numpy(np.asarray(rows, np.float32)), ring)
+        self._unsaved_rows += learned
+        return learned
+
+    def save_learned(self, now: float | None = None) -> None:
+        """Save the checkpoint if objects were learned since the last save: with ``now``,
+        only every ``models.save_every_s``; without, at once (taught, stopping)."""
+        model = self.model
+        if not self._unsaved_rows or model is None or not self._extra:
+            return
+        if now is not None and now - self._saved_at < self._models.save_every_s:
+            return
+        self._saved_at = time.monotonic() if now is None else now
+        try:
+            save_checkpoint(model, self.folder, self._extra)
+        except Exception as exc:  # the model in memory keeps what it learned
+            why = folder_problem("models.dir", self.folder) or f"{self.folder}: {exc!r}"
+            self._log.error("what was learned on line is not saved (%s)", why)
+            return
+        self._log.info("saved %d object(s) learned since the last save", self._unsaved_rows)
+        self._unsaved_rows = 0
 
     def wait_for_training(self, timeout_s: float) -> None:
         """Let a training in progress finish (it cannot be cut short safely)."""
@@ -255,6 +330,17 @@ class Detector:
             )
         elif self.state is ModelState.DETECTING:
             progress = 1.0
+        learned = None
+        if isinstance(self.model, ObjectModel):  # objects so far, per ring (taught: k rows each)
+            online, taught = self.model.online_next.tolist()
+            learned = {"online": online, "taught": taught // int(self.model.params["k"])}
         return DetectorStatus(
-            self.camera.name, self.state, self.kind, self.threshold, progress, self.error, self.note
+            self.camera.name,
+            self.state,
+            self.kind,
+            self.threshold,
+            progress,
+            self.error,
+            self.note,
+            learned,
         )

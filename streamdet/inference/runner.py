@@ -40,6 +40,7 @@ class Scores(NamedTuple):
     score: float
     anomaly_map: np.ndarray  # (gh, gw) float32
     objects: np.ndarray | None = None  # (K, 7) object rows (see ModelOutput), object models
+    features: np.ndarray | None = None  # (K, D) the objects' feature rows, object models
 
 
 def choose_device(preference: str = "auto") -> torch.device:
@@ -66,7 +67,8 @@ class _Group:
 
 
 GROUPINGS = ("auto", "vmap", "loop")
-_Batch = tuple[Tensor, Tensor, Tensor | None]  # scores, maps, object rows (object models)
+# scores, maps, object rows and their feature rows (object models)
+_Batch = tuple[Tensor, Tensor, Tensor | None, Tensor | None]
 
 
 class ModelRunner:
@@ -133,14 +135,20 @@ class ModelRunner:
         frames = torch.from_numpy(np.stack([windows[c] for c in cameras])).to(self.device)
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda"):
             if len(cameras) > 1 and self._mode(group, cameras, frames) == "vmap":
-                score, amap, objects = self._vmapped(group, cameras, frames)
+                score, amap, objects, features = self._vmapped(group, cameras, frames)
             else:
-                score, amap, objects = self._looped(group, cameras, frames)
+                score, amap, objects, features = self._looped(group, cameras, frames)
         score_np = score.float().cpu().numpy()
         map_np = amap.float().cpu().numpy()
         obj_np = None if objects is None else objects.float().cpu().numpy()
+        feat_np = None if features is None else features.float().cpu().numpy()
         return {
-            c: Scores(float(score_np[i]), map_np[i], None if obj_np is None else obj_np[i])
+            c: Scores(
+                float(score_np[i]),
+                map_np[i],
+                None if obj_np is None else obj_np[i],
+                None if feat_np is None else feat_np[i],
+            )
             for i, c in enumerate(cameras)
         }
 
@@ -205,7 +213,9 @@ class ModelRunner:
             group.models[group.cameras.index(c)](frames[i : i + 1]) for i, c in enumerate(cameras)
         ]
         objects = None if outs[0].objects is None else torch.cat([o.objects for o in outs])
-        return torch.cat([o.score for o in outs]), torch.cat([o.anomaly_map for o in outs]), objects
+        features = None if outs[0].features is None else torch.cat([o.features for o in outs])
+        score, amap = torch.cat([o.score for o in outs]), torch.cat([o.anomaly_map for o in outs])
+        return score, amap, objects, features
 
     def _vmapped(self, group: _Group, cameras: list[str], frames: Tensor) -> _Batch:
         grouped = getattr(group.models[0], "forward_grouped", None)
@@ -217,7 +227,7 @@ class ModelRunner:
             index = torch.tensor([group.cameras.index(c) for c in cameras], device=self.device)
             state = {k: v.index_select(0, index) for k, v in {**params, **buffers}.items()}
             out = grouped(frames, state)
-            return out.score, out.anomaly_map, out.objects
+            return out.score, out.anomaly_map, out.objects, out.features
         if group.call is None:
             base = copy.deepcopy(group.models[0]).to("meta")
 
@@ -232,7 +242,19 @@ class ModelRunner:
             params = {k: v.index_select(0, index) for k, v in params.items()}
             buffers = {k: v.index_select(0, index) for k, v in buffers.items()}
         score, amap = group.call(params, buffers, frames.unsqueeze(1))
-        return score.squeeze(1), amap.squeeze(1), None
+        return score.squeeze(1), amap.squeeze(1), None, None
+
+    @torch.inference_mode()
+    def refresh(self, camera: str) -> None:
+        """``camera``'s model changed its buffers in place (it learned objects on line): copy
+        them into its group's stacked state, which the grouped call reads."""
+        group = self._group(camera)
+        if group.stacked is None:
+            return
+        i = group.cameras.index(camera)
+        buffers = group.stacked[1]
+        for name, value in group.models[i].named_buffers():
+            buffers[name][i].copy_(value)
 
     def warm_up(self, shape: dict[str, tuple[int, ...]]) -> None:
         """One call per group at the real input shapes, so the first live batch is not slow."""

@@ -6,6 +6,11 @@ is due copies each camera's window of frames out of its ring and scores them all
 runner. Results go into a bounded hand-off (drop-oldest, counted) for alerting and the API, and
 the newest result per camera is kept for the status API. ``add_camera`` / ``remove_camera``
 change the set of cameras between two steps of the loop (a config reload).
+
+The same thread lets detecting cameras keep learning on line (``Detector.observe``), teaches a
+camera what an operator said was normal (``teach``: a bounded queue of requests, answered
+through a future, so that every change to a model happens on the thread that scores it), and
+saves what was learned every ``models.save_every_s`` and at stop.
 """
 
 from __future__ import annotations
@@ -13,15 +18,18 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 
 import cv2
 import numpy as np
 
 from streamdet.capture.stage import CaptureStage
 from streamdet.config import CameraConfig, InferenceConfig, ModelsConfig
+from streamdet.errors import ModelError
 from streamdet.frames import DetectedObject, FrameRef, ModelState, ScoredFrame
 from streamdet.inference.batcher import Batcher
 from streamdet.inference.detector import Detector, DetectorStatus
@@ -44,15 +52,21 @@ class InferenceStage:
         models: ModelsConfig,
         inference: InferenceConfig,
         metrics: PipelineMetrics,
+        release_ratio: float = 0.8,
     ) -> None:
+        """``release_ratio``: the event rules' (``alerts.rules.release_ratio``): learning on
+        line treats every frame that could hold an event open as part of one."""
         self.capture = capture
         self.metrics = metrics
         self.config = inference
         threads = inference.threads or max(1, (os.cpu_count() or 2) - 1)
         self.runner = ModelRunner(inference.device, threads, inference.grouping)
         self._models, self._device = models, str(self.runner.device)
+        self._release_ratio = release_ratio
         # Replaced, never changed in place (copy on write): other threads iterate it unlocked.
-        self.detectors = {c.name: Detector(c, models, self._device) for c in cameras if c.enabled}
+        self.detectors = {
+            c.name: Detector(c, models, self._device, release_ratio) for c in cameras if c.enabled
+        }
         self.batcher: Batcher[FrameRef] = Batcher(
             inference.max_batch, inference.max_wait_ms / 1000, inference.backlog
         )
@@ -69,6 +83,8 @@ class InferenceStage:
         self._lock = threading.Lock()  # guards the hand-off structures read by other threads
         self._membership = threading.Lock()  # held by one step of the loop, and by add/remove
         self._retired: list[Detector] = []  # removed cameras' detectors still training
+        # operators' "this was normal": (camera, feature rows, the answer); bounded, refused full
+        self._teach: queue.Queue[tuple[str, np.ndarray, Future[int]]] = queue.Queue(16)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -90,11 +106,13 @@ class InferenceStage:
             # a model still training runs native code (OpenCV, torch) on its thread: exiting
             # under it aborts the process ("terminate called without an active exception")
             detector.wait_for_training(120.0)
+            detector.save_learned()  # what it learned on line since the last save
+        self._answer_teaching(ModelError("the pipeline is stopping"))
 
     def add_camera(self, camera: CameraConfig) -> None:
         """Score ``camera`` too (its capture must run already): load its model or learn one."""
         name = camera.name
-        detector = Detector(camera, self._models, self._device)
+        detector = Detector(camera, self._models, self._device, self._release_ratio)
         running = self._thread is not None  # else start() loads every camera's model
         if running:  # (outside the lock: loading a checkpoint must not hold up scoring)
             detector.load_or_learn(self.capture.ring(name))
@@ -157,6 +175,9 @@ class InferenceStage:
         with self._membership:
             now = time.monotonic()
             self._install_new_models()
+            self._answer_teaching()
+            for detector in self.detectors.values():
+                detector.save_learned(now)
             self._offer_new_frames(now)
             wait = self.batcher.wait_s(time.monotonic())
             if wait is not None and wait <= 0:
@@ -225,9 +246,50 @@ class InferenceStage:
                 anomaly_map=anomaly_map,
                 scored_at=scored_at,
                 normal_peak=detector.normal_peak,
-                objects=detector.restrict_objects(DetectedObject.from_rows(result.objects)),
+                objects=detector.restrict_objects(
+                    DetectedObject.from_rows(result.objects, result.features)
+                ),
             )
             self._publish(frame)
+            learned = detector.observe(frame)
+            if learned:
+                self.runner.refresh(camera)
+                self.metrics.objects_learned.labels(camera, "online").inc(learned)
+
+    # ------------------------------------------------------------------ operator feedback
+    def teach(self, camera: str, rows: np.ndarray) -> Future[int]:
+        """Ask the inference thread to teach ``camera``'s model that the objects of these
+        feature rows are normal. The future gives the rows learned, or a ModelError saying
+        why it cannot be taught; a full queue is a ModelError at once."""
+        answer: Future[int] = Future()
+        if camera not in self.detectors:
+            raise ModelError(f"camera {camera!r} is not in this pipeline's configuration")
+        try:
+            self._teach.put_nowait((camera, rows, answer))
+        except queue.Full:
+            raise ModelError("too many cameras being taught at once: try again") from None
+        return answer
+
+    def _answer_teaching(self, refuse: ModelError | None = None) -> None:
+        while True:
+            try:
+                camera, rows, answer = self._teach.get_nowait()
+            except queue.Empty:
+                return
+            if refuse is not None:
+                answer.set_exception(refuse)
+                continue
+            try:
+                taught = self.detectors[camera].teach(rows)
+            except Exception as exc:  # the answer says why; scoring goes on
+                if not isinstance(exc, ModelError):
+                    logger.exception("[%s] teaching failed", camera)
+                answer.set_exception(exc)
+                continue
+            if camera in self.runner.cameras:
+                self.runner.refresh(camera)
+            self.metrics.objects_learned.labels(camera, "taught").inc(taught)
+            answer.set_result(taught)
 
     def _run_batch(self, windows: dict[str, np.ndarray]) -> dict[str, Scores]:
         """Score the batch; if it fails, find the camera whose model fails and take it out."""

@@ -31,6 +31,9 @@ class ModelOutput(NamedTuple):
     anomaly_map: Tensor  # (B, gh, gw) normalised patch scores
     # (B, K, 7) per object: box x0 y0 x1 y1 (0..1), score, reason index, valid; object models only
     objects: Tensor | None = None
+    # (B, K, D) per object: the feature row it was scored with (standardised and weighted, as
+    # the model's bank of normal objects holds them), so that it can be learned as normal later
+    features: Tensor | None = None
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,10 @@ Per window (the newest frame and the one before), at the model's input size:
    anomaly map paints each object's score over its box; the reason is the feature group
    (fast, large/small, unusual place, wrong way, unusual look, lingering, left behind) that
    contributes most to the object's distance from its nearest normal neighbours.
+5. **Learning that goes on:** after the trained rows the bank keeps two rings of fixed size:
+   objects the camera saw far from any event (``online_bank``, oldest replaced first) and
+   objects an operator said were normal (``taught_bank``, each k times); ``learn_normal``
+   writes either from the feature rows ``forward`` returns (``ModelOutput.features``).
 
 The CNN is the only part with weights; it runs in torch for all cameras' crops in one call
 (``forward_grouped`` maps each camera's encoder over its crops with ``torch.vmap``) and exports
@@ -40,6 +44,7 @@ OpenCV/NumPy outside torch, like ``motionflow``'s flow.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import cv2
@@ -71,7 +76,9 @@ OBJECT_DEFAULTS: dict[str, Any] = {
     "min_side": 4,  # pixels: thinner regions are edges and compression lines, not objects
     "max_objects": 8,  # largest objects kept per frame (the output has this many rows)
     "k": 5,  # nearest normal objects an object is compared with
-    "bank": 4096,  # normal objects kept (fixed, so that cameras' models stack)
+    "bank": 4096,  # normal objects kept from training (fixed, so that cameras' models stack)
+    "online_bank": 1024,  # then a ring of normal objects learned on line, oldest replaced first
+    "taught_bank": 1024,  # then a ring of objects an operator said were normal (feedback)
     "samples": 600,  # training windows looked at (neighbours at 25 fps are near copies)
     "background_frames": 120,  # training frames the background median is taken over
     "scoring": "groups",  # groups: the highest of the subspaces' scores; joint: one k-NN
@@ -168,6 +175,7 @@ class ObjectModel(AnomalyModel):
     bank: Tensor
     bank_ref: Tensor
     sub_ref: Tensor
+    online_next: Tensor
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
@@ -178,6 +186,8 @@ class ObjectModel(AnomalyModel):
             raise ModelError(f"objects: scoring must be groups or joint; got {p['scoring']!r}")
         if int(p["k"]) < 1 or int(p["bank"]) <= int(p["k"]):
             raise ModelError(f"objects: need 1 <= k < bank; got k={p['k']}, bank={p['bank']}")
+        if int(p["online_bank"]) < 0 or int(p["taught_bank"]) < 0:
+            raise ModelError("objects: online_bank and taught_bank must be >= 0")
         self.context = 1
         h, w = spec.height, spec.width
         dims = len(FEATURES) + int(p["embed"])
@@ -187,9 +197,13 @@ class ObjectModel(AnomalyModel):
         self.register_buffer("perspective", torch.tensor([0.0, 0.1 * h, 4.0]))  # slope, icpt, min
         self.register_buffer("feat_mean", torch.zeros(dims))
         self.register_buffer("feat_std", torch.ones(dims))
-        self.register_buffer("bank", torch.full((int(p["bank"]), dims), FAR))
+        rows = int(p["bank"]) + int(p["online_bank"]) + int(p["taught_bank"])
+        self.register_buffer("bank", torch.full((rows, dims), FAR))
         self.register_buffer("bank_ref", torch.ones(()))
         self.register_buffer("sub_ref", torch.ones(len(SUBSPACES)))
+        # rows written so far into the online and the taught ring (the next slot is this modulo
+        # the ring's size): a buffer, so that a checkpoint keeps where each ring stands
+        self.register_buffer("online_next", torch.zeros(2, dtype=torch.int64))
         self._weights = self._feature_weights(dims)
 
     def _feature_weights(self, dims: int) -> Tensor:
@@ -198,6 +212,61 @@ class ObjectModel(AnomalyModel):
         embed = int(self.params["embed"])
         weights[len(FEATURES) :] = float(self.params["look_weight"]) / math.sqrt(max(embed, 1))
         return weights
+
+    # ------------------------------------------------------------------ learning on line
+    def rings(self) -> dict[str, tuple[int, int]]:
+        """The bank's rings after the trained rows: name -> (first row, size)."""
+        trained, online = int(self.params["bank"]), int(self.params["online_bank"])
+        return {
+            "online": (trained, online),
+            "taught": (trained + online, self.bank.shape[0] - trained - online),
+        }
+
+    @torch.no_grad()
+    def learn_normal(self, z_rows: Tensor, ring: str = "online") -> int:
+        """Add objects as normal: ``z_rows`` (n, D) standardised, weighted feature rows as
+        ``ModelOutput.features`` gives them. They replace the ring's oldest rows ("online":
+        what the camera saw without an event; "taught": what an operator said was normal, kept
+        apart so that hours of ordinary footage never push it out). Returns the objects
+        learned (n).
+
+        A taught object is written ``k`` times: an object's score is its distance to its
+        ``k`` nearest normal ones, and a moment an event had once (the loiterer stepping into
+        view) has no near copies but itself; taught once, it would still be k - 1 neighbours
+        from normal. Taught, the operator's word makes it a normal neighbourhood of its own."""
+        first, size = self.rings()[ring]
+        slot = 0 if ring == "online" else 1
+        if size == 0 or len(z_rows) == 0:
+            return 0
+        if z_rows.ndim != 2 or z_rows.shape[1] != self.bank.shape[1]:
+            raise ModelError(
+                f"objects: feature rows of shape {tuple(z_rows.shape)} do not fit a bank of "
+                f"{self.bank.shape[1]} columns (was the camera's model retrained?)"
+            )
+        objects = len(z_rows)
+        if ring == "taught":
+            z_rows = z_rows.repeat_interleave(int(self.params["k"]), dim=0)
+        rows = z_rows[-size:].to(self.bank.device, self.bank.dtype)
+        start = int(self.online_next[slot])
+        where = first + (start + torch.arange(len(rows), device=self.bank.device)) % size
+        self.bank[where] = rows
+        self.online_next[slot] += len(rows)
+        return objects
+
+    def _load_from_state_dict(self, state: dict[str, Any], prefix: str, *args: Any) -> None:
+        # checkpoints from before the rings: a bank of trained rows only, no ring positions
+        bank = state.get(prefix + "bank")
+        if bank is not None and bank.shape[0] < self.bank.shape[0]:
+            pad = torch.full((self.bank.shape[0] - bank.shape[0], bank.shape[1]), FAR)
+            state[prefix + "bank"] = torch.cat([bank, pad.to(bank.dtype)])
+        state.setdefault(prefix + "online_next", torch.zeros(2, dtype=torch.int64))
+        if prefix + "sub_ref" not in state:  # from before subspace scores: its threshold was
+            # calibrated on one joint distance, so it keeps scoring that way (and says so in
+            # its spec, which a later save writes)
+            state[prefix + "sub_ref"] = torch.ones(len(SUBSPACES))
+            self.params["scoring"] = "joint"
+            self.spec = replace(self.spec, params={**self.spec.params, "scoring": "joint"})
+        super()._load_from_state_dict(state, prefix, *args)
 
     # ------------------------------------------------------------------ objects (OpenCV)
     def regions(
@@ -399,7 +468,7 @@ class ObjectModel(AnomalyModel):
             dim=2,
         )
         normalised = (score - state["norm_mean"].view(-1)) / state["norm_std"].view(-1)
-        return ModelOutput(normalised, amap, table)
+        return ModelOutput(normalised, amap, table, z)
 
     def _subspace_columns(self, dims: int) -> list[list[int]]:
         cols = {g: list(c) for g, c in SUBSPACES.items()}
@@ -656,12 +725,13 @@ def _fill_bank(model: ObjectModel, full: Tensor, reference: Tensor, seed: int) -
     model.feat_mean.copy_(mean)
     model.feat_std.copy_(std)
     z = (full - mean) / std * model._weights
-    size = model.bank.shape[0]
+    size = int(model.params["bank"])  # the rows after it are the rings learned on line
     rng = np.random.default_rng(seed)
     if len(z) > size:
         z = z[torch.from_numpy(np.sort(rng.permutation(len(z))[:size]))]
     model.bank.fill_(FAR)
     model.bank[: len(z)] = z
+    model.online_next.zero_()
     k = int(model.params["k"])
     zall = (full - mean) / std * model._weights
     ref, rest = zall[reference], zall[~reference]

@@ -141,3 +141,14 @@ def _empirical(clips: list[np.ndarray], scores: np.ndarray, target: float) -> fl
         if sum(upcrossings(c, float(level)) for c in clips) / len(scores) <= target:
             return float(level)
     return float(levels[-1])
+
+
+def release_level(threshold: float, normal_peak: float | None, ratio: float) -> float:
+    """Below this, an open event may end: ``ratio`` x threshold (hysteresis), raised to the
+    highest score the camera's held-out normal footage reached when that is higher, never
+    above the threshold. (The event rules end events by it; learning on line treats a frame
+    above it as part of an event.)"""
+    level = threshold * ratio
+    if normal_peak is not None:
+        level = min(max(level, normal_peak), threshold)
+    return level

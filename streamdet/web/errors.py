@@ -17,7 +17,8 @@ def bad_request(detail: str) -> web.HTTPBadRequest:
 
 
 def conflict(detail: str) -> web.HTTPConflict:
-    """A 409 to raise when the request cannot apply to how this process runs."""
+    """A 409 to raise when the request is well-formed but cannot apply now (a run without a
+    config file to reload, an event without the features to learn from); ``detail`` says why."""
     return web.HTTPConflict(text=_body("conflict", detail), content_type="application/json")
 
 

@@ -1,5 +1,6 @@
-"""The aiohttp server: Prometheus ``/metrics``, ``/healthz``, ``/readyz``, the JSON API and the
-live view (the page, MJPEG and WebRTC).
+"""The aiohttp server: Prometheus ``/metrics``, ``/healthz``, ``/readyz``, the JSON API (with
+``POST /api/events/{id}/normal``, an operator's feedback) and the live view (the page, MJPEG and
+WebRTC).
 
 Bound to 127.0.0.1 by default; with ``server.token`` every route but ``/healthz`` wants it.
 Everything it returns is built from the stages' status snapshots, which never carry credentials.
@@ -7,6 +8,7 @@ Everything it returns is built from the stages' status snapshots, which never ca
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from pathlib import Path
@@ -19,14 +21,14 @@ from streamdet.alert.stage import AlertStage
 from streamdet.alert.store import EventStore
 from streamdet.capture.stage import CameraStatus, CaptureStage
 from streamdet.config import ServerConfig
-from streamdet.errors import ConfigError
+from streamdet.errors import ConfigError, ModelError
 from streamdet.frames import SourceState
 from streamdet.inference.detector import DetectorStatus
 from streamdet.inference.stage import InferenceStage
 from streamdet.log import redact
 from streamdet.web import liveview, webrtc
 from streamdet.web.auth import bearer_token
-from streamdet.web.errors import bad_request, conflict
+from streamdet.web.errors import bad_request, conflict, unavailable
 from streamdet.web.keys import ALERTS, CAPTURE, INFERENCE, REGISTRY, RELOAD, Reloader
 
 
@@ -55,6 +57,7 @@ def build_app(
     app.router.add_get("/api/events/{id}", event)
     app.router.add_get("/api/events/{id}/snapshot.jpg", snapshot)
     app.router.add_get("/api/events/{id}/clip.mp4", clip)
+    app.router.add_post("/api/events/{id}/normal", mark_normal)
     app[liveview.MJPEG] = liveview.MjpegViewers(config.mjpeg)
     app.router.add_get("/api/cameras/{name}/mjpeg", liveview.mjpeg)
     if config.webrtc.enabled:
@@ -165,6 +168,37 @@ async def reload_config(request: web.Request) -> web.Response:
     return web.json_response(result.as_dict())
 
 
+TEACH_TIMEOUT_S = 15.0  # the inference thread answers between two batches
+
+
+async def mark_normal(request: web.Request) -> web.Response:
+    """An operator says the event was normal: its camera's model learns the event's unusual
+    objects (kept with the event) as normal, saves its checkpoint, and the event is marked
+    ``feedback: normal``. 404 for no such event; 409 for one that cannot be taught (no object
+    features: another model kind, still open, from before the feature)."""
+    store = _store(request)
+    found = _event_or_404(request)
+    if found["feedback"] == "normal":  # asked twice (a double click): taught once
+        return web.json_response({**found, "taught_objects": 0})
+    if found["end"] is None:
+        raise conflict("the event is still open: mark it normal once it has ended")
+    rows = await asyncio.to_thread(store.features, found["id"])
+    if rows is None:
+        raise conflict(
+            "this event has no object features to learn from (its model is not kind objects,"
+            " or it was recorded before events kept them, or its run stopped while it was open)"
+        )
+    try:
+        answer = request.app[INFERENCE].teach(found["camera"], rows)
+        taught = await asyncio.wait_for(asyncio.wrap_future(answer), TEACH_TIMEOUT_S)
+    except ModelError as exc:
+        raise conflict(f"cannot teach camera {found['camera']!r}: {exc}") from None
+    except TimeoutError:
+        raise unavailable("the inference stage did not answer: is the pipeline running?") from None
+    await asyncio.to_thread(store.set_feedback, found["id"], "normal")
+    return web.json_response({**_event_or_404(request), "taught_objects": taught})
+
+
 async def metrics(request: web.Request) -> web.Response:
     body = generate_latest(request.app[REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -218,6 +252,7 @@ def _camera_json(
         "state": s.state.value,
         "fps": round(s.fps, 2),
         "frames": s.frames,
+        "started": round(s.started, 3),  # a camera restarted by a reload gets a new one
         "analysed": inference.analysed.get(s.name, 0),
         "reconnects": s.reconnects,
         "stalls": s.stalls,
@@ -235,6 +270,7 @@ def _camera_json(
             "learn_progress": round(model.learn_progress, 3),
             "error": model.error,
             "note": model.note,
+            "learned": model.learned,  # objects: {"online": n, "taught": n} rows so far
         },
         "score": None if latest is None else round(latest.smoothed, 4),
         "above_threshold": None if latest is None else latest.above,

@@ -140,3 +140,27 @@ def test_device_choice_without_cuda() -> None:
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert choose_device("auto").type == expected
     assert choose_device("cpu").type == "cpu"
+
+
+def test_a_model_that_learned_in_place_is_scored_with_what_it_learned_in_its_group() -> None:
+    """An objects model learns rows into its bank (online learning, feedback) while it is
+    scored in a grouped call over stacked state: ``refresh`` makes that call see them."""
+    runner = ModelRunner("cpu", grouping="vmap")
+    models = {f"cam{i}": model_with_stats("objects", 0.1 * i) for i in range(2)}
+    for camera, model in models.items():
+        runner.add(camera, model)
+    inputs = windows(2, 1)
+    before = runner.run(inputs)
+    rows, features = before["cam1"].objects, before["cam1"].features
+    assert rows is not None and features is not None and rows[:, 6].sum() > 0
+    valid = features[rows[:, 6] > 0]
+    learner = models["cam1"]
+    assert hasattr(learner, "learn_normal")
+    learner.learn_normal(torch.from_numpy(valid).repeat(5, 1))  # k = 5 copies: distance 0
+    runner.refresh("cam1")
+    after = runner.run(inputs)
+    assert after["cam1"].score < before["cam1"].score
+    with torch.inference_mode():
+        alone = learner(torch.from_numpy(inputs["cam1"][None]))
+    assert after["cam1"].score == pytest.approx(alone.score.item(), rel=1e-5, abs=1e-5)
+    assert after["cam0"].score == pytest.approx(before["cam0"].score, rel=1e-5, abs=1e-5)

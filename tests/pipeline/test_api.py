@@ -16,7 +16,7 @@ from tests.support.waiting import wait_for
 
 # Nothing listens on port 1: each camera fails to connect, and its errors quote its URL.
 LEAKY_URLS = [
-    ("rtsp://admin:Xq9@Leak7@127.0.0.1:1/x", "rtsp://***@127.0.0.1:1/x"),
+    ("rtsp://admin:Xq9%40Leak7@127.0.0.1:1/x", "rtsp://***@127.0.0.1:1/x"),
     (
         "rtsp://127.0.0.1:1/x?access_token=Leak7&apikey=Leak7&pw=Leak7&channel=1",
         "rtsp://127.0.0.1:1/x?access_token=***&apikey=***&pw=***&channel=1",

@@ -145,6 +145,28 @@ def check_page(browser: Any, url: str, tmp_path: Path) -> None:
     browser.get(f"{url}/?token={TOKEN}")
     wait_for(lambda: video_state(browser, selector) is not None, 20, "the page again")
     check_mjpeg_fallback(browser)
+    check_feedback_button(browser, url)
+
+
+def check_feedback_button(browser: Any, url: str) -> None:
+    """The ended event's "This was normal" button calls ``POST .../normal`` (with the token)
+    and shows the answer: this camera's ``objects`` model learns the event's objects, and the
+    event is marked normal in the API and the list."""
+    button = "return document.querySelector('#events button.normal') !== null"
+    wait_for(lambda: browser.execute_script(button), 60, "the ended event's feedback button")
+    event_id = browser.execute_script(
+        "return document.querySelector('#events button.normal').dataset.id"
+    )
+    browser.execute_script("document.querySelector('#events button.normal').click()")
+    status = "return document.getElementById('feedback-status').textContent"
+    wait_for(lambda: "as normal" in browser.execute_script(status), 30, "the server's answer")
+    assert browser.execute_script(status).startswith("learned "), browser.execute_script(status)
+    assert get_json(f"{url}/api/events/{event_id}")["feedback"] == "normal"
+    wait_for(
+        lambda: any("marked normal" in row for row in browser.execute_script(ROWS)),
+        10,
+        "the event marked normal in the list",
+    )
 
 
 ROWS = "return [...document.querySelectorAll('#events tr')].map(r => r.innerText)"

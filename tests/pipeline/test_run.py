@@ -60,6 +60,9 @@ class Running:
     def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
         return self.request("GET", path, headers)
 
+    def post(self, path: str) -> tuple[int, str]:
+        return self.request("POST", path, timeout=20)
+
     def request(
         self, method: str, path: str, headers: dict[str, str] | None = None, timeout: float = 5
     ) -> tuple[int, str]:
@@ -70,7 +73,7 @@ class Running:
             ):
                 return response.status, (await response.read()).decode(errors="replace")
 
-        return asyncio.run_coroutine_threadsafe(fetch(), self.loop).result(timeout + 5)
+        return asyncio.run_coroutine_threadsafe(fetch(), self.loop).result(timeout + 10)
 
     def __enter__(self) -> Running:
         self.thread.start()
