@@ -6,7 +6,8 @@ so every event in its watched part is a false alarm):
 1. its first 60 % is written to a file and learned with ``streamdet train --footage`` (the
    default model, calibrated for the default budget at the camera's ``analysis_fps``);
 2. ``streamdet run`` plays the remaining 40 % of every clip at once, in real time, as file
-   cameras that do not loop, and every event is counted (``events.jsonl``);
+   cameras that do not loop, and every anomaly event is counted (``events.jsonl``; camera-health
+   events are counted apart, ``health_events``);
 3. a second ``streamdet run`` plays copies of the watched parts with one anomaly pasted into
    each (``streamdet.eval.pasted``: the clip's own objects, too fast, at a place nobody goes,
    2.5x too large, left behind), one camera per copy; an anomaly is caught when its camera
@@ -146,6 +147,12 @@ def run(cfg: Path, seconds: float) -> tuple[float, list[dict[str, Any]]]:
     return started, list(started_events.values())
 
 
+def is_anomaly(event: dict[str, Any]) -> bool:
+    """An anomaly event (not a camera-health one; records from before health events have no
+    kind)."""
+    return event.get("kind", "anomaly") == "anomaly"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -193,7 +200,12 @@ def main() -> None:
         clips[name]["events"] = [
             {"start": e["start"], "reason": e.get("reason"), "peak_score": e["peak_score"]}
             for e in events
-            if e["camera"] == name
+            if e["camera"] == name and is_anomaly(e)
+        ]
+        clips[name]["health_events"] = [
+            {"start": e["start"], "condition": e.get("condition"), "reason": e.get("reason")}
+            for e in events
+            if e["camera"] == name and not is_anomaly(e)
         ]
     # pasted anomalies: the same models, one camera per pasted copy
     paste_run = work / "pasted"
@@ -207,15 +219,18 @@ def main() -> None:
     results = []
     for camera in cameras:
         name, kind, start, end = pasted[camera]
-        hits = [
+        near = [
             e for e in events if e["camera"] == camera and start - 1 <= e["start"] - t0 <= end + 5
         ]
+        hits = [e for e in near if is_anomaly(e)]
         results.append(
             {
                 "clip": name,
                 "kind": kind,
                 "caught": bool(hits),
                 "reasons": [e.get("reason") for e in hits],
+                # camera-health events (not anomalies) the pasted object set off, e.g. "moved"
+                "health": [e.get("condition") for e in near if not is_anomaly(e)],
             }
         )
         log(f"  {results[-1]}")
@@ -227,6 +242,7 @@ def main() -> None:
         "clips_learned": len(trained),
         "watched_s": round(watched_s, 1),
         "events": false_events,
+        "health_events": sum(len(clips[n]["health_events"]) for n in trained),
         "budget_per_hour": BUDGET_PER_HOUR,
         "events_per_hour": round(false_events / (watched_s / 3600), 1) if watched_s else None,
         "pasted": len(results),

@@ -120,9 +120,9 @@ class Meter:
 
     Where the view is comes from 9 tiles of the reference (a 3 x 3 grid, each a quarter of its
     size), each searched for within 1/8 of the size around its place: the view's shift is the
-    median of the tiles' offsets and its match the median of their correlations, so that people
-    or cars in front of a few tiles do not move the view. Flat tiles (a clear sky, a bare wall)
-    match anything and are left out.
+    lower third of the tiles' offsets (what two thirds of them agree on) and its match the
+    median of their correlations, so that people or cars in front of a few tiles do not move
+    the view. Flat tiles (a clear sky, a bare wall) match anything and are left out.
     """
 
     def __init__(self, reference: np.ndarray) -> None:
@@ -166,7 +166,10 @@ class Meter:
             dxs.append(x - ax)
             dys.append(y - ay)
             matches.append(best)
-        return math.hypot(float(np.median(dxs)), float(np.median(dys))), float(np.median(matches))
+        # a turned camera moves every tile; an object standing in front of a few (a parked car,
+        # a left bag) moves only theirs: the shift is what two thirds of the tiles agree on
+        moved = np.hypot(np.asarray(dxs, np.float64), np.asarray(dys, np.float64))
+        return float(np.quantile(moved, 1 / 3)), float(np.median(matches))
 
 
 def learn_baseline(clips: list[np.ndarray]) -> HealthBaseline:

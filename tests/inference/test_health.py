@@ -21,6 +21,7 @@ from streamdet.errors import ModelError
 from streamdet.inference.health import (
     HealthBaseline,
     Meter,
+    _half,
     findings,
     frozen_check_possible,
     learn_baseline,
@@ -177,3 +178,18 @@ def test_scene_faults_are_validated_and_change_nothing_outside_their_window() ->
         plain.render(n, a)
         faulty.render(n, b)
         assert np.array_equal(a, b) == (faulty.fault_at(n) is None), n
+
+
+def test_an_object_in_front_of_a_few_tiles_does_not_move_the_view_but_a_turn_does() -> None:
+    """A left bag or a parked car in front of part of the view shifts the tiles it covers; a
+    turned camera shifts all of them."""
+    rng = np.random.default_rng(5)
+    view = cv2.GaussianBlur(rng.integers(0, 255, (240, 320), dtype=np.uint8), (5, 5), 0)
+    view[:, 180:] = 128  # a bare wall on the right: its 3 tiles place nothing, 6 are left
+    meter = Meter(_half(view))
+    assert meter.measure(view, None).shift < 1.0
+    occluded = view.copy()  # the left third covered by something textured (3 of the 6 tiles)
+    occluded[:, :107] = np.roll(view, 16, axis=1)[:, :107]
+    assert meter.measure(occluded, None).shift < 1.0
+    turned = np.roll(view, 16, axis=1)
+    assert meter.measure(turned, None).shift >= 7.0  # 16 px at full size: 8 at half size
