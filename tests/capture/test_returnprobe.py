@@ -9,7 +9,7 @@ import time
 import pytest
 
 from streamdet.capture.returnprobe import ReturnProbe, tcp_endpoint
-from streamdet.config import parse_config
+from streamdet.config import RtspSource, parse_config
 from tests.support.servers import accepting_socket
 
 
@@ -23,13 +23,12 @@ def source(spec: dict[str, object]) -> object:
     [
         ({"kind": "rtsp", "url": "rtsp://10.0.0.7/stream1"}, ("10.0.0.7", 554)),
         (
-            {"kind": "rtsp", "url": "rtsp://u:p@w@cam.lan:8554/s", "transport": "udp"},
+            {"kind": "rtsp", "url": "rtsp://u:p%40w@cam.lan:8554/s", "transport": "udp"},
             ("cam.lan", 8554),
         ),
         ({"kind": "rtsp", "url": "rtsps://[fd00::7]/s"}, ("fd00::7", 322)),
         ({"kind": "mjpeg", "url": "http://cam.lan/video.mjpg"}, ("cam.lan", 80)),
         ({"kind": "mjpeg", "url": "https://cam.lan:8443/video.mjpg"}, ("cam.lan", 8443)),
-        ({"kind": "rtsp", "url": "rtsp://cam.lan:port/s"}, None),
         ({"kind": "file", "path": "clip.mp4"}, None),
         ({"kind": "webcam"}, None),
         ({"kind": "synthetic"}, None),
@@ -37,6 +36,11 @@ def source(spec: dict[str, object]) -> object:
 )
 def test_tcp_endpoint_of_each_source_kind(spec: dict[str, object], expected: object) -> None:
     assert tcp_endpoint(source(spec)) == expected  # type: ignore[arg-type]
+
+
+def test_a_url_whose_port_is_no_number_has_no_endpoint() -> None:
+    """The config refuses it; built without the config's checks, it is no endpoint either."""
+    assert tcp_endpoint(RtspSource.model_construct(url="rtsp://cam.lan:port/s")) is None
 
 
 def probe_for(server: socket.socket, stop: threading.Event | None = None) -> ReturnProbe:
