@@ -56,12 +56,19 @@ class ScheduledAnomaly:
     duration_s: float
 
     def __post_init__(self) -> None:
-        if self.kind not in _KINDS:
-            raise ValueError(f"anomaly kind must be one of {sorted(_KINDS)}, got {self.kind!r}")
-        if not (math.isfinite(self.start_s) and self.start_s >= 0):
-            raise ValueError(f"anomaly start_s must be finite and >= 0, got {self.start_s}")
-        if not (math.isfinite(self.duration_s) and self.duration_s > 0):
-            raise ValueError(f"anomaly duration_s must be finite and > 0, got {self.duration_s}")
+        _check_window("anomaly", self.kind, _KINDS, self.start_s, self.duration_s)
+
+
+def _check_window(
+    what: str, kind: str, kinds: frozenset[str], start_s: float, duration_s: float
+) -> None:
+    """The checks an anomaly and a fault share: a known kind, a finite start and duration."""
+    if kind not in kinds:
+        raise ValueError(f"{what} kind must be one of {sorted(kinds)}, got {kind!r}")
+    if not (math.isfinite(start_s) and start_s >= 0):
+        raise ValueError(f"{what} start_s must be finite and >= 0, got {start_s}")
+    if not (math.isfinite(duration_s) and duration_s > 0):
+        raise ValueError(f"{what} duration_s must be finite and > 0, got {duration_s}")
 
 
 @dataclass(frozen=True)
@@ -80,12 +87,7 @@ class SceneFault:
     amount: float = 0.0  # shift: px (default 10 % of the width); blur: sigma (default 4)
 
     def __post_init__(self) -> None:
-        if self.kind not in _FAULTS:
-            raise ValueError(f"fault kind must be one of {sorted(_FAULTS)}, got {self.kind!r}")
-        if not (math.isfinite(self.start_s) and self.start_s >= 0):
-            raise ValueError(f"fault start_s must be finite and >= 0, got {self.start_s}")
-        if not (math.isfinite(self.duration_s) and self.duration_s > 0):
-            raise ValueError(f"fault duration_s must be finite and > 0, got {self.duration_s}")
+        _check_window("fault", self.kind, _FAULTS, self.start_s, self.duration_s)
         if not (math.isfinite(self.amount) and self.amount >= 0):
             raise ValueError(f"fault amount must be finite and >= 0, got {self.amount}")
 

@@ -122,6 +122,17 @@ SUBSPACES: dict[str, tuple[int, ...]] = {
     "still": (0, 1, 4, 9),
     "look": (0, 1, 3),
 }
+# which of GROUPS (columns) each of SUBSPACES (rows) measures, for its reasons; the place is
+# in every subspace and is no reason of its own there (``PLACE_FAR`` says "unusual place")
+SUBSPACE_GROUPS = torch.tensor(
+    [
+        [
+            g != "place" and (bool(set(cols) & set(c)) or g == s == "look")
+            for g, cols in GROUPS.items()
+        ]
+        for s, c in SUBSPACES.items()
+    ]
+)
 BOX_COLUMNS = 7  # x0, y0, x1, y1 (0..1), score, reason index, valid (0/1)
 FAR = 1e3  # where unused bank rows sit: never anyone's nearest neighbour
 THING_HEIGHT = 0.6  # x the height expected at its place: shorter still objects are things
@@ -491,15 +502,8 @@ class ObjectModel(AnomalyModel):
         cols["look"] = [*GROUPS["look"], *range(len(FEATURES), z.shape[2])]
         shares = torch.stack([sq[..., cols[g]].sum(-1) for g in groups], dim=-1)
         if within is not None:  # only the groups the scoring subspace has (not the place)
-            has = torch.tensor(
-                [
-                    [g != "place" and bool(set(GROUPS[g]) & set(c)) for g in groups]
-                    for c in SUBSPACES.values()
-                ],
-                device=z.device,
-            )
-            has[list(SUBSPACES).index("look"), groups.index("look")] = True
-            shares = torch.where(has[within], shares, torch.full_like(shares, -1.0))
+            has = SUBSPACE_GROUPS.to(z.device)[within]
+            shares = torch.where(has, shares, torch.full_like(shares, -1.0))
         best = shares.argmax(-1)  # index into groups
         still_obj = z[..., GROUPS["still"][0]] > 0  # stiller than the normal median
         thing = height_for_place < math.log(THING_HEIGHT)  # too short to be who walks there
