@@ -770,7 +770,7 @@ def knn_means(
         return dist.view(b, n, -1), idx.view(b, n, -1)
     s = len(masks)
     masked = (z.unsqueeze(1) * masks.view(1, s, 1, dims)).reshape(b, s * n, dims)
-    cross = torch.bmm(masked, bank.transpose(1, 2)).view(b, s, n, -1)  # (B, S, N, M)
+    cross = torch.bmm(masked, bank.transpose(1, 2)).view(b, s, n, bank.shape[1])  # (B, S, N, M)
     z_sq = (z * z) @ masks.T  # (B, N, S)
     bank_sq = (bank * bank) @ masks.T  # (B, M, S)
     sq = cross.mul_(-2).add_(z_sq.transpose(1, 2).unsqueeze(-1))
