@@ -290,22 +290,18 @@ class ObjectModel(AnomalyModel):
         fg = (np.abs(diff) > limit).astype(np.uint8)
         fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
         fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
-        n, labels, stats, centres = cv2.connectedComponentsWithStats(fg, connectivity=8)
+        _, labels, stats, centres = cv2.connectedComponentsWithStats(fg, connectivity=8)
         area, side = int(self.params["min_area"]), int(self.params["min_side"])
         h, w = frame.shape
-
-        def kept(x: int, y: int, bw: int, bh: int, pixels: int) -> bool:
-            # a sliver at the frame's edge is an object entering or leaving: too little of
-            # it is seen to say how big or fast it is
-            edge = x == 0 or y == 0 or x + bw == w or y + bh == h
-            least = 3 * side if edge else side
-            return pixels >= area and bw >= least and bh >= least
-
-        keep = [j for j in range(1, n) if kept(*(int(v) for v in stats[j]))]
-        keep.sort(key=lambda j: -stats[j, 4])
-        keep = keep[: int(self.params["max_objects"])]
-        rows = [[*stats[j, :4], j, *centres[j]] for j in keep]
-        return np.array(rows, np.float64).reshape(-1, 7), labels
+        x, y, bw, bh, pixels = stats[1:].T
+        # a sliver at the frame's edge is an object entering or leaving: too little of it is
+        # seen to say how big or fast it is
+        edge = (x == 0) | (y == 0) | (x + bw == w) | (y + bh == h)
+        least = np.where(edge, 3 * side, side)
+        ok = np.flatnonzero((pixels >= area) & (bw >= least) & (bh >= least))
+        keep = (ok[np.argsort(-pixels[ok], kind="stable")] + 1)[: int(self.params["max_objects"])]
+        rows = np.column_stack([stats[keep, :4], keep, centres[keep]]).astype(np.float64)
+        return rows.reshape(-1, 7), labels
 
     def describe(
         self, pair: np.ndarray, background: np.ndarray, limit: np.ndarray, perspective: np.ndarray
