@@ -9,6 +9,8 @@ under ``TYPE_CHECKING``: either way one package is written against the other's o
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -292,3 +294,20 @@ def test_the_checks_see_a_cycle_and_a_forbidden_import() -> None:
     assert not allowed("streamdet.alert.stage", "streamdet.inference.stage")
     assert allowed("streamdet.inference.stage", "streamdet.capture.ring")
     assert not allowed("streamdet.inference.stage", "streamdet.capture.stage")
+
+
+def test_what_importing_config_and_eval_dataset_loads() -> None:
+    # The same, as Python sees it: the config loads no model (nor torch), and eval's clip
+    # reader loads capture's frame conversion, not its threads.
+    code = (
+        "import sys, streamdet.config, streamdet.eval.dataset\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('streamdet.', 'torch'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    loaded = ast.literal_eval(out.stdout)
+    assert "streamdet.capture.convert" in loaded and "streamdet.config.loader" in loaded
+    assert not [m for m in loaded if m.startswith(("torch", "streamdet.models"))], loaded
+    assert "streamdet.capture.stage" not in loaded, loaded
