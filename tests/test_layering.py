@@ -308,6 +308,6 @@ def test_what_importing_config_and_eval_dataset_loads() -> None:
     )
     assert out.returncode == 0, out.stderr
     loaded = ast.literal_eval(out.stdout)
-    assert "streamdet.capture.convert" in loaded and "streamdet.config.loader" in loaded
     assert not [m for m in loaded if m.startswith(("torch", "streamdet.models"))], loaded
     assert "streamdet.capture.stage" not in loaded, loaded
+    assert "streamdet.capture.convert" in loaded and "streamdet.config.loader" in loaded
