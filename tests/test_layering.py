@@ -115,12 +115,14 @@ KNOWN: set[tuple[str, str]] = {
     ("streamdet.alert.stage", "streamdet.capture.clips"),
     ("streamdet.alert.stage", "streamdet.capture.stage"),
     ("streamdet.alert.stage", "streamdet.inference.stage"),
-    ("streamdet.alert.health", "streamdet.capture.stage"),
-    ("streamdet.alert.health", "streamdet.inference.health"),
     ("streamdet.metrics", "streamdet.alert.stage"),
     ("streamdet.metrics", "streamdet.capture.stage"),
     ("streamdet.metrics", "streamdet.inference.stage"),
     ("streamdet.inference.stage", "streamdet.capture.stage"),
+    # no owner in issue 14 (the lead): alert's health checks read frames from capture's stage
+    # and the learned normal look from inference/health.py (which models.training uses too)
+    ("streamdet.alert.health", "streamdet.capture.stage"),
+    ("streamdet.alert.health", "streamdet.inference.health"),
     # helper "substream": the footage alert cuts clips and peak frames from
     ("streamdet.alert.clip", "streamdet.capture.clips"),
     ("streamdet.alert.peakframe", "streamdet.capture.clips"),
