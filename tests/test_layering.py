@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # streamdet/log.py is its own package, the root's __init__ is "streamdet"); an entry is a
 # package ("capture": any of its modules) or one module ("capture.ring": that module only; the
 # rest of capture is its internals). A package without a row fails until it is given one.
+# The rows of handoff, lifecycle, snapshots and learning are for what other branches of
+# issue 14 add (the stage hand-offs and snapshots, the stages' lifecycle, one learning workflow).
 MAY_IMPORT: dict[str, set[str]] = {
     # the ground floor: plain types, errors, logging, numbers
     "streamdet": set(),
@@ -38,24 +40,60 @@ MAY_IMPORT: dict[str, set[str]] = {
     # the stages, in the order frames flow; metrics holds the counters they update. A stage
     # never imports a later stage, and an earlier one only through its hand-off (inference
     # reads capture's frame ring); alert sees neither capture nor inference.
-    "metrics": {"frames"},
+    "handoff": {"errors", "frames"},
+    "lifecycle": {"errors"},
+    "snapshots": {"frames", "handoff"},
+    "metrics": {"frames", "handoff", "snapshots"},
     "capture": {"config", "errors", "frames", "log"},
+    # one learning workflow (footage, learn, calibrate, save) for run, train, eval, benchmarks
+    "learning": {
+        "capture.convert",
+        "capture.stage",
+        "config",
+        "errors",
+        "frames",
+        "models",
+        "scoring",
+    },
     "inference": {
         "capture.ring",
         "config",
         "errors",
         "frames",
+        "handoff",
+        "learning",
         "log",
         "metrics",
         "models",
         "preflight",
         "scoring",
+        "snapshots",
     },
-    "alert": {"config", "errors", "frames", "log", "scoring"},
+    "alert": {
+        "config",
+        "errors",
+        "frames",
+        "handoff",
+        "learning.health",
+        "lifecycle",
+        "log",
+        "scoring",
+        "snapshots",
+    },
     # offline: evaluation on labelled footage, with the same rules and frame conversion
-    "eval": {"alert.rules", "capture.convert", "errors", "models", "scoring"},
+    "eval": {"alert.rules", "capture.convert", "errors", "learning", "models", "scoring"},
     # watching from the side: the HTTP API reads the stages
-    "web": {"alert", "capture", "config", "errors", "frames", "inference", "log", "reload"},
+    "web": {
+        "alert",
+        "capture",
+        "config",
+        "errors",
+        "frames",
+        "inference",
+        "log",
+        "reload",
+        "snapshots",
+    },
     # the edge: wiring, commands, consoles
     "probe": {"capture", "errors", "log"},
     "console": {"capture"},
@@ -66,7 +104,10 @@ MAY_IMPORT: dict[str, set[str]] = {
         "config",
         "errors",
         "frames",
+        "handoff",
         "inference",
+        "learning",
+        "lifecycle",
         "metrics",
         "preflight",
         "reload",
@@ -82,6 +123,7 @@ MAY_IMPORT: dict[str, set[str]] = {
         "demo",
         "errors",
         "eval",
+        "learning",
         "log",
         "models",
         "pipeline_console",
