@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from streamdet.config.base import ConfigModel
 from streamdet.config.models import known_kind
-from streamdet.config.sources import SourceConfig
+from streamdet.config.sources import RtspSource, SourceConfig
 
 
 class FrameFormat(ConfigModel):
@@ -31,6 +31,12 @@ class CameraConfig(ConfigModel):
         description="Unique id used in logs, metrics labels and the API.",
     )
     source: SourceConfig = Field(description="Where frames come from; `kind` picks the type.")
+    record: RtspSource | None = Field(
+        None,
+        description="Optional record stream (often the camera's main stream, the detect"
+        " `source` its substream): its packets are kept, not decoded, for full-resolution clips"
+        " and snapshots. A URL, or an rtsp source's keys.",
+    )
     analysis_fps: float = Field(
         5.0,
         gt=0,
@@ -62,6 +68,15 @@ class CameraConfig(ConfigModel):
             if not all(0 <= x <= 1 and 0 <= y <= 1 for x, y in polygon):
                 raise ValueError(f"polygon {i}: coordinates are fractions of the frame (0..1)")
         return polygons
+
+    @field_validator("record", mode="before")
+    @classmethod
+    def _record_url(cls, record: Any) -> Any:
+        if isinstance(record, str):
+            return {"kind": "rtsp", "url": record}
+        if record is None or isinstance(record, dict | RtspSource):
+            return record
+        raise ValueError(f"expected an rtsp:// URL or an rtsp source's keys, got {record!r}")
 
     @field_validator("model")
     @classmethod
