@@ -75,8 +75,10 @@ def test_windows_without_any_object_score_zero(trained: Trained) -> None:
     model = trained.model
     assert isinstance(model, objects.ObjectModel)
     empty = model.background.round().to(torch.uint8).expand(4, 2, H, W).contiguous()
+    windows = model.stage_seconds["windows"]
     with torch.inference_mode():
         out = model(empty)
+    assert model.stage_seconds["windows"] == windows + 4  # the clock eval reports counts them
     assert out.objects is not None and not out.objects[..., 6].any()
     expected = (0 - model.norm_mean) / model.norm_std  # a raw 0, normalised
     assert torch.allclose(out.score, expected.expand(4))
@@ -227,3 +229,37 @@ def test_perspective_near_and_far_walkers_are_normal_a_near_size_far_away_is_not
     assert far_seen is not None and near_seen is not None and odd is not None, found
     assert far_seen.score < threshold and near_seen.score < threshold, found
     assert odd.score > threshold and odd.reason == "large", found
+
+
+def test_a_camera_shaken_by_a_pixel_shows_no_object_a_real_one_still_shows() -> None:
+    """The background is compared within ``shift_tolerance`` pixels: the whole view moved by
+    one pixel (a shake, a jittering stream) leaves its edges where the background has such
+    values nearby; an object that was not there stands out as before."""
+    rng = np.random.default_rng(0)
+    tiles = rng.choice(np.array([30, 220], np.uint8), (H // 16, W // 16))
+    sharp = cv2.resize(tiles, (W, H), interpolation=cv2.INTER_NEAREST)
+    background = cv2.GaussianBlur(sharp, (0, 0), 1.5)  # edges a few pixels wide, as cameras see
+    shaken = np.roll(background, (1, 1), axis=(0, 1))
+    with_object = shaken.copy()
+    with_object[100:140, 150:170] = 250
+    limit = np.full((H, W), 20, np.int16)
+    bg16 = background.astype(np.int16)
+
+    def found(tolerance: int, frame: np.ndarray) -> int:
+        model = objects.ObjectModel(ModelSpec("objects", W, H, 16, {"shift_tolerance": tolerance}))
+        rows, _ = model.regions(frame, objects.background_bands(bg16, tolerance), limit)
+        return len(rows)
+
+    assert found(0, shaken) > 0  # without the tolerance, the moved edges are "objects"
+    assert found(1, shaken) == 0
+    assert found(1, with_object) == 1
+
+
+def test_a_checkpoint_from_before_the_shift_tolerance_keeps_its_foreground() -> None:
+    """Its threshold was calibrated on the foreground without the tolerance: it loads with 0."""
+    model = objects.ObjectModel(ModelSpec("objects", W, H, 16))
+    assert int(model.shift) == 1  # the default for a model trained now
+    old = {k: v for k, v in model.state_dict().items() if k != "shift"}
+    again = objects.ObjectModel(ModelSpec("objects", W, H, 16))
+    again.load_state_dict(old)
+    assert int(again.shift) == 0
