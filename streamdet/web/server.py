@@ -3,7 +3,8 @@
 WebRTC).
 
 Bound to 127.0.0.1 by default; with ``server.token`` every route but ``/healthz`` wants it.
-Everything it returns is built from the stages' status snapshots, which never carry credentials.
+Everything it returns is built from the stages' read-only snapshots (``status()``,
+``snapshot()``), which never carry credentials.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from streamdet.capture.stage import CameraStatus, CaptureStage
 from streamdet.config import ServerConfig
 from streamdet.errors import ConfigError, ModelError
 from streamdet.frames import SourceState
-from streamdet.inference.detector import DetectorStatus
 from streamdet.inference.stage import InferenceStage
 from streamdet.log import redact
+from streamdet.snapshots import ModelSnapshot
 from streamdet.web import liveview, webrtc
 from streamdet.web.auth import bearer_token
 from streamdet.web.errors import bad_request, conflict, unavailable
@@ -217,7 +218,7 @@ async def readyz(request: web.Request) -> web.Response:
     ]
     problems += [
         f"{d.camera}: model {d.state.value}" + (f" ({d.error})" if d.error else "")
-        for d in request.app[INFERENCE].status()
+        for d in request.app[INFERENCE].snapshot().cameras
         if d.state.value in ("failed", "no_model")
     ]
     status = 503 if problems else 200
@@ -225,14 +226,10 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def cameras(request: web.Request) -> web.Response:
-    inference = request.app[INFERENCE]
-    models = {d.camera: d for d in inference.status()}
-    health = request.app[ALERTS].health
+    models = {d.camera: d for d in request.app[INFERENCE].snapshot().cameras}
+    health = request.app[ALERTS].snapshot().health
     body = [
-        {
-            **_camera_json(s, models.get(s.name), inference),
-            "health": None if health is None else health.snapshot(s.name),
-        }
+        {**_camera_json(s, models.get(s.name)), "health": health.get(s.name)}
         for s in request.app[CAPTURE].status()
     ]
     return web.json_response({"cameras": body})
@@ -242,10 +239,8 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def _camera_json(
-    s: CameraStatus, model: DetectorStatus | None, inference: InferenceStage
-) -> dict[str, Any]:
-    latest = inference.latest.get(s.name)
+def _camera_json(s: CameraStatus, model: ModelSnapshot | None) -> dict[str, Any]:
+    latest = None if model is None else model.latest
     return {
         "name": s.name,
         "source": s.source,
@@ -253,7 +248,7 @@ def _camera_json(
         "fps": round(s.fps, 2),
         "frames": s.frames,
         "started": round(s.started, 3),  # a camera restarted by a reload gets a new one
-        "analysed": inference.analysed.get(s.name, 0),
+        "analysed": 0 if model is None else model.analysed,
         "reconnects": s.reconnects,
         "stalls": s.stalls,
         "codec": s.codec,
