@@ -57,6 +57,8 @@ class Wakeup:
     def set(self) -> None:
         """Wake the waiters (callable from any thread, and from the event loop)."""
         with self._condition:
+            if self._raised:  # raised and not yet cleared: the waiters are woken already
+                return
             self._raised = True
             self._condition.notify_all()
             loop, event = self._loop, self._event
