@@ -14,8 +14,8 @@ writes the MP4. The end's deliveries wait for the clip (held in the outbox), so 
 store's outbox, woken by the store, so a failing sink delays only itself. Stopping ends the
 open events where they are (every step of the stop is attempted even if one fails), and a
 start ends those a killed run left open. ``snapshot()`` is what metrics and the web read.
-``add_camera`` / ``remove_camera`` change
-the set of cameras (a config reload); a removed camera's open event ends where it is. An event
+``add_camera`` / ``remove_camera`` change the set of cameras (a config reload); a removed
+camera's open event ends where it is. An event
 of an object-level model keeps its unusual objects' feature rows at up to 32 of its frames and
 the peak (``EventSamples``), stored with its end, so that an operator can later mark it normal
 and the camera learn it.
