@@ -10,6 +10,7 @@ reload).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import logging
@@ -81,3 +82,12 @@ class Lifecycle:
         """Stop every started part, newest first, each attempted (see ``stop_all``)."""
         stops, self._stops = self._stops[::-1], []
         await stop_all(stops, self.what)
+
+
+async def cancel_tasks(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` in reverse order of starting and wait for them to finish."""
+    for task in reversed(tasks):
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -57,7 +57,7 @@ from streamdet.config import AlertsConfig, JsonlSinkConfig, MqttSinkConfig, Webh
 from streamdet.frames import ScoredFrame
 from streamdet.handoff import Handoff
 from streamdet.inference.health import HealthBaseline
-from streamdet.lifecycle import stop_all
+from streamdet.lifecycle import cancel_tasks, stop_all
 from streamdet.snapshots import AlertSnapshot, SinkSnapshot
 
 logger = logging.getLogger(__name__)
@@ -185,13 +185,13 @@ class AlertStage:
         split = 3 if self.health is not None else 2  # rules (and health) checks, retention
         rules, dispatch = self._tasks[:split], self._tasks[split:]
         self._tasks = []
-        steps: list[tuple[str, Callable[[], object]]] = [("the rules", lambda: _cancel(rules))]
+        steps: list[tuple[str, Callable[[], object]]] = [("the rules", lambda: cancel_tasks(rules))]
         if rules:
             steps.append(("the open events", self._end_open_events))
         steps.append(("the clips", self._finish_clips))
         if dispatch:
             steps.append(("the outbox", self._flush))
-        steps.append(("the dispatchers", lambda: _cancel(dispatch)))
+        steps.append(("the dispatchers", lambda: cancel_tasks(dispatch)))
         steps += [(f"sink {s.name}", s.close) for s in self.sinks]
         steps.append(("the event store", self._close_store))
         await stop_all(steps, "stopping alerting")
@@ -333,7 +333,7 @@ class AlertStage:
                 await self._record(update)
             self._hot[camera].clear()
             return
-        obs = _observation(frame)
+        obs = Observation.of(frame)
         hot = self._hot[camera]
         if frame.above:
             hot.append(frame)
@@ -354,7 +354,7 @@ class AlertStage:
         if self.trackers[camera].event is None:
             return
         samples = self._open.setdefault(camera, _Open("")).samples
-        frames = [_observation(f) for f in self._hot[camera]] if started else [obs]
+        frames = [Observation.of(f) for f in self._hot[camera]] if started else [obs]
         for each in frames:
             samples.add(unusual_objects(each))
 
@@ -497,24 +497,3 @@ class AlertStage:
             self._ring_snapshots.add(camera)
             log("[%s] snapshot at the model's size: %s", camera, exc)
             return ring_frame
-
-
-def _observation(frame: ScoredFrame) -> Observation:
-    return Observation(
-        frame.ref.wall_time,
-        frame.ref.seq,
-        frame.smoothed,
-        frame.threshold,
-        frame.anomaly_map,
-        frame.normal_peak,
-        frame.objects,
-    )
-
-
-async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel ``tasks`` in reverse order of starting and wait for them to finish."""
-    for task in reversed(tasks):
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -113,7 +113,8 @@ async def events(request: web.Request) -> web.Response:
     kind = request.query.get("kind")
     if kind is not None and kind not in EVENT_KINDS:
         raise bad_request(f"kind: expected one of {', '.join(EVENT_KINDS)}, got {kind!r}")
-    rows = _store(request).events(
+    rows = await asyncio.to_thread(  # SQLite: off the event loop
+        _store(request).events,
         camera=request.query.get("camera"),
         since=_number(request, "since"),
         until=_number(request, "until"),
@@ -124,19 +125,20 @@ async def events(request: web.Request) -> web.Response:
     return web.json_response({"events": rows, "limit": limit, "offset": offset})
 
 
-def _event_or_404(request: web.Request) -> dict[str, Any]:
-    found = _store(request).get(request.match_info["id"])  # ids are validated by the store
+async def _event_or_404(request: web.Request) -> dict[str, Any]:
+    # ids are validated by the store; SQLite runs off the event loop
+    found = await asyncio.to_thread(_store(request).get, request.match_info["id"])
     if found is None:
         raise web.HTTPNotFound(text="no such event")
     return found
 
 
 async def event(request: web.Request) -> web.Response:
-    return web.json_response(_event_or_404(request))
+    return web.json_response(await _event_or_404(request))
 
 
 async def snapshot(request: web.Request) -> web.FileResponse:
-    found = _event_or_404(request)
+    found = await _event_or_404(request)
     if not found["snapshot"]:
         raise web.HTTPNotFound(text="this event has no snapshot (yet)")
     # The path comes from our own store, never from the request.
@@ -145,7 +147,7 @@ async def snapshot(request: web.Request) -> web.FileResponse:
 
 async def clip(request: web.Request) -> web.FileResponse:
     """The event's MP4; it exists once the event has ended and its post-roll has passed."""
-    found = _event_or_404(request)
+    found = await _event_or_404(request)
     if not found["clip"]:
         raise web.HTTPNotFound(text="this event has no clip (yet)")
     return web.FileResponse(Path(found["clip"]), headers={"Content-Type": "video/mp4"})
@@ -178,7 +180,7 @@ async def mark_normal(request: web.Request) -> web.Response:
     ``feedback: normal``. 404 for no such event; 409 for one that cannot be taught (no object
     features: another model kind, still open, from before the feature)."""
     store = _store(request)
-    found = _event_or_404(request)
+    found = await _event_or_404(request)
     if found["feedback"] == "normal":  # asked twice (a double click): taught once
         return web.json_response({**found, "taught_objects": 0})
     if found["end"] is None:
@@ -197,7 +199,7 @@ async def mark_normal(request: web.Request) -> web.Response:
     except TimeoutError:
         raise unavailable("the inference stage did not answer: is the pipeline running?") from None
     await asyncio.to_thread(store.set_feedback, found["id"], "normal")
-    return web.json_response({**_event_or_404(request), "taught_objects": taught})
+    return web.json_response({**await _event_or_404(request), "taught_objects": taught})
 
 
 async def metrics(request: web.Request) -> web.Response:
