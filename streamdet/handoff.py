@@ -171,9 +171,16 @@ class Handoff(Generic[T]):
             self._on_drop(camera, reason)
 
     def take(self, timeout: float | None = 0.0) -> list[T]:
-        """Every record waiting, oldest first; waits up to ``timeout`` for one (a thread)."""
-        if timeout and not self._items:
-            self.wakeup.wait_sync(timeout)
+        """Every record waiting, oldest first; waits up to ``timeout`` for one (None: until
+        one comes), for a thread reader."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._items:
+            left = None if deadline is None else deadline - time.monotonic()
+            if (left is not None and left <= 0) or not self.wakeup.wait_sync(left):
+                break
+            with self._lock:  # raised for records already taken: wait again
+                if not self._items:
+                    self.wakeup.clear()
         return self._take_all()
 
     async def get(self) -> list[T]:
