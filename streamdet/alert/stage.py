@@ -49,11 +49,11 @@ from streamdet.alert.rules import (
     unusual_objects,
 )
 from streamdet.alert.samples import EventSamples
-from streamdet.alert.sinks import Dispatcher, JsonlSink, MqttSink, Sink, WebhookSink
+from streamdet.alert.sinks import Dispatcher, Sink, make_sink
 from streamdet.alert.snapshot import render_snapshot, write_jpeg
 from streamdet.alert.store import EventStore
 from streamdet.capture.clips import ClipBuffer
-from streamdet.config import AlertsConfig, JsonlSinkConfig, MqttSinkConfig, WebhookSinkConfig
+from streamdet.config import AlertsConfig
 from streamdet.frames import ScoredFrame
 from streamdet.handoff import Handoff
 from streamdet.inference.health import HealthBaseline
@@ -97,7 +97,7 @@ class AlertStage:
         self.trackers = {name: EventTracker(name, rules) for name in cameras}
         self._models: dict[str, str] = {}  # camera -> the model of its newest scored frame
         self.store: EventStore | None = None
-        self.sinks: list[Sink] = [self._sink(s) for s in config.sinks]
+        self.sinks: list[Sink] = [make_sink(s, config.dir) for s in config.sinks]
         self.dispatchers: list[Dispatcher] = []
         self.events_started: dict[str, int] = dict.fromkeys(self.trackers, 0)
         self.clips_written = 0
@@ -115,14 +115,6 @@ class AlertStage:
         self._closing = asyncio.Event()
         self._feeding = asyncio.Lock()  # a camera is removed between two frames, not inside one
         self._ring_snapshots: set[str] = set()  # cameras told once why a snapshot is small
-
-    def _sink(self, sink: JsonlSinkConfig | WebhookSinkConfig | MqttSinkConfig) -> Sink:
-        if isinstance(sink, JsonlSinkConfig):
-            path = sink.path if sink.path.is_absolute() else self.config.dir / sink.path
-            return JsonlSink(sink.name, path)
-        if isinstance(sink, MqttSinkConfig):
-            return MqttSink(sink)
-        return WebhookSink(sink.name, sink.url, sink.timeout_s)
 
     async def start(self) -> None:
         if self._tasks:

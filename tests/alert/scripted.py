@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from streamdet.alert.stage import AlertStage
 from streamdet.app import CaptureFrames, scored_handoff
-from streamdet.capture import CaptureStage
+from streamdet.capture.stage import CaptureStage
 from streamdet.config import Config
 from streamdet.frames import FrameRef, ScoredFrame
 from streamdet.inference.stage import InferenceStage

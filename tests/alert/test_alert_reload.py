@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from streamdet.alert.stage import AlertStage
 from streamdet.alert.store import EventStore
 from streamdet.app import CaptureFrames, scored_handoff
-from streamdet.capture import CaptureStage
+from streamdet.capture.stage import CaptureStage
 from streamdet.config import parse_config
 from streamdet.frames import ScoredFrame
 from streamdet.inference.stage import InferenceStage
