@@ -9,8 +9,8 @@ threads pay nothing for them and a scrape runs no SQLite query on the event loop
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -20,11 +20,43 @@ from streamdet.frames import ModelState, SourceState
 from streamdet.handoff import FULL, DropCounter
 from streamdet.snapshots import AlertSnapshot, InferenceSnapshot
 
-if TYPE_CHECKING:
-    from streamdet.capture.stage import CaptureStage
-
 InferenceView = Callable[[], InferenceSnapshot | None]
 AlertView = Callable[[], AlertSnapshot | None]
+
+
+class CameraFigures(Protocol):
+    """What the collector reads of one camera's capture status (``CameraStatus``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def state(self) -> SourceState: ...
+    @property
+    def frames(self) -> int: ...
+    @property
+    def analysable(self) -> int: ...
+    @property
+    def reconnects(self) -> int: ...
+    @property
+    def stalls(self) -> int: ...
+    @property
+    def overwrites(self) -> int: ...
+    @property
+    def fps(self) -> float: ...
+
+
+class FootageSize(Protocol):
+    @property
+    def nbytes(self) -> int: ...
+
+
+class CaptureView(Protocol):
+    """What the collector reads of the capture stage (it imports nothing of capture)."""
+
+    def status(self) -> Sequence[CameraFigures]: ...
+
+    def clips(self, camera: str) -> FootageSize | None: ...
+
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -103,7 +135,7 @@ class PipelineMetrics:
 
     def watch(
         self,
-        capture: CaptureStage,
+        capture: CaptureView,
         inference: InferenceView,
         alerts: AlertView = lambda: None,
     ) -> None:
@@ -112,7 +144,7 @@ class PipelineMetrics:
 
 
 class _StageCollector(Collector):
-    def __init__(self, capture: CaptureStage, inference: InferenceView, alerts: AlertView) -> None:
+    def __init__(self, capture: CaptureView, inference: InferenceView, alerts: AlertView) -> None:
         self.capture = capture
         self.inference = inference
         self.alerts = alerts

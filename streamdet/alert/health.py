@@ -33,6 +33,9 @@ from streamdet.inference.health import (
 
 logger = logging.getLogger(__name__)
 
+# A camera's learned normal look once it detects; None: its health is not checked.
+BaselineOf = Callable[[str], HealthBaseline | None]
+
 _EPS = 1e-6
 WHOLE_FRAME = (0.0, 0.0, 1.0, 1.0)
 
@@ -135,7 +138,7 @@ class HealthChecks:
         self,
         cameras: list[str],
         frames: FrameReader,
-        baseline: Callable[[str], HealthBaseline | None],
+        baseline: BaselineOf,
         config: HealthConfig,
     ) -> None:
         self.frames, self.baseline, self.config = frames, baseline, config

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from streamdet.alert.clip import write_clip
-from streamdet.alert.health import HealthChecks
+from streamdet.alert.health import BaselineOf, HealthChecks
 from streamdet.alert.peakframe import FootageError, PeakFootage, decode_peak, find_peak
 from streamdet.alert.reader import FrameReader
 from streamdet.alert.retention import prune
@@ -56,7 +56,6 @@ from streamdet.capture.clips import ClipBuffer
 from streamdet.config import AlertsConfig
 from streamdet.frames import ScoredFrame
 from streamdet.handoff import Handoff
-from streamdet.inference.health import HealthBaseline
 from streamdet.lifecycle import cancel_tasks, stop_all
 from streamdet.snapshots import AlertSnapshot, SinkSnapshot
 
@@ -85,7 +84,7 @@ class AlertStage:
         scored: Handoff[ScoredFrame],
         frames: FrameReader,
         cameras: list[str],
-        health_baseline: Callable[[str], HealthBaseline | None] = lambda camera: None,
+        health_baseline: BaselineOf = lambda camera: None,
         flush_s: float = 5.0,
     ) -> None:
         """``cameras``: those scored; ``health_baseline``: a camera's learned normal look once
