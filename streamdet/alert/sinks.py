@@ -212,6 +212,6 @@ class Dispatcher:
             logger.warning("sink %s: %s (retry in %.1f s)", self.sink.name, exc, delay)
             await asyncio.to_thread(self.store.retry_later, delivery, time.time() + delay, str(exc))
             return False
+        self.delivered += 1  # the sink has it (counted before a stop can cancel the await)
         await asyncio.to_thread(self.store.delivered, delivery)
-        self.delivered += 1
         return True

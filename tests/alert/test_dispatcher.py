@@ -24,9 +24,12 @@ def test_an_idle_dispatcher_does_not_query_and_a_stored_event_wakes_it(tmp_path:
     queries: list[str] = []
 
     async def scenario() -> float:
-        task = asyncio.create_task(dispatcher.run())
-        await asyncio.sleep(0.1)  # it looked once and found nothing owed
         store._db.set_trace_callback(queries.append)
+        task = asyncio.create_task(dispatcher.run())
+        while not any("next_try" in q for q in queries):  # its first look: nothing owed
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.01)
+        queries.clear()
         await asyncio.sleep(0.8)  # idle: a 0.2 s poll would query 4 times here
         idle = list(queries)
         store._db.set_trace_callback(None)
