@@ -1,8 +1,13 @@
 """The composition root: build the stages from config, start them in order, stop in reverse.
 
-capture -> inference -> alerting -> HTTP server. ``run`` blocks until SIGINT/SIGTERM, the
-optional duration, or the end of every source (files that do not loop), then stops everything
-it started, in reverse order. SIGHUP (or ``POST /api/reload``) calls ``reload``: the config file
+capture -> inference -> alerting -> HTTP server. The App creates the hand-offs between the
+stages and gives each stage its ends: inference puts scored frames into ``scored`` (bounded,
+drop-oldest, every drop counted), alerting reads them from it, woken, and reads pixels and
+footage through a ``FrameReader`` (``CaptureFrames``) — no stage holds another. Metrics and the
+web read the stages' ``snapshot()``. ``run`` blocks until SIGINT/SIGTERM, the optional
+duration, or the end of every source (files that do not loop), then stops everything it
+started, in reverse order, every stop attempted even when one fails (``Lifecycle``).
+SIGHUP (or ``POST /api/reload``) calls ``reload``: the config file
 is read and checked again, and each camera that changed is stopped (alerting, inference,
 capture) and/or started (capture, inference, alerting); ``streamdet.reload`` says what changed.
 """
@@ -17,16 +22,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from streamdet import preflight
 from streamdet.alert.stage import AlertStage
+from streamdet.capture.clips import ClipBuffer
 from streamdet.capture.stage import CaptureStage
 from streamdet.config import CameraConfig, Config, load_config
-from streamdet.errors import ConfigError
-from streamdet.frames import ModelState, ScoredFrame
+from streamdet.errors import ConfigError, StreamdetError
+from streamdet.frames import FrameRef, ModelState, ScoredFrame
+from streamdet.handoff import DropPolicy, Handoff
 from streamdet.inference.stage import InferenceStage
+from streamdet.lifecycle import Lifecycle, StopErrors, stop_all
 from streamdet.metrics import PipelineMetrics
 from streamdet.reload import ReloadResult, plan
 from streamdet.web.server import build_app
@@ -51,6 +60,7 @@ class App:
         self.registry = registry or CollectorRegistry()
         self.metrics = PipelineMetrics(self.registry)
         self.capture = CaptureStage(config.cameras, config.capture, clips=config.alerts.clips)
+        self.scored = scored_handoff(config.inference.output_queue, self.metrics)
         self.inference = InferenceStage(
             self.capture,
             config.cameras,
@@ -58,9 +68,17 @@ class App:
             config.inference,
             self.metrics,
             config.alerts.rules.release_ratio,
+            scored=self.scored,
         )
-        self.alerts = AlertStage(config.alerts, self.capture, self.inference)
-        self.metrics.watch(self.capture, lambda: self.inference, lambda: self.alerts)
+        self.alerts = AlertStage(
+            config.alerts,
+            self.scored,
+            CaptureFrames(self.capture),
+            list(self.inference.detectors),
+            self.inference.health_baseline,
+        )
+        self.metrics.watch(self.capture, self.inference.snapshot, self.alerts.snapshot)
+        self._lifecycle = Lifecycle("stopping the pipeline")
         self.url: str | None = None
         self.http: web.Application | None = None
         self._runner: web.AppRunner | None = None
@@ -72,11 +90,16 @@ class App:
         self.inference.listeners.append(listener)
 
     async def start(self) -> None:
-        self.capture.start()
-        self.inference.start()
-        await self.alerts.start()
+        """Start capture, inference, alerting, the HTTP server, in that order (no-op if
+        started); a start that fails stops what had started."""
+        if self._lifecycle.started:
+            return
+        start = self._lifecycle.start
+        await start("capture", self.capture.start, self.capture.stop)
+        await start("inference", self.inference.start, self.inference.stop)
+        await start("alerting", self.alerts.start, self.alerts.stop)
         if self.config.server.enabled:
-            await self._start_server()
+            await start("the HTTP server", self._start_server, self._stop_server)
 
     async def _start_server(self) -> None:
         server = self.config.server
@@ -94,18 +117,16 @@ class App:
         self.url = f"http://{host}:{port}"
         logger.info("serving %s (the live view page, /metrics, /healthz, /readyz, /api)", self.url)
 
-    async def stop(self) -> None:
-        """Stop in reverse order of starting (idempotent)."""
-        async with self._reloading:  # a reload under way finishes first
-            await self._stop_stages()
-
-    async def _stop_stages(self) -> None:
+    async def _stop_server(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        await self.alerts.stop()
-        self.inference.stop()
-        self.capture.stop()
+
+    async def stop(self) -> None:
+        """Stop in reverse order of starting, every stop attempted even when one fails
+        (``StopErrors`` after, each error logged). Idempotent."""
+        async with self._reloading:  # a reload under way finishes first
+            await self._lifecycle.stop()
 
     async def wait(self, duration_s: float | None = None) -> None:
         """Block until SIGINT/SIGTERM, ``request_stop()``, ``duration_s``, or every source
@@ -215,20 +236,15 @@ class App:
     async def _stop_camera(self, name: str, failed: dict[str, str]) -> None:
         """Stop ``name`` in every stage, in reverse order of starting, even when one fails."""
         steps: list[tuple[str, Callable[[], object]]] = [
-            ("inference", lambda: self.inference.remove_camera(name)),
-            ("capture", lambda: self.capture.remove_camera(name)),
+            ("alerts", lambda: self.alerts.remove_camera(name)),
+            ("inference", lambda: asyncio.to_thread(self.inference.remove_camera, name)),
+            ("capture", lambda: asyncio.to_thread(self.capture.remove_camera, name)),
         ]
         try:
-            await self.alerts.remove_camera(name)
-        except Exception as exc:  # the stage boundary: the camera's other stages still stop
-            logger.exception("[%s] reload: alerting could not let go of the camera", name)
-            failed[name] = f"alerts: {exc!r}"
-        for stage, step in steps:
-            try:
-                await asyncio.to_thread(step)
-            except Exception as exc:
-                logger.exception("[%s] reload: the %s stage could not stop the camera", name, stage)
-                failed[name] = f"{stage}: {exc!r}"
+            await stop_all(steps, f"[{name}] reload: stopping the camera")
+        except StopErrors as exc:  # logged; the camera's other stages were stopped
+            stage, error = exc.steps[-1], exc.exceptions[-1]
+            failed[name] = f"{stage}: {error!r}"
         logger.info("[%s] reload: camera stopped", name)
 
     async def _start_camera(self, camera: CameraConfig, failed: dict[str, str]) -> None:
@@ -253,3 +269,37 @@ class App:
         logger.info("SIGHUP: reading %s again", self.config_path)
         with contextlib.suppress(ConfigError):  # logged by reload(), which kept the config
             await self.reload()
+
+
+def scored_handoff(capacity: int, metrics: PipelineMetrics) -> Handoff[ScoredFrame]:
+    """Inference -> alerting: drop-oldest (the newest score matters most), drops counted."""
+    return Handoff(
+        "scored_frames",
+        capacity,
+        DropPolicy.DROP_OLDEST,
+        camera_of=lambda frame: frame.ref.camera,
+        on_drop=metrics.drop_counter("scored_frames"),
+    )
+
+
+class CaptureFrames:
+    """The alert stage's ``FrameReader`` on the capture stage's rings and footage."""
+
+    def __init__(self, capture: CaptureStage) -> None:
+        self._capture = capture
+
+    def read(self, ref: FrameRef) -> np.ndarray | None:
+        try:
+            return self._capture.ring(ref.camera).read(ref)
+        except StreamdetError:  # the camera was removed (a reload)
+            return None
+
+    def newest(self, camera: str, count: int) -> tuple[list[FrameRef], np.ndarray]:
+        ring = self._capture.ring(camera)
+        return ring.window(min(count, ring.size - 1))
+
+    def footage(self, camera: str) -> ClipBuffer | None:
+        try:
+            return self._capture.clips(camera)
+        except KeyError:  # the camera was removed (a reload)
+            return None

@@ -107,6 +107,7 @@ class ScoredFrame:
     scored_at: float  # time.time() when scoring finished
     normal_peak: float | None = None  # highest smoothed score of held-out normal footage
     objects: tuple[DetectedObject, ...] = ()  # object-level models: highest score first
+    model: str = ""  # the model that scored it, id and version (e.g. "objects v3")
 
     @property
     def latency_s(self) -> float:

@@ -36,13 +36,13 @@ class PipelineConsole:
 
     def models(self) -> dict[str, ModelColumns]:
         columns = {}
-        for status in self.app.inference.status():
+        for status in self.app.inference.snapshot().cameras:
             state = status.state.value
             if status.state is ModelState.LEARNING:
                 state = f"learning {status.learn_progress:.0%}"
             elif status.state is ModelState.DETECTING and status.note:
                 state = "detecting (short footage)"
-            latest = self.app.inference.latest.get(status.camera)
+            latest = status.latest
             columns[status.camera] = ModelColumns(
                 state, None if latest is None else latest.smoothed, status.threshold
             )

@@ -153,22 +153,17 @@ KNOWN: set[tuple[str, str]] = {
     ("streamdet.models.training", "streamdet.inference.health"),
     ("streamdet.models.training", "streamdet.scoring.calibration"),
     ("streamdet.models.training", "streamdet.scoring.smoothing"),
-    # helper "stages": alert reads a hand-off and a frame reader, not capture's or inference's
-    # objects; metrics reads the stages' snapshot(); inference no longer reads capture's stats
-    ("streamdet.alert.stage", "streamdet.capture.clips"),
-    ("streamdet.alert.stage", "streamdet.capture.stage"),
-    ("streamdet.alert.stage", "streamdet.inference.stage"),
-    ("streamdet.metrics", "streamdet.alert.stage"),
-    ("streamdet.metrics", "streamdet.capture.stage"),
-    ("streamdet.metrics", "streamdet.inference.stage"),
+    # helper "stages": inference still reads capture's stats (the learning poll's stream fps)
     ("streamdet.inference.stage", "streamdet.capture.stage"),
-    # no owner in issue 14 (the lead): alert's health checks read frames from capture's stage
-    # and the learned normal look from inference/health.py (which models.training uses too)
-    ("streamdet.alert.health", "streamdet.capture.stage"),
+    # no owner in issue 14 (the lead): alert's health checks read the learned normal look from
+    # inference/health.py (which models.training uses too)
     ("streamdet.alert.health", "streamdet.inference.health"),
-    # helper "substream": the footage alert cuts clips and peak frames from
+    # helper "substream": the footage alert cuts clips and peak frames from (the frame reader
+    # hands out capture's ClipBuffer, the type peakframe and clip take)
     ("streamdet.alert.clip", "streamdet.capture.clips"),
     ("streamdet.alert.peakframe", "streamdet.capture.clips"),
+    ("streamdet.alert.reader", "streamdet.capture.clips"),
+    ("streamdet.alert.stage", "streamdet.capture.clips"),
 }
 
 

@@ -18,10 +18,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-import numpy as np
-
+from streamdet.alert.reader import FrameReader
 from streamdet.alert.rules import Change, EventState, Update
-from streamdet.capture.stage import CaptureStage
 from streamdet.config import HealthConfig
 from streamdet.inference.health import (
     CONDITIONS,
@@ -34,6 +32,9 @@ from streamdet.inference.health import (
 )
 
 logger = logging.getLogger(__name__)
+
+# A camera's learned normal look once it detects; None: its health is not checked.
+BaselineOf = Callable[[str], HealthBaseline | None]
 
 _EPS = 1e-6
 WHOLE_FRAME = (0.0, 0.0, 1.0, 1.0)
@@ -136,11 +137,11 @@ class HealthChecks:
     def __init__(
         self,
         cameras: list[str],
-        capture: CaptureStage,
-        baseline: Callable[[str], HealthBaseline | None],
+        frames: FrameReader,
+        baseline: BaselineOf,
         config: HealthConfig,
     ) -> None:
-        self.capture, self.baseline, self.config = capture, baseline, config
+        self.frames, self.baseline, self.config = frames, baseline, config
         self.suppress_anomalies = config.suppress_anomalies
         # replaced, never changed in place: check() runs in a thread while a reload adds and
         # removes cameras
@@ -150,7 +151,6 @@ class HealthChecks:
         self.checked: set[str] = set()  # cameras with a baseline, checked at least once
         self._meters: dict[str, tuple[HealthBaseline, Meter]] = {}
         self._last_seq: dict[str, int] = {}
-        self._buffers: dict[str, np.ndarray] = {}
         self._told: set[str] = set()
 
     def add(self, camera: str) -> None:
@@ -163,7 +163,7 @@ class HealthChecks:
         trackers = dict(self.trackers)
         tracker = trackers.pop(camera, None)
         self.trackers = trackers
-        for known in (self._meters, self._last_seq, self._buffers):
+        for known in (self._meters, self._last_seq):
             known.pop(camera, None)
         self.checked.discard(camera)
         self._told.discard(camera)
@@ -202,9 +202,7 @@ class HealthChecks:
             self._tell_once(camera)
             return []
         baseline, meter = found
-        ring = self.capture.ring(camera)
-        buffer = self._buffers.setdefault(camera, np.empty((2, *ring.shape), np.uint8))
-        refs, pixels = ring.window(min(2, ring.size - 1), buffer)
+        refs, pixels = self.frames.newest(camera, 2)
         if not refs or refs[-1].seq == self._last_seq.get(camera):
             return []
         self._last_seq[camera] = refs[-1].seq

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from streamdet.frames import DetectedObject
+from streamdet.frames import DetectedObject, ScoredFrame
 from streamdet.scoring.calibration import release_level
 
 _EPS = 1e-6  # frame times are sums of 1/fps: 0.6 - 0.2 must count as 0.4
@@ -45,6 +45,18 @@ class Observation:
     anomaly_map: np.ndarray  # (gh, gw)
     normal_peak: float | None = None  # held-out normal footage's highest score, if known
     objects: tuple[DetectedObject, ...] = ()  # object-level models: highest score first
+
+    @staticmethod
+    def of(frame: ScoredFrame) -> Observation:
+        return Observation(
+            frame.ref.wall_time,
+            frame.ref.seq,
+            frame.smoothed,
+            frame.threshold,
+            frame.anomaly_map,
+            frame.normal_peak,
+            frame.objects,
+        )
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Where events go: a JSON Lines file, webhooks and MQTT. Each sink is isolated.
 
 A dispatcher task per sink takes the deliveries its sink still owes from the store's outbox,
-oldest first; a failure is retried later with capped exponential backoff plus jitter, and never
+oldest first, woken by the store when one is due (no polling); a failure is retried later
+with capped exponential backoff plus jitter, and never
 holds up capture, scoring or the other sinks. Every delivery carries an idempotency key (event
 id + revision): a receiver that saw it before can drop the duplicate.
 
@@ -28,6 +29,7 @@ import aiomqtt
 from streamdet.alert.store import Delivery, EventStore
 from streamdet.config import JsonlSinkConfig, MqttSinkConfig, SinkConfig, WebhookSinkConfig
 from streamdet.errors import StreamdetError
+from streamdet.handoff import Wakeup
 from streamdet.log import redact
 
 logger = logging.getLogger(__name__)
@@ -167,26 +169,38 @@ def make_sink(config: SinkConfig, base_dir: Path) -> Sink:
 
 
 class Dispatcher:
-    """Delivers one sink's outbox, forever, with backoff on failure."""
+    """Delivers one sink's outbox, forever, with backoff on failure.
 
-    def __init__(
-        self, sink: Sink, store: EventStore, max_backoff_s: float = 60.0, poll_s: float = 0.2
-    ) -> None:
+    Woken by the store after each write that leaves a delivery due (``EventStore.notify``),
+    it does not poll: the only timer is the retry back-off of the oldest owed delivery.
+    """
+
+    def __init__(self, sink: Sink, store: EventStore, max_backoff_s: float = 60.0) -> None:
         self.sink, self.store = sink, store
-        self.max_backoff_s, self.poll_s = max_backoff_s, poll_s
+        self.max_backoff_s = max_backoff_s
         self.delivered = 0
         self.failures = 0
         self._random = random.Random()
+        self._wakeup = Wakeup()
+        store.notify.append(self._wakeup.set)
 
     async def run(self) -> None:
         while True:
+            self._wakeup.clear()  # before looking: a write from here on wakes the wait below
             due = await asyncio.to_thread(self.store.due, self.sink.name, time.time())
-            if not due:
-                await asyncio.sleep(self.poll_s)
-                continue
             for delivery in due:
                 if not await self._one(delivery):
                     break  # keep order: retry the oldest first, after its backoff
+            if due:
+                continue
+            next_try = await asyncio.to_thread(self.store.next_due, self.sink.name)
+            wait = None if next_try is None else max(0.0, next_try - time.time())
+            await self._wakeup.wait(wait)
+
+    def close(self) -> None:
+        """Stop listening to the store (the stage stops)."""
+        with contextlib.suppress(ValueError):
+            self.store.notify.remove(self._wakeup.set)
 
     async def _one(self, delivery: Delivery) -> bool:
         try:
@@ -198,6 +212,6 @@ class Dispatcher:
             logger.warning("sink %s: %s (retry in %.1f s)", self.sink.name, exc, delay)
             await asyncio.to_thread(self.store.retry_later, delivery, time.time() + delay, str(exc))
             return False
+        self.delivered += 1  # the sink has it (counted before a stop can cancel the await)
         await asyncio.to_thread(self.store.delivered, delivery)
-        self.delivered += 1
         return True

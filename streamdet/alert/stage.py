@@ -1,17 +1,21 @@
 """The alert stage: scored frames -> event rules -> durable store -> sinks.
 
-Runs on the asyncio loop. Every ``poll_s`` it drains the inference stage's bounded hand-off,
-feeds each camera's rules, and records every start/update/end in the store — before any sink
-sees it. The peak frame of an open event is copied out of the ring at once (rings are short),
+Runs on the asyncio loop. Woken by its hand-off (``scored``: the frames inference scored, each
+naming its model), it takes every frame waiting, feeds each camera's rules, and records every
+start/update/end in the store — before any sink sees it. Of the frames it knows only what the
+``FrameReader`` the App gave it offers (no capture or inference object). The peak frame of an
+open event is copied out of the ring at once (rings are short),
 with a reference to its chunk of the camera's footage; before the end is recorded, its snapshot
 is written with the heatmap: on the camera's own frame decoded from that footage, or on the
 ring's model-size frame when there is none. While an event is open the
 camera's clip buffer holds its footage; after the end plus the post-roll a clip task cuts it and
 writes the MP4. The end's deliveries wait for the clip (held in the outbox), so that the
 ``ended`` record every sink gets names both files. One dispatcher task per sink delivers from the
-store's outbox, so a failing sink delays only itself. Stopping ends the open events where they
-are, and a start ends those a killed run left open. ``add_camera`` / ``remove_camera`` change
-the set of cameras (a config reload); a removed camera's open event ends where it is. An event
+store's outbox, woken by the store, so a failing sink delays only itself. Stopping ends the
+open events where they are (every step of the stop is attempted even if one fails), and a
+start ends those a killed run left open. ``snapshot()`` is what metrics and the web read.
+``add_camera`` / ``remove_camera`` change the set of cameras (a config reload); a removed
+camera's open event ends where it is. An event
 of an object-level model keeps its unusual objects' feature rows at up to 32 of its frames and
 the peak (``EventSamples``), stored with its end, so that an operator can later mark it normal
 and the camera learn it.
@@ -25,13 +29,15 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from streamdet.alert.clip import write_clip
-from streamdet.alert.health import HealthChecks
+from streamdet.alert.health import BaselineOf, HealthChecks
 from streamdet.alert.peakframe import FootageError, PeakFootage, decode_peak, find_peak
+from streamdet.alert.reader import FrameReader
 from streamdet.alert.retention import prune
 from streamdet.alert.rules import (
     Change,
@@ -47,10 +53,11 @@ from streamdet.alert.sinks import Dispatcher, Sink, make_sink
 from streamdet.alert.snapshot import render_snapshot, write_jpeg
 from streamdet.alert.store import EventStore
 from streamdet.capture.clips import ClipBuffer
-from streamdet.capture.stage import CaptureStage
 from streamdet.config import AlertsConfig
 from streamdet.frames import ScoredFrame
-from streamdet.inference.stage import InferenceStage
+from streamdet.handoff import Handoff
+from streamdet.lifecycle import cancel_tasks, stop_all
+from streamdet.snapshots import AlertSnapshot, SinkSnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -69,19 +76,25 @@ class _Open:
 
 
 class AlertStage:
+    """Scored frames in, events out (see the module docstring)."""
+
     def __init__(
         self,
         config: AlertsConfig,
-        capture: CaptureStage,
-        inference: InferenceStage,
-        poll_s: float = 0.1,
+        scored: Handoff[ScoredFrame],
+        frames: FrameReader,
+        cameras: list[str],
+        health_baseline: BaselineOf = lambda camera: None,
         flush_s: float = 5.0,
     ) -> None:
+        """``cameras``: those scored; ``health_baseline``: a camera's learned normal look once
+        it detects (None: its health is not checked)."""
         self.config = config
-        self.capture, self.inference = capture, inference
-        self.poll_s, self.flush_s = poll_s, flush_s
+        self.scored, self.frames = scored, frames
+        self.flush_s = flush_s
         self._rules = rules = RuleSettings(**config.rules.model_dump())
-        self.trackers = {name: EventTracker(name, rules) for name in inference.detectors}
+        self.trackers = {name: EventTracker(name, rules) for name in cameras}
+        self._models: dict[str, str] = {}  # camera -> the model of its newest scored frame
         self.store: EventStore | None = None
         self.sinks: list[Sink] = [make_sink(s, config.dir) for s in config.sinks]
         self.dispatchers: list[Dispatcher] = []
@@ -90,9 +103,7 @@ class AlertStage:
         self.clip_failures = 0
         self.health: HealthChecks | None = None
         if config.health.enabled:
-            self.health = HealthChecks(
-                list(self.trackers), capture, inference.health_baseline, config.health
-            )
+            self.health = HealthChecks(list(self.trackers), frames, health_baseline, config.health)
         self.health_events: collections.Counter[tuple[str, str]] = collections.Counter()
         self._health_ids: dict[tuple[str, str], str] = {}
         self._open: dict[str, _Open] = {}
@@ -109,7 +120,6 @@ class AlertStage:
             return
         self.store = store = EventStore(self.config.dir / "events.db")
         await self._close_earlier_runs(store)
-        self.inference.open_output()
         backoff = {s.name: getattr(s, "max_backoff_s", 60.0) for s in self.config.sinks}
         self.dispatchers = [Dispatcher(s, self.store, backoff[s.name]) for s in self.sinks]
         self._tasks = [asyncio.create_task(self._consume(), name="alert:rules")]
@@ -139,6 +149,7 @@ class AlertStage:
                 await self._record(update)
             self.events_started.pop(camera, None)
             self._hot.pop(camera, None)
+            self._models.pop(camera, None)
             for ended in self.health.remove(camera) if self.health is not None else []:
                 await self._record_health(ended)
             for key in [k for k in self.health_events if k[0] == camera]:
@@ -160,32 +171,61 @@ class AlertStage:
     async def stop(self) -> None:
         """End the open events (snapshot, clip from the footage there is, an ``ended`` record
         for every sink) and deliver what is owed for up to ``flush_s``; what is still owed
-        then stays in the outbox for the next start. Idempotent."""
+        then stays in the outbox for the next start. Every step is attempted even when one
+        fails (``StopErrors`` after). Idempotent."""
         split = 3 if self.health is not None else 2  # rules (and health) checks, retention
         rules, dispatch = self._tasks[:split], self._tasks[split:]
         self._tasks = []
-        await _cancel(rules)
+        steps: list[tuple[str, Callable[[], object]]] = [("the rules", lambda: cancel_tasks(rules))]
         if rules:
-            try:
-                await self._end_open_events()
-            except Exception:  # the stage boundary: the outbox still has what was recorded
-                logger.exception("could not end the open events")
+            steps.append(("the open events", self._end_open_events))
+        steps.append(("the clips", self._finish_clips))
+        if dispatch:
+            steps.append(("the outbox", self._flush))
+        steps.append(("the dispatchers", lambda: cancel_tasks(dispatch)))
+        steps += [(f"sink {s.name}", s.close) for s in self.sinks]
+        steps.append(("the event store", self._close_store))
+        await stop_all(steps, "stopping alerting")
+
+    async def _finish_clips(self) -> None:
+        """Let the clip tasks write what footage there is (they stop waiting for more)."""
         self._closing.set()
         if self._clip_tasks:
             await asyncio.wait(self._clip_tasks, timeout=60)
         self._closing = asyncio.Event()
-        if dispatch:
-            await self._flush()
-        await _cancel(dispatch)
-        for sink in self.sinks:
-            await sink.close()
+
+    def _close_store(self) -> None:
+        for dispatcher in self.dispatchers:
+            dispatcher.close()
         if self.store is not None:
             self.store.close()
             self.store = None
 
+    def snapshot(self) -> AlertSnapshot:
+        """What metrics and the web read: counts kept in memory (the outbox's too)."""
+        owed = self.store.owed() if self.store is not None else {}
+        sinks = tuple(
+            SinkSnapshot(d.sink.name, d.delivered, d.failures, owed.get(d.sink.name, 0))
+            for d in self.dispatchers
+        )
+        health: dict[str, dict[str, bool]] = {}
+        if self.health is not None:
+            for camera in list(self.health.trackers):
+                conditions = self.health.snapshot(camera)
+                if conditions is not None:
+                    health[camera] = conditions
+        return AlertSnapshot(
+            dict(self.events_started),
+            sinks,
+            self.clips_written,
+            self.clip_failures,
+            health,
+            dict(self.health_events),
+        )
+
     async def _end_open_events(self) -> None:
         """Score what is left in the hand-off, then end every open event where it is."""
-        for frame in self.inference.drain():
+        for frame in self.scored.take():
             await self._feed(frame)
         for tracker in self.trackers.values():
             update = tracker.finish()
@@ -200,23 +240,20 @@ class AlertStage:
         store = self.store
         deadline = time.monotonic() + self.flush_s
         while store is not None and time.monotonic() < deadline:
-            if await asyncio.to_thread(store.pending) == 0:
+            if sum(store.owed().values()) == 0:
                 return
             await asyncio.sleep(0.05)
         if store is not None:
-            logger.warning(
-                "stopping with %d delivery(ies) owed: sent at the next start", store.pending()
-            )
+            owed = sum(store.owed().values())
+            logger.warning("stopping with %d delivery(ies) owed: sent at the next start", owed)
 
     async def _consume(self) -> None:
         while True:
-            frames = self.inference.drain()
-            for frame in frames:
+            for frame in await self.scored.get():  # woken by the hand-off: no polling
                 try:
                     await self._feed(frame)
                 except Exception:  # the stage boundary: one bad frame must not end alerting
                     logger.exception("[%s] alert rules failed", frame.ref.camera)
-            await asyncio.sleep(self.poll_s)
 
     async def _retain(self, every_s: float = 60.0) -> None:
         retention = self.config.retention
@@ -273,6 +310,8 @@ class AlertStage:
     async def _feed(self, frame: ScoredFrame) -> None:
         async with self._feeding:
             if frame.ref.camera in self.trackers:  # else removed while its frame was on the way
+                if frame.model:
+                    self._models[frame.ref.camera] = frame.model
                 await self._feed_tracker(frame)
 
     async def _feed_tracker(self, frame: ScoredFrame) -> None:
@@ -285,7 +324,7 @@ class AlertStage:
                 await self._record(update)
             self._hot[camera].clear()
             return
-        obs = _observation(frame)
+        obs = Observation.of(frame)
         hot = self._hot[camera]
         if frame.above:
             hot.append(frame)
@@ -306,16 +345,16 @@ class AlertStage:
         if self.trackers[camera].event is None:
             return
         samples = self._open.setdefault(camera, _Open("")).samples
-        frames = [_observation(f) for f in self._hot[camera]] if started else [obs]
+        frames = [Observation.of(f) for f in self._hot[camera]] if started else [obs]
         for each in frames:
             samples.add(unusual_objects(each))
 
     def _model_name(self, camera: str) -> str:
-        detector = self.inference.detectors[camera]
-        return f"{detector.kind} v{detector.model.version if detector.model else 0}"
+        """The model of the camera's newest scored frame (its id and version)."""
+        return self._models.get(camera, "unknown")
 
     def _hold_footage(self, camera: str, update: Update) -> None:
-        buffer = self.capture.clips(camera)
+        buffer = self.frames.footage(camera)
         if buffer is not None:
             state = self._open.setdefault(camera, _Open(""))
             state.hold = buffer.hold(update.event.start - self.config.clips.pre_roll_s)
@@ -326,14 +365,14 @@ class AlertStage:
         state = self._open.setdefault(camera, _Open(""))
         seq = update.event.peak_seq
         peak = next((f for f in reversed(self._hot[camera]) if f.ref.seq == seq), frame)
-        pixels = self.capture.ring(camera).read(peak.ref)
+        pixels = self.frames.read(peak.ref)
         if pixels is None and state.peak_frame is None:
             # Overwritten already (scoring fell far behind): the frame in hand, which is
             # above the threshold too, rather than no snapshot at all.
-            peak, pixels = frame, self.capture.ring(camera).read(frame.ref)
+            peak, pixels = frame, self.frames.read(frame.ref)
         if pixels is not None:  # else keep the older peak
             state.peak_frame, state.peak_map = pixels, peak.anomaly_map
-            buffer = self.capture.clips(camera)
+            buffer = self.frames.footage(camera)
             if buffer is not None and peak.ref.seq != state.peak_seq:
                 state.peak_footage = find_peak(buffer, peak.ref)
             state.peak_seq = peak.ref.seq
@@ -376,7 +415,7 @@ class AlertStage:
         if update.change is Change.ENDED:
             self._open.pop(camera, None)
             # The buffer is taken now: a camera removed by a reload leaves the capture next.
-            buffer = self.capture.clips(camera)
+            buffer = self.frames.footage(camera)
             if state.hold is not None and buffer is not None:
                 task = asyncio.create_task(
                     self._clip(camera, state.event_id, update.event, state.hold, buffer),
@@ -438,7 +477,7 @@ class AlertStage:
     ) -> np.ndarray:
         """The peak frame at the camera's resolution and colour, decoded from its footage;
         else the ring's model-size frame, so that no event goes without a snapshot."""
-        if self.capture.clips(camera) is None:
+        if self.frames.footage(camera) is None:
             return ring_frame  # clips are off: no footage to take it from
         try:
             if footage is None:
@@ -449,24 +488,3 @@ class AlertStage:
             self._ring_snapshots.add(camera)
             log("[%s] snapshot at the model's size: %s", camera, exc)
             return ring_frame
-
-
-def _observation(frame: ScoredFrame) -> Observation:
-    return Observation(
-        frame.ref.wall_time,
-        frame.ref.seq,
-        frame.smoothed,
-        frame.threshold,
-        frame.anomaly_map,
-        frame.normal_peak,
-        frame.objects,
-    )
-
-
-async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel ``tasks`` in reverse order of starting and wait for them to finish."""
-    for task in reversed(tasks):
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -9,6 +9,11 @@ clip). An event of an object-level model also keeps its unusual objects' feature
 (``feedback``) and the camera learn it. Each write is its own transaction with
 ``synchronous=FULL``: once ``record`` returns, a ``kill -9`` loses nothing, and pending
 deliveries are resumed at start-up.
+
+The store keeps each sink's count of owed deliveries in memory (``owed()``: counted once at
+open, then kept by the writes), so that a metrics scrape runs no query; and it calls its
+``notify`` hooks after every write that leaves a delivery due (a dispatcher wakes, it does not
+poll).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +90,19 @@ class EventStore:
             outbox = {r["name"] for r in self._db.execute("PRAGMA table_info(outbox)")}
             if "held" not in outbox:  # stores written before deliveries could wait for a clip
                 self._db.execute("ALTER TABLE outbox ADD COLUMN held INTEGER NOT NULL DEFAULT 0")
+            rows = self._db.execute("SELECT sink, COUNT(*) FROM outbox GROUP BY sink")
+            self._owed: dict[str, int] = {r[0]: int(r[1]) for r in rows}
+        # called (from the writing thread) after each write that may leave a delivery due
+        self.notify: list[Callable[[], None]] = []
+
+    def owed(self) -> dict[str, int]:
+        """Each sink's deliveries still in the outbox (held ones too), from memory."""
+        with self._lock:
+            return dict(self._owed)
+
+    def _notify(self) -> None:
+        for hook in self.notify:
+            hook()
 
     def close(self) -> None:
         with self._lock:
@@ -135,22 +154,34 @@ class EventStore:
                     ),
                 )
                 payload = {**self._get(event_id), "change": change.value}
-                self._queue(payload, sinks, held)
+                queued = self._queue(payload, sinks, held)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            self._owe(queued)
+        if not held:
+            self._notify()
         return payload
 
-    def _queue(self, payload: dict[str, Any], sinks: list[str], held: bool) -> None:
-        """Owe ``payload`` to every sink (in the caller's transaction)."""
+    def _queue(self, payload: dict[str, Any], sinks: list[str], held: bool) -> list[str]:
+        """Owe ``payload`` to every sink (in the caller's transaction); the sinks it is new to."""
         key = f"{payload['id']}-{payload['revision']}"
+        queued = []
         for sink in sinks:
-            self._db.execute(
+            cursor = self._db.execute(
                 "INSERT OR IGNORE INTO outbox (sink, key, payload, next_try, held)"
                 " VALUES (?, ?, ?, ?, ?)",
                 (sink, key, json.dumps(payload), time.time(), int(held)),
             )
+            if cursor.rowcount > 0:
+                queued.append(sink)
+        return queued
+
+    def _owe(self, sinks: list[str], by: int = 1) -> None:
+        """Count what a committed write queued (+) or delivered (-), under the lock."""
+        for sink in sinks:
+            self._owed[sink] = self._owed.get(sink, 0) + by
 
     def release(self, event_id: str | None = None) -> int:
         """Let the held deliveries of ``event_id`` (None: of every event) go, naming the files
@@ -177,13 +208,15 @@ class EventStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+        if rows:
+            self._notify()
         return len(rows)
 
     def close_open(self, sinks: list[str]) -> list[dict[str, Any]]:
         """End the events an earlier run left open (killed before it could end them): each at
         its peak time, the last time the store knows it was seen, and queued for every sink as
         ended. Returns their JSON."""
-        closed = []
+        closed, queued = [], []
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -194,12 +227,15 @@ class EventStore:
                         (row["id"],),
                     )
                     payload = {**self._get(row["id"]), "change": Change.ENDED.value}
-                    self._queue(payload, sinks, held=False)
+                    queued += self._queue(payload, sinks, held=False)
                     closed.append(payload)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            self._owe(queued)
+        if closed:
+            self._notify()
         return closed
 
     def set_files(self, event_id: str, snapshot: str | None, clip: str | None) -> None:
@@ -303,7 +339,18 @@ class EventStore:
 
     def delivered(self, delivery: Delivery) -> None:
         with self._lock:
-            self._db.execute("DELETE FROM outbox WHERE id = ?", (delivery.id,))
+            cursor = self._db.execute("DELETE FROM outbox WHERE id = ?", (delivery.id,))
+            if cursor.rowcount > 0:
+                self._owe([delivery.sink], -1)
+
+    def next_due(self, sink: str) -> float | None:
+        """When the sink's oldest owed delivery (not held) may be tried; None: nothing owed."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT next_try FROM outbox WHERE sink = ? AND held = 0 ORDER BY id LIMIT 1",
+                (sink,),
+            ).fetchone()
+        return None if row is None else float(row[0])
 
     def retry_later(self, delivery: Delivery, next_try: float, error: str) -> None:
         with self._lock:

@@ -3,8 +3,10 @@
 One thread (``inference``) polls the capture rings, offers each camera's newest analysable frame
 to the batcher (a newer frame supersedes a pending one: counted, never queued), and when a batch
 is due copies each camera's window of frames out of its ring and scores them all through the
-runner. Results go into a bounded hand-off (drop-oldest, counted) for alerting and the API, and
-the newest result per camera is kept for the status API. ``add_camera`` / ``remove_camera``
+runner. Each result, carrying the id and version of the model that scored it, goes into the
+hand-off to alerting the App gave the stage (``scored``: bounded, drop-oldest, every drop
+counted, its reader woken); the newest result per camera is kept for ``snapshot()``.
+``add_camera`` / ``remove_camera``
 change the set of cameras between two steps of the loop (a config reload).
 
 The same thread lets detecting cameras keep learning on line (``Detector.observe``), teaches a
@@ -15,7 +17,6 @@ saves what was learned every ``models.save_every_s`` and at stop.
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
 import queue
@@ -31,11 +32,13 @@ from streamdet.capture.stage import CaptureStage
 from streamdet.config import CameraConfig, InferenceConfig, ModelsConfig
 from streamdet.errors import ModelError
 from streamdet.frames import DetectedObject, FrameRef, ModelState, ScoredFrame
+from streamdet.handoff import FULL, Handoff
 from streamdet.inference.batcher import Batcher
 from streamdet.inference.detector import Detector, DetectorStatus
 from streamdet.inference.health import HealthBaseline
 from streamdet.inference.runner import ModelRunner, Scores
 from streamdet.metrics import PipelineMetrics
+from streamdet.snapshots import InferenceSnapshot, ModelSnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +56,11 @@ class InferenceStage:
         inference: InferenceConfig,
         metrics: PipelineMetrics,
         release_ratio: float = 0.8,
+        scored: Handoff[ScoredFrame] | None = None,
     ) -> None:
         """``release_ratio``: the event rules' (``alerts.rules.release_ratio``): learning on
-        line treats every frame that could hold an event open as part of one."""
+        line treats every frame that could hold an event open as part of one. ``scored``: the
+        hand-off every scored frame is put into (None: only ``latest`` and the listeners)."""
         self.capture = capture
         self.metrics = metrics
         self.config = inference
@@ -70,8 +75,7 @@ class InferenceStage:
         self.batcher: Batcher[FrameRef] = Batcher(
             inference.max_batch, inference.max_wait_ms / 1000, inference.backlog
         )
-        # The bounded hand-off to a consumer that drains it (alerting); None until one asks.
-        self.output: collections.deque[ScoredFrame] | None = None
+        self.scored = scored  # the bounded hand-off to alerting
         self.latest: dict[str, ScoredFrame] = {}
         self.listeners: list[ScoreListener] = []
         self.analysed: dict[str, int] = dict.fromkeys(self.detectors, 0)
@@ -138,13 +142,37 @@ class InferenceStage:
             with self._lock:
                 self.latest.pop(camera, None)
                 self.analysed.pop(camera, None)
-                if self.output is not None:  # a camera started again under this name is new
-                    kept = [f for f in self.output if f.ref.camera != camera]
-                    self.output = collections.deque(kept, maxlen=self.output.maxlen)
+            if self.scored is not None:  # a camera started again under this name is new
+                self.scored.discard(lambda f: f.ref.camera != camera)
+                self.scored.forget(camera)
             self.metrics.forget(camera)
 
     def status(self) -> list[DetectorStatus]:
         return [d.status() for d in self.detectors.values()]
+
+    def snapshot(self) -> InferenceSnapshot:
+        """What metrics and the web read of this stage: plain copies, no live objects."""
+        with self._lock:
+            latest, analysed = dict(self.latest), dict(self.analysed)
+        superseded = self.batcher.superseded
+        cameras = tuple(
+            ModelSnapshot(
+                camera=s.camera,
+                kind=s.kind,
+                state=s.state,
+                threshold=s.threshold,
+                learn_progress=s.learn_progress,
+                error=s.error,
+                note=s.note,
+                learned=s.learned,
+                analysed=analysed.get(s.camera, 0),
+                superseded=superseded.get(s.camera, 0),
+                latest=latest.get(s.camera),
+            )
+            for s in self.status()
+        )
+        scored = None if self.scored is None else self.scored.snapshot()
+        return InferenceSnapshot(cameras, len(self.batcher), scored)
 
     def health_baseline(self, camera: str) -> HealthBaseline | None:
         """The camera's learned normal look once it detects (None: no health checks)."""
@@ -158,6 +186,8 @@ class InferenceStage:
     def _init_drops(self, camera: str) -> None:
         for reason in self.DROP_REASONS:  # so that "no drops" shows as 0, not as no data
             self.metrics.frames_dropped.labels(camera, "inference", reason)
+        if self.scored is not None:
+            self.metrics.handoff_dropped.labels(camera, self.scored.name, FULL)
 
     def _count_drop(self, camera: str, reason: str) -> None:
         self.metrics.frames_dropped.labels(camera, "inference", reason).inc()
@@ -249,6 +279,7 @@ class InferenceStage:
                 objects=detector.restrict_objects(
                     DetectedObject.from_rows(result.objects, result.features)
                 ),
+                model=model_id(detector),
             )
             self._publish(frame)
             learned = detector.observe(frame)
@@ -317,11 +348,9 @@ class InferenceStage:
 
     def _publish(self, frame: ScoredFrame) -> None:
         camera = frame.ref.camera
+        if self.scored is not None:
+            self.scored.put(frame)  # a drop is counted by the hand-off
         with self._lock:
-            if self.output is not None:
-                if len(self.output) == self.output.maxlen:
-                    self._count_drop(self.output[0].ref.camera, "output_full")
-                self.output.append(frame)
             self.latest[camera] = frame
             self.analysed[camera] += 1
         self.metrics.frames_analysed.labels(camera).inc()
@@ -332,17 +361,7 @@ class InferenceStage:
             except Exception:  # one bad listener must not stop scoring
                 logger.exception("[%s] score listener failed", camera)
 
-    def open_output(self) -> None:
-        """Start buffering scored frames (bounded, drop-oldest) for a consumer of ``drain``."""
-        with self._lock:
-            if self.output is None:
-                self.output = collections.deque(maxlen=self.config.output_queue)
 
-    def drain(self) -> list[ScoredFrame]:
-        """Take every scored frame waiting in the hand-off (oldest first)."""
-        with self._lock:
-            if self.output is None:
-                return []
-            frames = list(self.output)
-            self.output.clear()
-        return frames
+def model_id(detector: Detector) -> str:
+    """The model's kind and version, as events name it (e.g. "objects v3")."""
+    return f"{detector.kind} v{detector.model.version if detector.model else 0}"

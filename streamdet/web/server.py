@@ -3,7 +3,8 @@
 WebRTC).
 
 Bound to 127.0.0.1 by default; with ``server.token`` every route but ``/healthz`` wants it.
-Everything it returns is built from the stages' status snapshots, which never carry credentials.
+Everything it returns is built from the stages' read-only snapshots (``status()``,
+``snapshot()``), which never carry credentials.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from streamdet.capture.stage import CameraStatus, CaptureStage
 from streamdet.config import ServerConfig
 from streamdet.errors import ConfigError, ModelError
 from streamdet.frames import SourceState
-from streamdet.inference.detector import DetectorStatus
 from streamdet.inference.stage import InferenceStage
 from streamdet.log import redact
+from streamdet.snapshots import ModelSnapshot
 from streamdet.web import liveview, webrtc
 from streamdet.web.auth import bearer_token
 from streamdet.web.errors import bad_request, conflict, unavailable
@@ -112,7 +113,8 @@ async def events(request: web.Request) -> web.Response:
     kind = request.query.get("kind")
     if kind is not None and kind not in EVENT_KINDS:
         raise bad_request(f"kind: expected one of {', '.join(EVENT_KINDS)}, got {kind!r}")
-    rows = _store(request).events(
+    rows = await asyncio.to_thread(  # SQLite: off the event loop
+        _store(request).events,
         camera=request.query.get("camera"),
         since=_number(request, "since"),
         until=_number(request, "until"),
@@ -123,19 +125,20 @@ async def events(request: web.Request) -> web.Response:
     return web.json_response({"events": rows, "limit": limit, "offset": offset})
 
 
-def _event_or_404(request: web.Request) -> dict[str, Any]:
-    found = _store(request).get(request.match_info["id"])  # ids are validated by the store
+async def _event_or_404(request: web.Request) -> dict[str, Any]:
+    # ids are validated by the store; SQLite runs off the event loop
+    found = await asyncio.to_thread(_store(request).get, request.match_info["id"])
     if found is None:
         raise web.HTTPNotFound(text="no such event")
     return found
 
 
 async def event(request: web.Request) -> web.Response:
-    return web.json_response(_event_or_404(request))
+    return web.json_response(await _event_or_404(request))
 
 
 async def snapshot(request: web.Request) -> web.FileResponse:
-    found = _event_or_404(request)
+    found = await _event_or_404(request)
     if not found["snapshot"]:
         raise web.HTTPNotFound(text="this event has no snapshot (yet)")
     # The path comes from our own store, never from the request.
@@ -144,7 +147,7 @@ async def snapshot(request: web.Request) -> web.FileResponse:
 
 async def clip(request: web.Request) -> web.FileResponse:
     """The event's MP4; it exists once the event has ended and its post-roll has passed."""
-    found = _event_or_404(request)
+    found = await _event_or_404(request)
     if not found["clip"]:
         raise web.HTTPNotFound(text="this event has no clip (yet)")
     return web.FileResponse(Path(found["clip"]), headers={"Content-Type": "video/mp4"})
@@ -177,7 +180,7 @@ async def mark_normal(request: web.Request) -> web.Response:
     ``feedback: normal``. 404 for no such event; 409 for one that cannot be taught (no object
     features: another model kind, still open, from before the feature)."""
     store = _store(request)
-    found = _event_or_404(request)
+    found = await _event_or_404(request)
     if found["feedback"] == "normal":  # asked twice (a double click): taught once
         return web.json_response({**found, "taught_objects": 0})
     if found["end"] is None:
@@ -196,7 +199,7 @@ async def mark_normal(request: web.Request) -> web.Response:
     except TimeoutError:
         raise unavailable("the inference stage did not answer: is the pipeline running?") from None
     await asyncio.to_thread(store.set_feedback, found["id"], "normal")
-    return web.json_response({**_event_or_404(request), "taught_objects": taught})
+    return web.json_response({**await _event_or_404(request), "taught_objects": taught})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -217,7 +220,7 @@ async def readyz(request: web.Request) -> web.Response:
     ]
     problems += [
         f"{d.camera}: model {d.state.value}" + (f" ({d.error})" if d.error else "")
-        for d in request.app[INFERENCE].status()
+        for d in request.app[INFERENCE].snapshot().cameras
         if d.state.value in ("failed", "no_model")
     ]
     status = 503 if problems else 200
@@ -225,14 +228,10 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def cameras(request: web.Request) -> web.Response:
-    inference = request.app[INFERENCE]
-    models = {d.camera: d for d in inference.status()}
-    health = request.app[ALERTS].health
+    models = {d.camera: d for d in request.app[INFERENCE].snapshot().cameras}
+    health = request.app[ALERTS].snapshot().health
     body = [
-        {
-            **_camera_json(s, models.get(s.name), inference),
-            "health": None if health is None else health.snapshot(s.name),
-        }
+        {**_camera_json(s, models.get(s.name)), "health": health.get(s.name)}
         for s in request.app[CAPTURE].status()
     ]
     return web.json_response({"cameras": body})
@@ -242,10 +241,8 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def _camera_json(
-    s: CameraStatus, model: DetectorStatus | None, inference: InferenceStage
-) -> dict[str, Any]:
-    latest = inference.latest.get(s.name)
+def _camera_json(s: CameraStatus, model: ModelSnapshot | None) -> dict[str, Any]:
+    latest = None if model is None else model.latest
     return {
         "name": s.name,
         "source": s.source,
@@ -253,7 +250,7 @@ def _camera_json(
         "fps": round(s.fps, 2),
         "frames": s.frames,
         "started": round(s.started, 3),  # a camera restarted by a reload gets a new one
-        "analysed": inference.analysed.get(s.name, 0),
+        "analysed": 0 if model is None else model.analysed,
         "reconnects": s.reconnects,
         "stalls": s.stalls,
         "codec": s.codec,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry
 
 from streamdet.alert.stage import AlertStage
+from streamdet.app import CaptureFrames, scored_handoff
 from streamdet.capture.stage import CaptureStage
 from streamdet.config import Config
 from streamdet.frames import FrameRef, ScoredFrame
@@ -32,8 +33,14 @@ def stages(config: Config) -> Stages:
     """The stages of ``config`` (capture keeping footage when clips are on), not started."""
     capture = CaptureStage(config.cameras, config.capture, clips=config.alerts.clips)
     metrics = PipelineMetrics(CollectorRegistry())
-    inference = InferenceStage(capture, config.cameras, config.models, config.inference, metrics)
-    return Stages(capture, inference, AlertStage(config.alerts, capture, inference, poll_s=0.02))
+    scored = scored_handoff(config.inference.output_queue, metrics)
+    inference = InferenceStage(
+        capture, config.cameras, config.models, config.inference, metrics, scored=scored
+    )
+    cameras = list(inference.detectors)
+    frames = CaptureFrames(capture)
+    alerts = AlertStage(config.alerts, scored, frames, cameras, inference.health_baseline)
+    return Stages(capture, inference, alerts)
 
 
 def run_script(

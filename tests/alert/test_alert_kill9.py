@@ -188,6 +188,9 @@ def test_kill_9_mid_event_the_restart_ends_it_and_delivers_the_end(tmp_path: Pat
             30,
             "the restart to end the events left open",
         )
+        # The end is delivered at once (the dispatcher is woken by the store): give the camera
+        # time for its first frames, without which the run rightly exits 1 ("no frames").
+        time.sleep(1.5)
         second.send_signal(signal.SIGTERM)  # before the scene's cyclist comes again
         assert second.wait(30) == 0
     finally:

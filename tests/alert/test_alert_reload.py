@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from streamdet.alert.stage import AlertStage
 from streamdet.alert.store import EventStore
+from streamdet.app import CaptureFrames, scored_handoff
 from streamdet.capture.stage import CaptureStage
 from streamdet.config import parse_config
 from streamdet.frames import ScoredFrame
@@ -42,14 +43,12 @@ def test_removing_a_camera_ends_its_open_event_and_skips_its_late_frames(
         }
     )
     capture = CaptureStage(config.cameras, config.capture, clips=config.alerts.clips)
+    metrics = PipelineMetrics(CollectorRegistry())
+    scored = scored_handoff(config.inference.output_queue, metrics)
     inference = InferenceStage(
-        capture,
-        config.cameras,
-        config.models,
-        config.inference,
-        PipelineMetrics(CollectorRegistry()),
+        capture, config.cameras, config.models, config.inference, metrics, scored=scored
     )
-    alerts = AlertStage(config.alerts, capture, inference, poll_s=0.02)
+    alerts = AlertStage(config.alerts, scored, CaptureFrames(capture), list(inference.detectors))
 
     def publish(camera: str, score: float) -> None:
         ref = capture.ring(camera).latest()
@@ -71,7 +70,7 @@ def test_removing_a_camera_ends_its_open_event_and_skips_its_late_frames(
             while alerts.events_started["path"] == 0:
                 publish("path", 9.0)
                 publish("other", 1.0)
-                await until("a rules pass", lambda: not inference.output)
+                await until("a rules pass", lambda: len(scored) == 0)
                 await asyncio.sleep(0.1)
             publish("path", 9.0)  # on its way to the rules when the camera goes
             # The App's order: alerting lets go first, then inference, then capture.
@@ -81,7 +80,7 @@ def test_removing_a_camera_ends_its_open_event_and_skips_its_late_frames(
             for _ in range(5):
                 publish("other", 1.0)
                 await asyncio.sleep(0.05)
-            await until("the rules to take other's frames", lambda: not inference.output)
+            await until("the rules to take other's frames", lambda: len(scored) == 0)
         finally:
             await alerts.stop()  # ends the clip's wait for footage that will not come
 

@@ -36,7 +36,7 @@ def test_mqtt_delivers_each_event_once_even_across_a_broker_outage(tmp_path: Pat
     store = EventStore(tmp_path / "events.db")
     broker = Mosquitto(tmp_path / "broker")
     sink = MqttSink(MqttSinkConfig(kind="mqtt", port=broker.port, timeout_s=2))
-    dispatcher = Dispatcher(sink, store, max_backoff_s=0.3, poll_s=0.05)
+    dispatcher = Dispatcher(sink, store, max_backoff_s=0.3)
     received: list[dict[str, object]] = []
 
     async def scenario() -> None:

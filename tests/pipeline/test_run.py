@@ -15,6 +15,7 @@ import pytest
 from streamdet.app import App
 from streamdet.config import Config, parse_config
 from streamdet.frames import ModelState
+from streamdet.models.motion import MotionModel
 from tests.support.waiting import wait_for
 
 
@@ -118,6 +119,12 @@ def test_pipeline_learns_in_place_then_detects_and_serves(models_dir: Path) -> N
         assert 'streamdet_frames_analysed_total{camera="cam-0"}' in text
         assert 'streamdet_model_state{camera="cam-1",state="detecting"} 1.0' in text
         assert "streamdet_inference_batch_size_bucket" in text
+        labels = 'camera="cam-0",reason="full",stage="scored_frames"'
+        assert f"streamdet_handoff_dropped_total{{{labels}}}" in text  # 0 until alerting lags
+        # Every scored frame names the model that scored it (what the events record).
+        assert {app.inference.latest[c].model for c in ("cam-0", "cam-1")} == {
+            f"motion v{MotionModel.version}"
+        }
         assert run.get("/healthz")[0] == 200
         # Both cameras share the motion architecture: at least one batch scored them together.
         batches = app.registry.get_sample_value("streamdet_inference_batch_size_count")
