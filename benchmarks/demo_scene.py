@@ -29,10 +29,10 @@ import torch
 from streamdet.capture.synthetic import ScheduledAnomaly, SyntheticScene
 from streamdet.config import SyntheticSource
 from streamdet.demo import demo_config
-from streamdet.models.base import TrainingData, TrainSettings, no_progress
+from streamdet.learning.workflow import Budget, Plan
+from streamdet.models.base import TrainingData, TrainSettings
 from streamdet.models.kinds import DEFAULT_KIND
 from streamdet.models.registry import default_spec, entry
-from streamdet.models.training import Budget, fit_and_calibrate
 from streamdet.scoring.calibration import upcrossings
 from streamdet.scoring.smoothing import Ema
 
@@ -66,12 +66,9 @@ def camera_result(
     clips = [normal[i : i + int(10 * fps)] for i in range(0, learn, int(10 * fps))]
     alpha = entry(kind).smoothing_alpha
     started = time.monotonic()
-    trained = fit_and_calibrate(
-        spec,
-        TrainingData(clips, fps),
-        TrainSettings(seed=0, max_seconds=args.max_train_seconds),
-        Budget(analysis_fps, 1.0, alpha),
-        no_progress,
+    settings = TrainSettings(seed=0, max_seconds=args.max_train_seconds)
+    trained = learn(
+        TrainingData(clips, fps), Plan(spec, settings, Budget(analysis_fps, 1.0, alpha))
     )
     train_s = time.monotonic() - started
     model, threshold = trained.model.eval(), trained.calibration.threshold

@@ -33,8 +33,8 @@ from streamdet.errors import ModelError
 from streamdet.frames import DetectedObject, FrameRef, ModelState, ScoredFrame
 from streamdet.inference.batcher import Batcher
 from streamdet.inference.detector import Detector, DetectorStatus
-from streamdet.inference.health import HealthBaseline
 from streamdet.inference.runner import ModelRunner, Scores
+from streamdet.learning.health import HealthBaseline
 from streamdet.metrics import PipelineMetrics
 
 logger = logging.getLogger(__name__)
