@@ -106,7 +106,8 @@ class FrameWindows(Protocol):
 class FootageCollector:
     """Keeps every new frame of a running camera's ring, as clips of at most ``clip_seconds``.
 
-    A clip also ends where frames were missed (a reconnect, or the ring lapped us). Call
+    A clip also ends where frames were missed because the ring lapped us (not at a reconnect:
+    the ring numbers frames on across one, so its two sides join in one clip). Call
     ``poll()`` often enough that the ring does not lap it (its size divided by the frame rate).
     """
 
