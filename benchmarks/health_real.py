@@ -29,7 +29,6 @@ import cv2
 import numpy as np
 
 from streamdet.alert.health import HealthTracker
-from streamdet.learning.footage import clip_fps, read_clip, video_files
 from streamdet.learning.health import (
     HealthBaseline,
     Meter,
@@ -37,6 +36,7 @@ from streamdet.learning.health import (
     frozen_check_possible,
     learn_baseline,
 )
+from streamdet.learning.videos import clip_fps, read_clip, video_files
 from streamdet.models.registry import default_spec
 
 SHARED = Path(__file__).resolve().parents[2] / "shared/data"

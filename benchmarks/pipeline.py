@@ -102,7 +102,8 @@ from streamdet.capture.sources import rtsp_open_args
 from streamdet.config import Config, InferenceConfig, parse_config
 from streamdet.frames import ScoredFrame
 from streamdet.inference.runner import ModelRunner
-from streamdet.learning.footage import collect_files, read_clip
+from streamdet.learning.footage import collect_files
+from streamdet.learning.videos import read_clip
 from streamdet.learning.workflow import Budget, Plan, learn
 from streamdet.models.base import AnomalyModel, TrainSettings, no_progress
 from streamdet.models.checkpoint import load_checkpoint

@@ -36,7 +36,7 @@ import torch
 from streamdet.errors import ModelError
 from streamdet.eval.metrics import auc
 from streamdet.eval.pasted import pasted_set
-from streamdet.learning.footage import clip_fps, read_clip, video_files
+from streamdet.learning.videos import clip_fps, read_clip, video_files
 from streamdet.learning.workflow import Budget, Plan, learn
 from streamdet.models.base import TrainingData, TrainSettings, score_clip
 from streamdet.models.registry import default_spec, entry

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamdet.learning.footage import FootageError, clip_fps, video_files
+from streamdet.learning.videos import FootageError, clip_fps, video_files
 
 
 class DatasetError(FootageError):

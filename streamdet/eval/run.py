@@ -22,7 +22,8 @@ from streamdet.eval.events import clip_events, event_summary
 from streamdet.eval.metrics import auc, equal_error_rate, video_normalised
 from streamdet.eval.report import plot_roc, plot_timeline, write_scores
 from streamdet.learning import saved
-from streamdet.learning.footage import collect_files, read_clip
+from streamdet.learning.footage import collect_files
+from streamdet.learning.videos import read_clip
 from streamdet.learning.workflow import Budget, Plan, learn
 from streamdet.models.base import AnomalyModel, Progress, TrainSettings, score_clip
 from streamdet.models.registry import default_spec, entry

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from streamdet.eval.dataset import DatasetError, load_dataset
-from streamdet.learning.footage import FootageError, read_clip
+from streamdet.learning.videos import FootageError, read_clip
 from tests.support.datasets import HEIGHT, WIDTH, make_synthetic_dataset
 
 
