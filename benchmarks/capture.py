@@ -20,7 +20,7 @@ Every variant is measured over the same wall-time window after a warm-up, interl
 repeated (bare, decode_only, stage, then the reverse order, ...) because the machine is shared
 and noisy; the median of each variant is reported. Process CPU time per frame is reported too.
 
-RTSP: one GStreamer RTSP server (``tests/support/servers.py``, 127.0.0.1 only) serves the clip
+RTSP: one GStreamer RTSP server (``benchmarks/common.py``, 127.0.0.1 only) serves the clip
 at one shared mount, read by K clients. Live streams run at 25 fps, so the bare readers and the
 stage should both reach about K*25 frames/s; the interesting figures are that they do, the CPU
 each spends per frame, and the stage's mean time to first frame.
@@ -52,16 +52,16 @@ import av
 import cv2
 import numpy as np
 
-from streamdet.capture import CaptureStage
+from benchmarks.common import SYSTEM_PYTHON, RtspServer
+from benchmarks.media import make_scene_clip
 from streamdet.capture.convert import av_frame_into
 from streamdet.capture.sources import (
     resolve_decoder_threads,
     rtsp_open_args,
     set_decoder_threads,
 )
+from streamdet.capture.stage import CaptureStage
 from streamdet.config import parse_config
-from tests.support.media import make_scene_clip
-from tests.support.servers import SYSTEM_PYTHON, RtspServer
 
 WIDTH, HEIGHT, FPS, GOP = 1280, 720, 25, 50
 OUT_SHAPE = (240, 320)  # the stage's default frame: 320x240 grey

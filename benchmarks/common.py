@@ -1,9 +1,9 @@
 """Set-up shared by the benchmarks (and the tests' servers): real servers on 127.0.0.1 and
 ``streamdet run`` as a process.
 
-* ``RtspServer``: GStreamer's RTSP server (``tests/support/rtsp_server.py`` run as a program by
-  Debian's ``/usr/bin/python3``, the only interpreter that can import ``gi``; nothing is
-  imported from ``tests/``), killed, restarted on the same port, frozen with SIGSTOP.
+* ``RtspServer``: GStreamer's RTSP server (``benchmarks/rtsp_server.py`` run as a program by
+  Debian's ``/usr/bin/python3``, the only interpreter that can import ``gi``), killed,
+  restarted on the same port, frozen with SIGSTOP.
 * ``Webhook``: an aiohttp webhook receiver on its own thread that can go down (its port
   closed, connections refused) and come back on the same port; it records every delivery.
 * ``Streamdet``: ``streamdet run --config`` in a child process with its output in files, its
@@ -32,7 +32,7 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parents[1]
 STREAMDET = str(Path(sys.executable).with_name("streamdet"))
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's interpreter: the only one that can import gi
-RTSP_SCRIPT = ROOT / "tests" / "support" / "rtsp_server.py"
+RTSP_SCRIPT = ROOT / "benchmarks" / "rtsp_server.py"
 
 
 def free_port() -> int:

@@ -39,9 +39,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.browser import chromium, missing
 from benchmarks.capture import _rounded, machine_info
-from tests.support.browser import chromium, missing
-from tests.support.servers import end_process, free_port
+from benchmarks.common import end_process, free_port
 
 STREAMDET = str(Path(sys.executable).with_name("streamdet"))
 

@@ -96,6 +96,7 @@ import torch
 
 from benchmarks.capture import OUT_SHAPE, _rounded, bare_readers, machine_info, prepare_clip
 from benchmarks.capture import measure as measure_counts
+from benchmarks.common import SYSTEM_PYTHON, RtspServer
 from streamdet.app import App
 from streamdet.capture.convert import av_frame_into
 from streamdet.capture.sources import rtsp_open_args
@@ -109,7 +110,6 @@ from streamdet.models.base import AnomalyModel, TrainSettings, no_progress
 from streamdet.models.checkpoint import load_checkpoint
 from streamdet.models.kinds import DEFAULT_KIND, MODEL_KINDS
 from streamdet.models.registry import default_spec, entry
-from tests.support.servers import SYSTEM_PYTHON, RtspServer
 
 FPS, ANALYSIS_FPS = 25, 5
 RTSP_TIMEOUT_S = 5.0

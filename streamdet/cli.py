@@ -84,7 +84,7 @@ def _load(config_path: str | None) -> Config | None:
 
 
 def _run_capture(config_path: str | None, duration: float | None, title: str) -> int:
-    from streamdet.capture import CaptureStage
+    from streamdet.capture.stage import CaptureStage
     from streamdet.console import LiveTable
     from streamdet.log import setup_logging
 

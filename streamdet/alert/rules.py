@@ -59,7 +59,7 @@ class EventState:
     peak_seq: int
     region: tuple[float, float, float, float]  # x0, y0, x1, y1 relative to the frame
     threshold: float
-    reason: str | None = None  # why, at the peak (object-level models)
+    reason: str | None = None  # why: the reason most of the event's hot frames gave
     objects: tuple[DetectedObject, ...] = ()  # the peak frame's unusual objects
     kind: str = "anomaly"  # or "health": a camera condition (streamdet.alert.health)
     condition: str | None = None  # health events: covered, blurred, moved or frozen
@@ -106,6 +106,16 @@ class EventTracker:
         self._below_since: float | None = None
         self._cooldown_until = float("-inf")
         self._last_time: float | None = None
+        # reason -> summed excess over the threshold of the hot frames that gave it. The
+        # event's reason is the one that carried it most, not the peak frame's alone (a
+        # wrong-way walker slowing down at its peak would otherwise end as "slow").
+        self._votes: dict[str, float] = {}
+
+    def _vote(self, obs: Observation) -> str | None:
+        if obs.objects and obs.objects[0].reason:
+            reason = obs.objects[0].reason
+            self._votes[reason] = self._votes.get(reason, 0.0) + obs.smoothed - obs.threshold
+        return max(self._votes, key=self._votes.__getitem__) if self._votes else None
 
     def is_global(self, obs: Observation) -> bool:
         return float(np.mean(obs.anomaly_map > obs.threshold)) >= self.settings.global_share
@@ -124,9 +134,11 @@ class EventTracker:
     def _idle(self, obs: Observation, hot: bool) -> list[Update]:
         if not hot or obs.time < self._cooldown_until:
             self._above_since, self._first_above = None, None
+            self._votes = {}
             return []
         if self._above_since is None:
             self._above_since, self._first_above = obs.time, obs
+        reason = self._vote(obs)
         if obs.time - self._above_since + _EPS < self.settings.min_duration_s:
             return []
         first = self._first_above or obs
@@ -139,7 +151,7 @@ class EventTracker:
             peak_seq=first.seq,
             region=region_of(first.anomaly_map, first.threshold),
             threshold=first.threshold,
-            reason=first.objects[0].reason if first.objects else None,
+            reason=reason,
             objects=unusual_objects(first),
         )
         updates = [Update(Change.STARTED, self.event)]
@@ -152,6 +164,8 @@ class EventTracker:
         event = self.event
         if event is None:  # the caller checked; keeps the type checker honest
             return []
+        if hot:
+            self.event = event = replace(event, reason=self._vote(obs) or event.reason)
         updates = self._peak(obs) if hot and obs.smoothed > event.peak_score else []
         if obs.smoothed >= self.release_level(obs) and not self.is_global(obs):
             self._below_since = None
@@ -162,6 +176,7 @@ class EventTracker:
             return updates
         ended = replace(self.event or event, end=self._below_since)
         self.event, self._above_since, self._first_above = None, None, None
+        self._votes = {}
         self._cooldown_until = ended.end + self.settings.cooldown_s if ended.end else obs.time
         return [*updates, Update(Change.ENDED, ended)]
 
@@ -174,6 +189,7 @@ class EventTracker:
         end = self._below_since if self._below_since is not None else self._last_time
         ended = replace(event, end=max(end if end is not None else event.peak_time, event.start))
         self.event, self._above_since, self._first_above = None, None, None
+        self._votes = {}
         return Update(Change.ENDED, ended)
 
     def _peak(self, obs: Observation) -> list[Update]:
@@ -185,7 +201,6 @@ class EventTracker:
             peak_time=obs.time,
             peak_seq=obs.seq,
             region=region_of(obs.anomaly_map, obs.threshold),
-            reason=obs.objects[0].reason if obs.objects else self.event.reason,
             objects=unusual_objects(obs) or self.event.objects,
         )
         return [Update(Change.UPDATED, self.event)]

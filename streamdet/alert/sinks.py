@@ -4,6 +4,9 @@ A dispatcher task per sink takes the deliveries its sink still owes from the sto
 oldest first; a failure is retried later with capped exponential backoff plus jitter, and never
 holds up capture, scoring or the other sinks. Every delivery carries an idempotency key (event
 id + revision): a receiver that saw it before can drop the duplicate.
+
+``make_sink`` is the registry from config kind to sink, as ``make_source`` is for sources:
+every kind is built the same way, ``build(config, base_dir)``.
 """
 
 from __future__ import annotations
@@ -15,14 +18,15 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 import aiomqtt
 
 from streamdet.alert.store import Delivery, EventStore
-from streamdet.config import MqttSinkConfig
+from streamdet.config import JsonlSinkConfig, MqttSinkConfig, SinkConfig, WebhookSinkConfig
 from streamdet.errors import StreamdetError
 from streamdet.log import redact
 
@@ -48,6 +52,13 @@ class JsonlSink:
         self.name, self.path = name, path
         path.parent.mkdir(parents=True, exist_ok=True)
 
+    @classmethod
+    def build(cls, config: JsonlSinkConfig, base_dir: Path) -> JsonlSink:
+        """The sink ``config`` describes; a relative path is under ``base_dir`` (alerts.dir)."""
+        return cls(
+            config.name, config.path if config.path.is_absolute() else base_dir / config.path
+        )
+
     async def deliver(self, delivery: Delivery) -> None:
         line = json.dumps({"idempotency_key": delivery.key, **delivery.payload}) + "\n"
         await asyncio.to_thread(self._append, line)
@@ -71,6 +82,11 @@ class WebhookSink:
     def __init__(self, name: str, url: str, timeout_s: float) -> None:
         self.name, self.url, self.timeout_s = name, url, timeout_s
         self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def build(cls, config: WebhookSinkConfig, base_dir: Path) -> WebhookSink:
+        """The sink ``config`` describes (``base_dir`` is unused: nothing is written)."""
+        return cls(config.name, config.url, config.timeout_s)
 
     async def deliver(self, delivery: Delivery) -> None:
         if self._session is None:
@@ -102,6 +118,11 @@ class MqttSink:
         self.config = config
         self._client: aiomqtt.Client | None = None
 
+    @classmethod
+    def build(cls, config: MqttSinkConfig, base_dir: Path) -> MqttSink:
+        """The sink ``config`` describes (``base_dir`` is unused: nothing is written)."""
+        return cls(config)
+
     async def deliver(self, delivery: Delivery) -> None:
         topic = self.config.topic.format(camera=delivery.payload.get("camera", "unknown"))
         body = json.dumps({"idempotency_key": delivery.key, **delivery.payload})
@@ -131,6 +152,18 @@ class MqttSink:
         if client is not None:
             with contextlib.suppress(aiomqtt.MqttError, OSError):
                 await client.__aexit__(None, None, None)
+
+
+_FACTORIES: dict[str, Callable[[Any, Path], Sink]] = {
+    "jsonl": JsonlSink.build,
+    "webhook": WebhookSink.build,
+    "mqtt": MqttSink.build,
+}
+
+
+def make_sink(config: SinkConfig, base_dir: Path) -> Sink:
+    """Build the sink an ``alerts.sinks`` entry asks for; relative paths are under ``base_dir``."""
+    return _FACTORIES[config.kind](config, base_dir)
 
 
 class Dispatcher:

@@ -43,12 +43,12 @@ from streamdet.alert.rules import (
     unusual_objects,
 )
 from streamdet.alert.samples import EventSamples
-from streamdet.alert.sinks import Dispatcher, JsonlSink, MqttSink, Sink, WebhookSink
+from streamdet.alert.sinks import Dispatcher, Sink, make_sink
 from streamdet.alert.snapshot import render_snapshot, write_jpeg
 from streamdet.alert.store import EventStore
 from streamdet.capture.clips import ClipBuffer
 from streamdet.capture.stage import CaptureStage
-from streamdet.config import AlertsConfig, JsonlSinkConfig, MqttSinkConfig, WebhookSinkConfig
+from streamdet.config import AlertsConfig
 from streamdet.frames import ScoredFrame
 from streamdet.inference.stage import InferenceStage
 
@@ -83,7 +83,7 @@ class AlertStage:
         self._rules = rules = RuleSettings(**config.rules.model_dump())
         self.trackers = {name: EventTracker(name, rules) for name in inference.detectors}
         self.store: EventStore | None = None
-        self.sinks: list[Sink] = [self._sink(s) for s in config.sinks]
+        self.sinks: list[Sink] = [make_sink(s, config.dir) for s in config.sinks]
         self.dispatchers: list[Dispatcher] = []
         self.events_started: dict[str, int] = dict.fromkeys(self.trackers, 0)
         self.clips_written = 0
@@ -103,14 +103,6 @@ class AlertStage:
         self._closing = asyncio.Event()
         self._feeding = asyncio.Lock()  # a camera is removed between two frames, not inside one
         self._ring_snapshots: set[str] = set()  # cameras told once why a snapshot is small
-
-    def _sink(self, sink: JsonlSinkConfig | WebhookSinkConfig | MqttSinkConfig) -> Sink:
-        if isinstance(sink, JsonlSinkConfig):
-            path = sink.path if sink.path.is_absolute() else self.config.dir / sink.path
-            return JsonlSink(sink.name, path)
-        if isinstance(sink, MqttSinkConfig):
-            return MqttSink(sink)
-        return WebhookSink(sink.name, sink.url, sink.timeout_s)
 
     async def start(self) -> None:
         if self._tasks:

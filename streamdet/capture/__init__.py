@@ -1,6 +1,6 @@
-"""Capture: sources, the per-camera frame ring, capture threads and their supervision."""
+"""Capture: sources, the per-camera frame ring, capture threads and their supervision.
 
-from streamdet.capture.ring import FrameRing
-from streamdet.capture.stage import CameraStatus, CaptureStage
-
-__all__ = ["CameraStatus", "CaptureStage", "FrameRing"]
+Nothing is imported here: a module of capture is imported by its own name (``from
+streamdet.capture.stage import CaptureStage``), so that reading one of them (the offline
+evaluation's ``convert``) does not load capture's threads and PyAV's network code too.
+"""

@@ -1,14 +1,9 @@
-"""Model kind names, importable without torch (the config validates against these)."""
+"""Model kind names, importable without torch.
 
-MODEL_KINDS = (
-    "framediff",
-    "motionflow",
-    "objects",
-    "motion",
-    "flow",
-    "patchae",
-    "fusion",
-    "ae",
-    "predictor",
-)
-DEFAULT_KIND = "objects"
+They live in the config (``streamdet.config.models``), which validates ``models.kind`` against
+them and must not import the models; this module keeps the models' own name for them.
+"""
+
+from streamdet.config.models import DEFAULT_KIND, MODEL_KINDS
+
+__all__ = ["DEFAULT_KIND", "MODEL_KINDS"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry
 
 from streamdet.alert.stage import AlertStage
-from streamdet.capture import CaptureStage
+from streamdet.capture.stage import CaptureStage
 from streamdet.config import Config
 from streamdet.frames import FrameRef, ScoredFrame
 from streamdet.inference.stage import InferenceStage

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from streamdet.alert.stage import AlertStage
 from streamdet.alert.store import EventStore
-from streamdet.capture import CaptureStage
+from streamdet.capture.stage import CaptureStage
 from streamdet.config import parse_config
 from streamdet.frames import ScoredFrame
 from streamdet.inference.stage import InferenceStage

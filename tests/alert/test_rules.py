@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -128,3 +130,27 @@ def test_finish_ends_the_open_event_at_its_last_frame_or_where_it_fell() -> None
         tracker.feed(Observation(obs.time + 10, obs.seq, obs.smoothed, 4.0, obs.anomaly_map))
     update = tracker.finish()
     assert update is not None and update.event.end == pytest.approx(10 + 4 / FPS)
+
+
+def test_event_reason_is_what_most_of_it_said_not_the_peak_frame() -> None:
+    """A wrong-way walker that slows at its peak ends as 'wrong way': the reason is the one
+    that carried most of the event's excess over the threshold."""
+    from streamdet.frames import DetectedObject
+
+    tracker = EventTracker("cam", RuleSettings(min_duration_s=0.4, end_after_s=0.6))
+    scores = [5, 6, 6, 6, 6, 6, 7.5, 0, 0, 0, 0, 0]
+    reasons = ["wrong way"] * 6 + ["slow"] + [""] * 5
+    updates = []
+    for obs, reason in zip(observations(scores), reasons, strict=True):
+        box = (0.5, 0.3, 0.7, 0.6)
+        objects = (DetectedObject(box, obs.smoothed, reason),) if reason else ()
+        updates += tracker.feed(replace(obs, objects=objects))
+    assert [u.change for u in updates] == [
+        Change.STARTED,
+        Change.UPDATED,
+        Change.UPDATED,
+        Change.ENDED,
+    ]
+    assert updates[0].event.reason == "wrong way"
+    assert updates[-1].event.peak_score == 7.5  # the peak is the slow frame's...
+    assert updates[-1].event.reason == "wrong way"  # ...but the event was a wrong-way walker

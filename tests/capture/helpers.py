@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from streamdet.capture import CaptureStage
 from streamdet.capture.ring import FrameRing
+from streamdet.capture.stage import CaptureStage
 from streamdet.config import Config, parse_config
 from tests.support.media import read_frame_index
 

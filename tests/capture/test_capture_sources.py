@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from streamdet.capture import CaptureStage
 from streamdet.capture.clips import Recorder
 from streamdet.capture.sources import (
     FrameMeta,
@@ -25,6 +24,7 @@ from streamdet.capture.sources import (
     resolve_decoder_threads,
     rtsp_open_args,
 )
+from streamdet.capture.stage import CaptureStage
 from streamdet.capture.synthetic import SyntheticScene
 from streamdet.config import CameraConfig, CaptureConfig, FileSource, SyntheticSource
 from streamdet.frames import SourceState

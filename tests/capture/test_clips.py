@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from streamdet.alert.clip import write_clip
-from streamdet.capture import CaptureStage
 from streamdet.capture.clips import Chunk, ClipBuffer, ClipFormat, Footage
+from streamdet.capture.stage import CaptureStage
 from streamdet.config import ClipsConfig, Config
 from tests.capture.helpers import make_config, steps
 from tests.capture.test_capture_rtsp import rtsp_camera

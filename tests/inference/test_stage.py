@@ -8,7 +8,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 from torch import Tensor
 
-from streamdet.capture import CaptureStage
+from streamdet.capture.stage import CaptureStage
 from streamdet.frames import ModelState
 from streamdet.inference.stage import InferenceStage
 from streamdet.metrics import PipelineMetrics

@@ -67,6 +67,19 @@ def scored(model: objects.ObjectModel, clip: np.ndarray) -> list[tuple[DetectedO
     return found
 
 
+def test_windows_without_any_object_score_zero(trained: Trained) -> None:
+    """An empty scene (the learned background itself, a batch of nothing): no object, score
+    at the model's floor, not an error."""
+    model = trained.model
+    assert isinstance(model, objects.ObjectModel)
+    empty = model.background.round().to(torch.uint8).expand(4, 2, H, W).contiguous()
+    with torch.inference_mode():
+        out = model(empty)
+    assert out.objects is not None and not out.objects[..., 6].any()
+    expected = (0 - model.norm_mean) / model.norm_std  # a raw 0, normalised
+    assert torch.allclose(out.score, expected.expand(4))
+
+
 def test_normal_footage_raises_no_event(trained: Trained) -> None:
     """20 s of new walkers, every frame scored and smoothed as calibrated (EMA 0.5), through
     the product's event rules (``streamdet.eval.events``): no event. The threshold is set for

@@ -1,8 +1,9 @@
-"""Tiny RTSP server for streamdet's integration tests (GStreamer RTSP server, 127.0.0.1 only).
+"""Tiny RTSP server for streamdet's integration tests and benchmarks (GStreamer RTSP server,
+127.0.0.1 only).
 
 Run it with Debian's interpreter, the only one that can ``import gi``::
 
-    /usr/bin/python3 tests/support/rtsp_server.py --port 8554 \
+    /usr/bin/python3 benchmarks/rtsp_server.py --port 8554 \
         --mount /cam=clip.mp4 --mount /pat=pattern
 
 ``--mount /path=SOURCE`` serves ``rtsp://127.0.0.1:PORT/path``.  SOURCE ``pattern`` is a live
