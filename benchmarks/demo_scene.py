@@ -29,10 +29,10 @@ import torch
 from streamdet.capture.synthetic import ScheduledAnomaly, SyntheticScene
 from streamdet.config import SyntheticSource
 from streamdet.demo import demo_config
-from streamdet.models.base import TrainingData, TrainSettings, no_progress
+from streamdet.learning.workflow import Budget, Plan, learn
+from streamdet.models.base import TrainingData, TrainSettings
 from streamdet.models.kinds import DEFAULT_KIND
 from streamdet.models.registry import default_spec, entry
-from streamdet.models.training import Budget, fit_and_calibrate
 from streamdet.scoring.calibration import upcrossings
 from streamdet.scoring.smoothing import Ema
 
@@ -61,22 +61,19 @@ def camera_result(
 ) -> dict[str, Any]:
     spec = default_spec(kind)
     fps = source.fps
-    learn = int(args.learn_seconds * fps)
-    normal = render(source, 0, learn, (spec.width, spec.height))
-    clips = [normal[i : i + int(10 * fps)] for i in range(0, learn, int(10 * fps))]
+    learned = int(args.learn_seconds * fps)
+    normal = render(source, 0, learned, (spec.width, spec.height))
+    clips = [normal[i : i + int(10 * fps)] for i in range(0, learned, int(10 * fps))]
     alpha = entry(kind).smoothing_alpha
     started = time.monotonic()
-    trained = fit_and_calibrate(
-        spec,
-        TrainingData(clips, fps),
-        TrainSettings(seed=0, max_seconds=args.max_train_seconds),
-        Budget(analysis_fps, 1.0, alpha),
-        no_progress,
+    settings = TrainSettings(seed=0, max_seconds=args.max_train_seconds)
+    trained = learn(
+        TrainingData(clips, fps), Plan(spec, settings, Budget(analysis_fps, 1.0, alpha))
     )
     train_s = time.monotonic() - started
     model, threshold = trained.model.eval(), trained.calibration.threshold
     end = int(args.until_seconds * fps)
-    frames = render(source, learn, end - learn, (spec.width, spec.height))
+    frames = render(source, learned, end - learned, (spec.width, spec.height))
     step = round(fps / analysis_fps)
     k = model.context
     ema = Ema(alpha)
@@ -85,7 +82,7 @@ def camera_result(
         for i in range(k, len(frames), step):
             window = torch.from_numpy(np.ascontiguousarray(frames[i - k : i + 1][None]))
             smoothed.append(ema.update(float(model(window).score)))
-            times.append((learn + i) / fps)
+            times.append((learned + i) / fps)
     t, s = np.array(times), np.array(smoothed)
     anomalies = []
     normal_mask = np.ones(len(t), bool)

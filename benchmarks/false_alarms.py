@@ -36,8 +36,8 @@ from typing import Any
 import av
 import numpy as np
 
-from streamdet.eval.dataset import clip_fps, video_files
 from streamdet.eval.pasted import PASTED_KINDS, pasted_set
+from streamdet.learning.videos import clip_fps, video_files
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared/data/real"
 STREAMDET = str(Path(sys.executable).with_name("streamdet"))

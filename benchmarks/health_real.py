@@ -1,15 +1,16 @@
 """Camera-health checks on real footage: false health events, and each fault found.
 
 For each clip of ``--data`` (default ``../shared/data/real``): learn the health baseline from
-the first 60 % (grey at the default model's size, as ``fit_and_calibrate`` does), then check
-the remaining 40 % as ``streamdet run`` does (``--check-fps`` checks a second of video time, a
-frame and the one before it; 3 s to open, 3 s to clear). Everything there is normal: each health
-event is a false one. Then each fault is put into a copy of the watched part, from 20 % of it
-for up to 10 s: ``cover`` (grey 12 plus sensor noise), ``blur`` (Gaussian, sigma 3 px at the
-model's size), ``shift`` (10 % of the width sideways), ``freeze`` (the frame before, repeated);
-a fault counts as found when exactly its condition opened, and the delay from its start is
-reported. With ``--ped2`` (default ``../shared/data/ucsd_ped2``) the baseline is learned from
-the Ped2 train clips and every test clip is watched (their anomalies are not camera faults).
+the first 60 % (grey at the default model's size, as ``streamdet.learning.workflow.learn``
+does), then check the remaining 40 % as ``streamdet run`` does (``--check-fps`` checks a second
+of video time, a frame and the one before it; 3 s to open, 3 s to clear). Everything there is
+normal: each health event is a false one. Then each fault is put into a copy of the watched
+part, from 20 % of it for up to 10 s: ``cover`` (grey 12 plus sensor noise), ``blur``
+(Gaussian, sigma 3 px at the model's size), ``shift`` (10 % of the width sideways), ``freeze``
+(the frame before, repeated); a fault counts as found when exactly its condition opened, and
+the delay from its start is reported. With ``--ped2`` (default ``../shared/data/ucsd_ped2``)
+the baseline is learned from the Ped2 train clips and every test clip is watched (their
+anomalies are not camera faults).
 
 The last stdout line is one JSON object; progress goes to stderr.
 
@@ -28,14 +29,14 @@ import cv2
 import numpy as np
 
 from streamdet.alert.health import HealthTracker
-from streamdet.eval.dataset import clip_fps, read_clip, video_files
-from streamdet.inference.health import (
+from streamdet.learning.health import (
     HealthBaseline,
     Meter,
     findings,
     frozen_check_possible,
     learn_baseline,
 )
+from streamdet.learning.videos import clip_fps, read_clip, video_files
 from streamdet.models.registry import default_spec
 
 SHARED = Path(__file__).resolve().parents[2] / "shared/data"

@@ -40,9 +40,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from streamdet.eval.dataset import Dataset, load_dataset, read_clip
+from streamdet.eval.dataset import Dataset, load_dataset
 from streamdet.eval.metrics import auc, video_normalised
 from streamdet.eval.validation import SPEED_SIZE_KINDS, build_validation
+from streamdet.learning.videos import read_clip
 from streamdet.models import flow, fusion, motionflow, objects
 from streamdet.models.base import AnomalyModel, ModelSpec, TrainingData, TrainSettings, score_clip
 from streamdet.models.registry import build_model, train_model

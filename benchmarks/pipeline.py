@@ -8,8 +8,8 @@ Setup (once). One synthetic scene clip (``make_scene_clip``, 1280x720, 25 fps, `
 frames, cached in ``--workdir``). One GStreamer RTSP server on 127.0.0.1 serves it live at one
 shared mount (``--mounts K`` spreads the cameras over K mounts), read by N clients; with
 ``--source file`` each camera reads the clip itself (``realtime: true``, ``loop: true``). One
-model of the default kind is trained once on frames of that clip (``collect_files`` +
-``fit_and_calibrate``, small budget) and saved with ``save_checkpoint`` into
+model of the default kind is trained once on frames of that clip (``streamdet.learning``:
+``collect_files`` + ``learn``, small budget) and saved with ``Trained.save`` into
 ``models_dir/<camera>/`` for every camera, so the pipeline detects at once
 (``models.learn_in_place: false``). The config is a dict through ``parse_config``: N cameras,
 ``analysis_fps: 5``, the default frame format, ``server.enabled: false``.
@@ -101,14 +101,15 @@ from streamdet.app import App
 from streamdet.capture.convert import av_frame_into
 from streamdet.capture.sources import rtsp_open_args
 from streamdet.config import Config, InferenceConfig, parse_config
-from streamdet.eval.dataset import read_clip
 from streamdet.frames import ScoredFrame
 from streamdet.inference.runner import ModelRunner
+from streamdet.learning.footage import collect_files
+from streamdet.learning.videos import read_clip
+from streamdet.learning.workflow import Budget, Plan, learn
 from streamdet.models.base import AnomalyModel, TrainSettings, no_progress
-from streamdet.models.checkpoint import load_checkpoint, save_checkpoint
+from streamdet.models.checkpoint import load_checkpoint
 from streamdet.models.kinds import DEFAULT_KIND, MODEL_KINDS
 from streamdet.models.registry import default_spec, entry
-from streamdet.models.training import Budget, collect_files, fit_and_calibrate
 
 FPS, ANALYSIS_FPS = 25, 5
 RTSP_TIMEOUT_S = 5.0
@@ -135,12 +136,11 @@ def train_models(
     """Train one model of ``kind`` on the clip; save it as every camera's checkpoint."""
     started = time.monotonic()
     spec = default_spec(kind, params=params)
-    data = collect_files([clip], spec, no_progress)
     settings = TrainSettings(seed=0, max_seconds=60.0, epochs=3)
-    budget = Budget(ANALYSIS_FPS, 1.0, entry(kind).smoothing_alpha)
-    trained = fit_and_calibrate(spec, data, settings, budget, no_progress)
+    plan = Plan(spec, settings, Budget(ANALYSIS_FPS, 1.0, entry(kind).smoothing_alpha))
+    trained = learn(collect_files([clip], spec, no_progress), plan)
     for name in cameras:
-        save_checkpoint(trained.model, models_dir / name, trained.metadata(name, source=str(clip)))
+        trained.save(models_dir / name, name, source=str(clip))
     # the model's own view of its params: its defaults merged with the spec's (if it has one)
     effective = getattr(trained.model, "params", spec.params)
     info = {

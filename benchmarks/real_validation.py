@@ -1,10 +1,10 @@
 """Real footage without labels, offline: false alarms and pasted-anomaly recall per model kind.
 
 For each clip of ``--data`` (default ``../shared/data/real``): learn from the first 60 % (the
-product's ``fit_and_calibrate``: train, then calibrate on a held-out tail for the false-event
-budget at ``--analysis-fps``), score the remaining 40 % causally, at the analysis rate as
-``streamdet run`` does (every frame pair is consecutive; only every ``fps / analysis_fps``-th
-frame is scored), and count:
+product's ``streamdet.learning.workflow.learn``: train, then calibrate on a held-out tail for
+the false-event budget at ``--analysis-fps``), score the remaining 40 % causally, at the
+analysis rate as ``streamdet run`` does (every frame pair is consecutive; only every ``fps /
+analysis_fps``-th frame is scored), and count:
 
 * ``false_events``: up-crossings of the smoothed score over the threshold in the watched part
   (everything there is normal), a lower bound for what ``run`` raises (it also needs
@@ -34,12 +34,12 @@ import numpy as np
 import torch
 
 from streamdet.errors import ModelError
-from streamdet.eval.dataset import clip_fps, read_clip, video_files
 from streamdet.eval.metrics import auc
 from streamdet.eval.pasted import pasted_set
-from streamdet.models.base import TrainingData, TrainSettings, no_progress, score_clip
+from streamdet.learning.videos import clip_fps, read_clip, video_files
+from streamdet.learning.workflow import Budget, Plan, learn
+from streamdet.models.base import TrainingData, TrainSettings, score_clip
 from streamdet.models.registry import default_spec, entry
-from streamdet.models.training import Budget, fit_and_calibrate
 from streamdet.scoring.calibration import upcrossings
 from streamdet.scoring.smoothing import ema
 
@@ -64,16 +64,11 @@ def evaluate_clip(
     clip = read_clip(path, spec.width, spec.height)
     fps = clip_fps(path)
     cut = int(len(clip) * 0.6)
-    learn, watch = clip[:cut], clip[cut:]
+    learned, watch = clip[:cut], clip[cut:]
     alpha = entry(kind).smoothing_alpha
     started = time.perf_counter()
-    trained = fit_and_calibrate(
-        spec,
-        TrainingData([learn], fps),
-        TrainSettings(seed=seed),
-        Budget(analysis_fps, 1.0, alpha),
-        no_progress,
-    )
+    plan = Plan(spec, TrainSettings(seed=seed), Budget(analysis_fps, 1.0, alpha))
+    trained = learn(TrainingData([learned], fps), plan)
     train_s = time.perf_counter() - started
     threshold = trained.calibration.threshold
     step = max(round(fps / analysis_fps), 1)
@@ -93,7 +88,7 @@ def evaluate_clip(
         "pasted": [],
     }
     pasted_scores, pasted_labels = [normal / threshold], [np.zeros(len(normal), np.int8)]
-    for item in pasted_set(learn, watch, fps, seed=seed):
+    for item in pasted_set(learned, watch, fps, seed=seed):
         s = smoothed(item.frames)
         labels = item.labels[::step][: len(s)]
         hit = bool(labels.any() and (s[labels == 1] > threshold).any())

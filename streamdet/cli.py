@@ -190,11 +190,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from streamdet.config import camera as find_camera
     from streamdet.config import load_config
+    from streamdet.learning.footage import collect_files, collect_live
+    from streamdet.learning.workflow import Plan, learn
     from streamdet.log import setup_logging
-    from streamdet.models.base import TrainSettings
-    from streamdet.models.checkpoint import save_checkpoint
-    from streamdet.models.registry import default_spec, entry
-    from streamdet.models.training import Budget, collect_files, collect_live, fit_and_calibrate
     from streamdet.progress import ProgressBar
 
     try:
@@ -204,31 +202,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         _print_config_error(exc)
         return EXIT_USAGE
     setup_logging("WARNING")
-    kind = args.model or cam.model or config.models.kind
-    spec = default_spec(kind)
+    plan = Plan.for_camera(cam, config.models, _device(args.device), args.model)
     bar = ProgressBar(enabled=not args.quiet)
     try:
         if args.footage:
-            data = collect_files([Path(p) for p in args.footage], spec, bar)
+            data = collect_files([Path(p) for p in args.footage], plan.spec, bar)
         else:
             seconds = args.seconds or config.models.learn_seconds
-            data = collect_live(cam, config.capture, spec, seconds, bar)
-        settings = TrainSettings(
-            seed=config.models.seed,
-            max_seconds=config.models.max_train_seconds,
-            device=_device(args.device),
-        )
-        budget = Budget(
-            cam.analysis_fps, config.models.false_events_per_hour, entry(kind).smoothing_alpha
-        )
-        trained = fit_and_calibrate(spec, data, settings, budget, bar)
+            data = collect_live(cam, config.capture, plan.spec, seconds, bar)
+        trained = learn(data, plan, bar)
     finally:
         bar.close()
     out = Path(args.out) if args.out else config.models.dir / cam.name
-    save_checkpoint(trained.model, out, trained.metadata(cam.name))
+    trained.save(out, cam.name)
     cal = trained.calibration
     print(
-        f"[{cam.name}] {kind} trained in {trained.summary['train_seconds']:.1f} s on "
+        f"[{cam.name}] {plan.spec.kind} trained in {trained.summary['train_seconds']:.1f} s on "
         f"{trained.summary['frames']} frames; threshold {cal.threshold:.3f} for "
         f"{cal.false_events_per_hour:g} false event(s)/hour at {cal.analysis_fps:g} fps "
         f"(held-out max {cal.held_out_max:.3f}); saved to {out}"

@@ -354,3 +354,33 @@ def test_run_exits_0_by_itself_when_its_files_have_ended(tmp_path: Path) -> None
     for event in events:
         ended = [x for x in lines if x["id"] == event["id"] and x["change"] == "ended"]
         assert len(ended) == 1 and ended[0]["clip"] == event["clip"], (ended, event)
+
+
+def test_train_from_footage_and_from_the_live_camera_saves_the_threshold_it_prints(
+    tmp_path: Path,
+) -> None:
+    video = make_scene_clip(tmp_path / "door.mp4", frames=200, width=320, height=180, seed=4)
+    config = tmp_path / "train.yaml"
+    config.write_text(
+        "cameras:\n  - {name: door, source: {kind: file, path: door.mp4}, analysis_fps: 5}\n"
+        "models: {dir: models, kind: framediff, max_train_seconds: 30}\n"
+    )
+    args = ("train", "--config", str(config), "--camera", "door", "--quiet", "--device", "cpu")
+    from_file = run(
+        *args, "--footage", str(video), "--model", "motion", "--out", str(tmp_path / "file")
+    )
+    live = run(*args, "--seconds", "6")  # the file as a camera, paced at 25 fps
+    for result, kind, folder in (
+        (from_file, "motion", tmp_path / "file"),
+        (live, "framediff", tmp_path / "models" / "door"),  # models.dir/<camera>
+    ):
+        assert result.returncode == 0, result.stderr
+        meta = json.loads((folder / "model.json").read_text())
+        assert meta["kind"] == kind and meta["camera"] == "door" and "health" in meta
+        threshold = meta["calibration"]["threshold"]
+        assert f"[door] {kind} trained in" in result.stdout
+        assert f"threshold {threshold:.3f} for 1 false event(s)/hour at 5 fps" in result.stdout
+    assert json.loads((tmp_path / "file" / "model.json").read_text())["training"]["frames"] == 150
+    missing = run(*args, "--footage", str(tmp_path / "nothing.mp4"))
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == f"error: training footage not found: {tmp_path}/nothing.mp4"

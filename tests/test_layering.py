@@ -145,19 +145,8 @@ REEXPORTING = {"config"}
 # The lead empties this set after merging them (test_known_imports_are_still_there names the
 # entries that are gone); nothing new is added to it.
 KNOWN: set[tuple[str, str]] = {
-    # helper "learning": the learning workflow moves out of models/training.py into learning/
-    ("streamdet.models.training", "streamdet.capture.ring"),
-    ("streamdet.models.training", "streamdet.capture.stage"),
-    ("streamdet.models.training", "streamdet.config"),
-    ("streamdet.models.training", "streamdet.eval.dataset"),
-    ("streamdet.models.training", "streamdet.inference.health"),
-    ("streamdet.models.training", "streamdet.scoring.calibration"),
-    ("streamdet.models.training", "streamdet.scoring.smoothing"),
     # helper "stages": inference still reads capture's stats (the learning poll's stream fps)
     ("streamdet.inference.stage", "streamdet.capture.stage"),
-    # no owner in issue 14 (the lead): alert's health checks read the learned normal look from
-    # inference/health.py (which models.training uses too)
-    ("streamdet.alert.health", "streamdet.inference.health"),
     # helper "substream": the footage alert cuts clips and peak frames from (the frame reader
     # hands out capture's ClipBuffer, the type peakframe and clip take)
     ("streamdet.alert.clip", "streamdet.capture.clips"),

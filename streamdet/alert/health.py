@@ -1,7 +1,7 @@
 """Camera-health events: a covered lens, a moved view, a blurred or frozen picture.
 
 ``HealthTracker`` is pure (no threads, no clock): fed each check's strengths (see
-``streamdet.inference.health.findings``; > 1 means the frame shows the condition), a condition
+``streamdet.learning.health.findings``; > 1 means the frame shows the condition), a condition
 **opens** once it has held for ``open_after_s`` (its start is the first check that showed it)
 and **ends** once it has not held for ``clear_after_s`` (its end is the first check that no
 longer showed it). Each condition is its own event, of kind ``health``, never an anomaly.
@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from streamdet.alert.reader import FrameReader
 from streamdet.alert.rules import Change, EventState, Update
 from streamdet.config import HealthConfig
-from streamdet.inference.health import (
+from streamdet.learning.health import (
     CONDITIONS,
     HealthBaseline,
     Measures,

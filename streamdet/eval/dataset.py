@@ -8,16 +8,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 
-from streamdet.capture.convert import av_frame_into
-from streamdet.errors import StreamdetError
-
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
+from streamdet.learning.videos import FootageError, clip_fps, video_files
 
 
-class DatasetError(StreamdetError):
+class DatasetError(FootageError):
     """The dataset folder is missing or malformed."""
 
 
@@ -34,11 +30,6 @@ class Dataset:
     test: list[ClipRef]
     labels: dict[str, np.ndarray]  # test clip name -> (N,) 0/1 per frame
     fps: float
-
-
-def video_files(folder: Path) -> list[Path]:
-    """Video files directly in ``folder``, sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
 
 
 def load_dataset(root: str | Path) -> Dataset:
@@ -66,27 +57,3 @@ def load_dataset(root: str | Path) -> Dataset:
             raise DatasetError(f"{labels_path}: no labels for test clip {clip.name!r}")
         labels[clip.name] = np.asarray(raw[clip.name], dtype=np.int8)
     return Dataset(root, train, test, labels, fps=clip_fps(test[0].path))
-
-
-def clip_fps(path: Path) -> float:
-    with av.open(str(path)) as container:
-        rate = container.streams.video[0].average_rate
-        return float(rate) if rate else 25.0
-
-
-def read_clip(path: Path, width: int, height: int) -> np.ndarray:
-    """Decode every frame of a video to grey at ``width``x``height``: (N, H, W) uint8."""
-    frames: list[np.ndarray] = []
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for frame in container.decode(stream):
-                out = np.empty((height, width), np.uint8)
-                av_frame_into(frame, out)
-                frames.append(out)
-    except (av.FFmpegError, OSError) as exc:
-        raise DatasetError(f"cannot decode {path}: {exc}") from exc
-    if not frames:
-        raise DatasetError(f"{path}: no frames")
-    return np.stack(frames)

@@ -17,14 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from streamdet.eval.dataset import Dataset, DatasetError, load_dataset, read_clip
+from streamdet.eval.dataset import Dataset, DatasetError, load_dataset
 from streamdet.eval.events import clip_events, event_summary
 from streamdet.eval.metrics import auc, equal_error_rate, video_normalised
 from streamdet.eval.report import plot_roc, plot_timeline, write_scores
+from streamdet.learning import saved
+from streamdet.learning.footage import collect_files
+from streamdet.learning.videos import read_clip
+from streamdet.learning.workflow import Budget, Plan, learn
 from streamdet.models.base import AnomalyModel, Progress, TrainSettings, score_clip
-from streamdet.models.checkpoint import load_checkpoint, save_checkpoint
 from streamdet.models.registry import default_spec, entry
-from streamdet.models.training import Budget, collect_files, fit_and_calibrate
 from streamdet.scoring.calibration import Calibration
 from streamdet.scoring.smoothing import ema
 
@@ -95,34 +97,33 @@ def _model_run(
 ) -> ModelRun:
     checkpoint = settings.checkpoint if kind == settings.kind else None
     if checkpoint is not None:
-        model, meta = load_checkpoint(checkpoint, settings.device)
-        calibration = Calibration(**meta["calibration"])
-        alpha, train_seconds = calibration.smoothing_alpha, 0.0
+        learned = saved.load(checkpoint, settings.device)
+        model, calibration, train_seconds = learned.model, learned.calibration(), 0.0
+        alpha = calibration.smoothing_alpha
     else:
-        model, alpha, calibration, train_seconds = _train(dataset, kind, settings, progress)
+        plan = _plan(dataset, kind, settings)
+        data = collect_files([c.path for c in dataset.train], plan.spec, progress)
+        trained = learn(data, plan, progress)
+        model, calibration = trained.model, trained.calibration
+        alpha, train_seconds = plan.budget.smoothing_alpha, trained.summary["train_seconds"]
         if save is not None:
-            summary = {"dataset": str(dataset.root), "train_seconds": train_seconds}
-            save_checkpoint(
-                model, save, {"calibration": calibration.as_dict(), "training": summary}
-            )
+            trained.save(save, dataset=str(dataset.root))
     # a checkpoint says what it is: named by its own kind, not the one asked for
     run = ModelRun(model.kind, model, alpha, calibration, train_seconds, {})
     _score_tests(dataset, run, settings, progress)
     return run
 
 
-def _train(
-    dataset: Dataset, kind: str, settings: EvalSettings, progress: Progress
-) -> tuple[AnomalyModel, float, Calibration, float]:
-    spec = default_spec(kind)
+def _plan(dataset: Dataset, kind: str, settings: EvalSettings) -> Plan:
+    """Learn as a camera would, at the dataset's frame rate (every frame analysed)."""
     alpha = settings.smoothing_alpha or entry(kind).smoothing_alpha
-    data = collect_files([c.path for c in dataset.train], spec, progress)
-    train_settings = TrainSettings(
-        seed=settings.seed, max_seconds=settings.max_train_seconds, device=settings.device
+    return Plan(
+        default_spec(kind),
+        TrainSettings(
+            seed=settings.seed, max_seconds=settings.max_train_seconds, device=settings.device
+        ),
+        Budget(dataset.fps, settings.false_events_per_hour, alpha, settings.holdout_clips),
     )
-    budget = Budget(dataset.fps, settings.false_events_per_hour, alpha, settings.holdout_clips)
-    trained = fit_and_calibrate(spec, data, train_settings, budget, progress)
-    return trained.model, alpha, trained.calibration, trained.summary["train_seconds"]
 
 
 def _score_tests(

@@ -13,24 +13,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from streamdet.capture.ring import FrameRing
 from streamdet.config import CameraConfig, ModelsConfig
 from streamdet.errors import ModelError, SourceError, StreamdetError
 from streamdet.frames import DetectedObject, ModelState, ScoredFrame
-from streamdet.inference.health import HealthBaseline
 from streamdet.inference.online import OnlineLearner
+from streamdet.learning import saved
+from streamdet.learning.footage import FootageCollector, FrameWindows
+from streamdet.learning.health import HealthBaseline
+from streamdet.learning.workflow import MIN_HELD_OUT, Plan, Trained, learn
 from streamdet.log import camera_logger
-from streamdet.models.base import AnomalyModel, TrainSettings, no_progress
-from streamdet.models.checkpoint import load_checkpoint, save_checkpoint
+from streamdet.models.base import AnomalyModel
+from streamdet.models.checkpoint import save_checkpoint
 from streamdet.models.objects import ObjectModel
-from streamdet.models.registry import default_spec, entry
-from streamdet.models.training import (
-    MIN_HELD_OUT,
-    Budget,
-    FootageCollector,
-    Trained,
-    fit_and_calibrate,
-)
+from streamdet.models.registry import entry
 from streamdet.preflight import folder_problem
 from streamdet.scoring import zones
 from streamdet.scoring.calibration import release_level
@@ -85,36 +80,32 @@ class Detector:
     def folder(self) -> Path:
         return self._models.dir / self.camera.name
 
-    def load_or_learn(self, ring: FrameRing) -> None:
+    def load_or_learn(self, ring: FrameWindows) -> None:
         """Load the camera's checkpoint, else start learning in place (if allowed)."""
         if (self.folder / "model.json").exists():
             try:
-                model, meta = load_checkpoint(self.folder, self._device)
+                learned = saved.load(self.folder, self._device)
             except ModelError as exc:
                 self.fail(str(exc))
                 return
-            calibration = meta["calibration"]
-            peak = calibration.get("held_out_max")  # absent in checkpoints from before it
-            self._extra = {
-                k: v for k, v in meta.items() if k not in ("format", "kind", "version", "spec")
-            }
+            self._extra = learned.metadata
             self._install(
-                model,
-                float(calibration["threshold"]),
-                float(calibration["smoothing_alpha"]),
-                None if peak is None else float(peak),
+                learned.model, learned.threshold, learned.smoothing_alpha, learned.normal_peak
             )
-            self._set_note(calibration.get("note"))
-            self._load_health(meta.get("health"))
-            self._log.info("loaded %s model from %s", model.kind, self.folder)
+            self._set_note(learned.note)
+            self._set_health(learned)
+            self._log.info("loaded %s model from %s", learned.model.kind, self.folder)
             return
         if not self._models.learn_in_place:
             self._log.warning("no model at %s and learn_in_place is off", self.folder)
             return
-        self._collector = FootageCollector(ring, default_spec(self.kind))
+        self._collector = FootageCollector(ring, self._plan().spec)
         self._learn_started = time.monotonic()
         self.state = ModelState.LEARNING
         self._log.info("no model yet: learning normal for %.0f s", self._models.learn_seconds)
+
+    def _plan(self) -> Plan:
+        return Plan.for_camera(self.camera, self._models, self._device, self.kind)
 
     def poll_learning(self, fps: float) -> None:
         """Called by the stage often: collect frames; when the period is over, train."""
@@ -139,19 +130,7 @@ class Detector:
                 self._learn_again(str(exc))
                 return
             self._collector = None
-            settings = TrainSettings(
-                seed=self._models.seed,
-                max_seconds=self._models.max_train_seconds,
-                device=self._device,
-            )
-            budget = Budget(
-                self.camera.analysis_fps,
-                self._models.false_events_per_hour,
-                entry(self.kind).smoothing_alpha,
-            )
-            trained = fit_and_calibrate(
-                default_spec(self.kind), data, settings, budget, no_progress
-            )
+            trained = learn(data, self._plan())
         except StreamdetError as exc:
             self.fail(f"learning failed: {exc}")
             return
@@ -213,19 +192,14 @@ class Detector:
         """Whether a training thread is running (it cannot be cut short safely)."""
         return self._trainer is not None and self._trainer.is_alive()
 
-    def _load_health(self, meta: object) -> None:
+    def _set_health(self, learned: saved.Learned) -> None:
         """The checkpoint's health baseline; without one (trained before health events) or
         with a damaged one, health checks are off for the camera and the model still runs."""
-        self.health = None
-        if meta is None:
+        self.health = learned.health
+        if learned.health_error is not None:
+            self._log.warning("%s: health checks off", learned.health_error)
+        elif learned.health is None:
             self._log.info("the checkpoint has no health baseline: retrain for health events")
-            return
-        try:
-            if not isinstance(meta, dict):
-                raise ModelError("damaged health baseline in the checkpoint: not an object")
-            self.health = HealthBaseline.from_dict(meta)
-        except ModelError as exc:
-            self._log.warning("%s: health checks off", exc)
 
     # ------------------------------------------------------------------ learning on line
     def observe(self, frame: ScoredFrame) -> int:

@@ -35,8 +35,8 @@ from streamdet.frames import DetectedObject, FrameRef, ModelState, ScoredFrame
 from streamdet.handoff import FULL, Handoff
 from streamdet.inference.batcher import Batcher
 from streamdet.inference.detector import Detector, DetectorStatus
-from streamdet.inference.health import HealthBaseline
 from streamdet.inference.runner import ModelRunner, Scores
+from streamdet.learning.health import HealthBaseline
 from streamdet.metrics import PipelineMetrics
 from streamdet.snapshots import InferenceSnapshot, ModelSnapshot
 

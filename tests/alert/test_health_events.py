@@ -16,11 +16,11 @@ import pytest
 from streamdet.capture.synthetic import SceneFault, SyntheticScene
 from streamdet.config import parse_config
 from streamdet.inference.detector import Detector
-from streamdet.models.base import TrainingData, TrainSettings, no_progress
+from streamdet.learning.workflow import Budget, Plan, learn
+from streamdet.models.base import TrainingData, TrainSettings
 from streamdet.models.checkpoint import METADATA, save_checkpoint
 from streamdet.models.registry import default_spec
-from streamdet.models.training import Budget, fit_and_calibrate
-from tests.inference.test_health import footage
+from tests.learning.test_health import footage
 from tests.pipeline.test_run import Running
 from tests.support.media import make_scene_clip
 from tests.support.servers import RtspServer
@@ -144,9 +144,7 @@ def test_a_checkpoint_from_before_health_events_runs_without_them(
     spec = default_spec("motion")
     clip = footage(SyntheticScene(seed=2), 8.0, (spec.width, spec.height))
     data = TrainingData([clip], 25.0)
-    trained = fit_and_calibrate(
-        spec, data, TrainSettings(seed=0, max_seconds=30), Budget(5, 1, 0.5), no_progress
-    )
+    trained = learn(data, Plan(spec, TrainSettings(seed=0, max_seconds=30), Budget(5, 1, 0.5)))
     meta = trained.metadata("gate")
     assert "health" in meta
     del meta["health"]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from streamdet.eval.dataset import DatasetError, load_dataset, read_clip
+from streamdet.eval.dataset import DatasetError, load_dataset
+from streamdet.learning.videos import FootageError, read_clip
 from tests.support.datasets import HEIGHT, WIDTH, make_synthetic_dataset
 
 
@@ -54,5 +55,5 @@ def test_missing_or_broken_labels(dataset: Path, tmp_path: Path) -> None:
 def test_undecodable_clip(tmp_path: Path) -> None:
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"junk" * 100)
-    with pytest.raises(DatasetError, match="cannot decode"):
+    with pytest.raises(FootageError, match="cannot decode"):
         read_clip(bad, 64, 48)

@@ -19,11 +19,11 @@ import torch
 from streamdet.capture.synthetic import ScheduledAnomaly, SyntheticScene
 from streamdet.eval.events import clip_events
 from streamdet.frames import DetectedObject
+from streamdet.learning.workflow import Budget, Plan, Trained, learn
 from streamdet.models import objects
-from streamdet.models.base import ModelSpec, TrainingData, TrainSettings, no_progress
+from streamdet.models.base import ModelSpec, TrainingData, TrainSettings
 from streamdet.models.export import export_onnx
 from streamdet.models.kinds import DEFAULT_KIND
-from streamdet.models.training import Budget, Trained, fit_and_calibrate
 from streamdet.scoring.smoothing import ema
 
 W, H, FPS = 320, 240, 25.0
@@ -47,12 +47,10 @@ def trained() -> Trained:
     scene = SyntheticScene(W, H, FPS, seed=3)
     clip = render(scene, range(0, 4500))  # 3 minutes of normal footage
     spec = ModelSpec("objects", W, H, 16)
-    return fit_and_calibrate(
-        spec,
+    return learn(
         TrainingData([clip[i : i + 750] for i in range(0, 4500, 750)], FPS),
-        TrainSettings(seed=0),
-        Budget(FPS, 1.0, 0.5),  # every frame analysed, smoothed with the product's EMA 0.5
-        no_progress,
+        # every frame analysed, smoothed with the product's EMA 0.5
+        Plan(spec, TrainSettings(seed=0), Budget(FPS, 1.0, 0.5)),
     )
 
 
@@ -191,14 +189,15 @@ class PerspectiveWalkway:
 def perspective() -> tuple[Trained, PerspectiveWalkway]:
     scene = PerspectiveWalkway()
     clip = scene.footage(2400)
-    trained = fit_and_calibrate(
-        ModelSpec("objects", W, H, 16),
+    trained = learn(
         # taken as 10 fps footage: 240 s, 72 s of it held out, enough for a threshold that is
         # not the conservative one of short footage
         TrainingData([clip[i : i + 600] for i in range(0, 2400, 600)], 10.0),
-        TrainSettings(seed=0),
-        Budget(10.0, 1.0, 1.0, holdout=0.3),
-        no_progress,
+        Plan(
+            ModelSpec("objects", W, H, 16),
+            TrainSettings(seed=0),
+            Budget(10.0, 1.0, 1.0, holdout=0.3),
+        ),
     )
     return trained, scene
 

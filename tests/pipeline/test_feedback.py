@@ -23,11 +23,11 @@ from streamdet.alert.rules import Change, EventState
 from streamdet.capture.synthetic import SyntheticScene
 from streamdet.config import Config, parse_config
 from streamdet.frames import ScoredFrame
-from streamdet.models.base import ModelSpec, TrainingData, TrainSettings, no_progress
+from streamdet.learning.workflow import Budget, Plan, learn
+from streamdet.models.base import ModelSpec, TrainingData, TrainSettings
 from streamdet.models.checkpoint import load_checkpoint, save_checkpoint
 from streamdet.models.objects import ObjectModel
 from streamdet.models.registry import entry
-from streamdet.models.training import Budget, fit_and_calibrate
 from streamdet.scoring.calibration import release_level
 from tests.pipeline.test_run import Running
 from tests.support.waiting import wait_for
@@ -47,12 +47,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for i in range(len(clip)):
         scene.render(6000 + i, out)
         clip[i] = out.mean(axis=2).astype(np.uint8)
-    trained = fit_and_calibrate(
-        ModelSpec("objects", W, H, 16),
+    trained = learn(
         TrainingData([clip[i : i + 750] for i in range(0, len(clip), 750)], FPS),
-        TrainSettings(seed=0),
-        Budget(ANALYSIS_FPS, 1.0, entry("objects").smoothing_alpha),
-        no_progress,
+        Plan(
+            ModelSpec("objects", W, H, 16),
+            TrainSettings(seed=0),
+            Budget(ANALYSIS_FPS, 1.0, entry("objects").smoothing_alpha),
+        ),
     )
     models = tmp_path_factory.mktemp("feedback") / "models"
     extra = {"camera": "path", "calibration": trained.calibration.as_dict(), "training": {}}

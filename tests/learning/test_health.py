@@ -18,7 +18,7 @@ from streamdet.alert.health import HealthTracker
 from streamdet.alert.rules import Change, Update
 from streamdet.capture.synthetic import SceneFault, SyntheticScene
 from streamdet.errors import ModelError
-from streamdet.inference.health import (
+from streamdet.learning.health import (
     HealthBaseline,
     Meter,
     _half,
