@@ -248,6 +248,10 @@ def _eval_summary(metrics: dict[str, Any], out: str) -> str:
             f"{name:<12} {m['auc_micro_streaming']:>14.4f} {m['auc_micro_video_normalised']:>14.4f}"
             f" {m['train_seconds']:>8.1f} {m['scoring_fps']:>8.0f}"
         )
+    stages = metrics.get("stage_ms_per_frame")
+    if stages:
+        spent = ", ".join(f"{stage} {ms:.2f}" for stage, ms in stages.items())
+        lines.append(f"{metrics['model']} ms per frame by stage: {spent}")
     events = metrics.get("events_at_threshold")
     if events:
         rate = events["false_events_per_hour"]

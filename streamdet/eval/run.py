@@ -62,6 +62,9 @@ class ModelRun:
     train_seconds: float
     scores: dict[str, np.ndarray]  # smoothed streaming scores per test clip
     scoring_fps: float = 0.0
+    # milliseconds per scored frame in each of the model's stages, for a model that keeps a
+    # clock (``objects``: finding objects on the CPU, the crop CNN on the device, the density)
+    stage_ms: dict[str, float] | None = None
 
 
 def run_eval(
@@ -131,6 +134,8 @@ def _score_tests(
 ) -> None:
     spec = run.model.spec
     scoring_s, frames = 0.0, 0
+    clock: dict[str, float] | None = getattr(run.model, "stage_seconds", None)
+    before = dict(clock) if clock is not None else None
     for i, ref in enumerate(dataset.test):
         progress(f"{run.name}: score test", i / len(dataset.test), {})
         clip = read_clip(ref.path, spec.width, spec.height)
@@ -144,6 +149,13 @@ def _score_tests(
         run.scores[ref.name] = ema(raw, run.alpha)
     progress(f"{run.name}: score test", 1.0, {})
     run.scoring_fps = frames / scoring_s if scoring_s > 0 else float("nan")
+    if clock is not None and before is not None:
+        windows = clock["windows"] - before["windows"]
+        run.stage_ms = {
+            stage: 1e3 * (clock[stage] - before[stage]) / max(windows, 1)
+            for stage in clock
+            if stage != "windows"
+        }
 
 
 def _auc_pair(dataset: Dataset, scores: dict[str, np.ndarray]) -> tuple[float, float]:
@@ -167,6 +179,7 @@ def _metrics(dataset: Dataset, runs: list[ModelRun], settings: EvalSettings) -> 
         "equal_error_rate": equal_error_rate(labels, np.concatenate(list(main.scores.values()))),
         "train_seconds": main.train_seconds,
         "scoring_fps": main.scoring_fps,
+        "stage_ms_per_frame": main.stage_ms,
         "threshold": main.calibration.threshold,
         "events_at_threshold": event_summary(
             {

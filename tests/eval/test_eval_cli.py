@@ -51,6 +51,7 @@ def test_eval_writes_documented_outputs(dataset: Path, tmp_path: Path) -> None:
     ):
         assert key in metrics, key
     assert set(metrics["models"]) == {"motion", "framediff"}
+    assert metrics["stage_ms_per_frame"] is None  # motion keeps no clock of its stages
     assert set(metrics["auc_per_clip"]) == {"Test000", "Test001", "Test002"}
     labels = json.loads((dataset / "labels.json").read_text())
     for name, clip_labels in labels.items():
