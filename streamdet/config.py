@@ -191,6 +191,12 @@ class CameraConfig(_Model):
         description="Unique id used in logs, metrics labels and the API.",
     )
     source: SourceConfig = Field(description="Where frames come from; `kind` picks the type.")
+    record: RtspSource | None = Field(
+        None,
+        description="Optional record stream (often the camera's main stream, the detect"
+        " `source` its substream): its packets are kept, not decoded, for full-resolution clips"
+        " and snapshots. A URL, or an rtsp source's keys.",
+    )
     analysis_fps: float = Field(
         5.0,
         gt=0,
@@ -222,6 +228,15 @@ class CameraConfig(_Model):
             if not all(0 <= x <= 1 and 0 <= y <= 1 for x, y in polygon):
                 raise ValueError(f"polygon {i}: coordinates are fractions of the frame (0..1)")
         return polygons
+
+    @field_validator("record", mode="before")
+    @classmethod
+    def _record_url(cls, record: Any) -> Any:
+        if isinstance(record, str):
+            return {"kind": "rtsp", "url": record}
+        if record is None or isinstance(record, dict | RtspSource):
+            return record
+        raise ValueError(f"expected an rtsp:// URL or an rtsp source's keys, got {record!r}")
 
     @field_validator("model")
     @classmethod
