@@ -47,6 +47,9 @@ class ClipFormat:
     width: int
     height: int
     time_base: Fraction | None = None  # of packet timestamps
+    # The packets are the detect stream's own, so their timestamps are the scored frames'
+    # (False for a camera's separate record stream: its frames are found by arrival time).
+    detect_pts: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +95,9 @@ class ClipBuffer:
         self._segment = 0
         self._fmt: ClipFormat | None = None
         self._holds: dict[int, float] = {}
+        # How long after its packet came a detect frame is in the ring (the decoder's delay),
+        # set by the detect worker: a record stream's chunk of a frame came that much earlier.
+        self.detect_delay_s = 0.0
         self._next_hold = 0
         self._lock = threading.Lock()
 
@@ -193,8 +199,11 @@ class _Rate:
 class Recorder:
     """Feeds one connection's footage into a ``ClipBuffer``; used by the source's thread."""
 
-    def __init__(self, buffer: ClipBuffer, jpeg_fps: float, jpeg_quality: int = 80) -> None:
+    def __init__(
+        self, buffer: ClipBuffer, jpeg_fps: float, jpeg_quality: int = 80, detect_pts: bool = True
+    ) -> None:
         self.buffer = buffer
+        self.detect_pts = detect_pts  # see ClipFormat
         self._fps = jpeg_fps
         self._quality = jpeg_quality
         self._filter: Any = None
@@ -209,7 +218,9 @@ class Recorder:
         if ctx.name in _COPIED:
             self._filter = BitStreamFilterContext(_COPIED[ctx.name], stream)
             self._mode = "packets"
-            fmt = ClipFormat("packets", ctx.name, ctx.width, ctx.height, stream.time_base)
+            fmt = ClipFormat(
+                "packets", ctx.name, ctx.width, ctx.height, stream.time_base, self.detect_pts
+            )
         else:
             self._mode = "jpeg_packets" if ctx.name == "mjpeg" else "frames"
             fmt = ClipFormat("jpeg", "mjpeg", ctx.width, ctx.height)
