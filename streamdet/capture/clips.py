@@ -204,7 +204,7 @@ class Recorder:
     ) -> None:
         self.buffer = buffer
         self.detect_pts = detect_pts  # see ClipFormat
-        self._fps = jpeg_fps
+        self.jpeg_fps = jpeg_fps
         self._quality = jpeg_quality
         self._filter: Any = None
         self._mode: Literal["packets", "jpeg_packets", "frames", "off"] = "frames"
@@ -213,7 +213,7 @@ class Recorder:
     def begin_stream(self, stream: Any) -> None:
         """Start a segment for a PyAV stream: copy its packets, or keep JPEG frames."""
         ctx = stream.codec_context
-        self._rate = _Rate(self._fps)
+        self._rate = _Rate(self.jpeg_fps)
         self._filter = None
         if ctx.name in _COPIED:
             self._filter = BitStreamFilterContext(_COPIED[ctx.name], stream)
@@ -228,7 +228,7 @@ class Recorder:
 
     def begin_frames(self, width: int, height: int) -> None:
         """Start a segment for a source that hands over decoded BGR frames."""
-        self._rate = _Rate(self._fps)
+        self._rate = _Rate(self.jpeg_fps)
         self._mode = "frames"
         self.buffer.begin(ClipFormat("jpeg", "mjpeg", width, height))
 

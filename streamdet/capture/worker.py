@@ -301,5 +301,5 @@ def _record_reader(
     """The camera's record stream reader, when it has one and clips keep footage."""
     if camera.record is None or recorder is None:
         return None  # without clips there is nothing to keep the record stream's packets for
-    record = Recorder(recorder.buffer, 1.0, detect_pts=False)
+    record = Recorder(recorder.buffer, recorder.jpeg_fps, detect_pts=False)
     return RecordReader(camera.name, camera.record, capture.backoff, record)
