@@ -18,7 +18,9 @@ p99 latency < 1 s, capture at real time); ``cameras_held`` is the highest that h
 then 720p again at its held count and the next (the load of a shared machine moves); the
 better of the two 720p counts is the ratio's denominator, so the ratio errs low.
 
-Beside the counts, measured before and after (median): decode frames/s of the 720p and of the
+Beside the counts: the capture stage alone (no scoring) in each mode at ``min(16, largest
+count)`` cameras, CPU-ms per camera-second (twice each), and, before and after (median),
+decode frames/s of the 720p and of the
 640x360 clip alone (``--limit-seconds`` each, one bare thread per core, the stage's decoder
 options) and the model's windows/s; from them each mode's shared-core ceiling in cameras,
 ``1 / (5 / decode_fps + 1 / model_windows_per_s) / 5`` (the substream's leaves out the record
@@ -56,6 +58,7 @@ from benchmarks.pipeline import (
     train_models,
     window_batches,
 )
+from streamdet.capture import CaptureStage
 from streamdet.eval.dataset import read_clip
 from tests.support.media import make_scene_clip
 
@@ -114,6 +117,22 @@ def limits(main: Setup, sub: Setup, count: int) -> dict[str, float]:
     return sample
 
 
+def capture_cpu_ms(setup: Setup, count: int, seconds: float) -> float:
+    """CPU-ms per camera-second of the capture stage alone (no scoring) on ``count`` cameras
+    of ``setup``'s streams (with footage kept for clips, as the pipeline runs)."""
+    config = build_config(setup, count)
+    stage = CaptureStage(config.cameras, config.capture, clips=config.alerts.clips)
+    with stage:
+        deadline = time.monotonic() + 30.0 + count
+        while min(s.frames for s in stage.status()) < FPS and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)
+        cpu, wall = time.process_time(), time.monotonic()
+        time.sleep(seconds)
+        cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+    return 1000.0 * cpu / wall / count
+
+
 def ceiling(decode_fps: float, model_windows_per_s: float) -> float:
     """Cameras at the shared-core ceiling: an analysed frame costs FPS / ANALYSIS_FPS decoded
     frames and one scored window, on the same cores."""
@@ -131,6 +150,8 @@ def search(setup: Setup, counts: list[int], mode: str) -> tuple[int, list[dict[s
         except RuntimeError as exc:
             run = {"cameras": count, "held": False, "error": str(exc)}
         run |= {"mode": mode, "loadavg_at_start": load}
+        if "cpu_cores" in run:
+            run["cpu_ms_per_camera_s"] = 1000.0 * run["cpu_cores"] / count
         runs.append(run)
         log(
             f"  {mode} {count} cameras: held {run['held']} {run.get('checks')}, misses"
@@ -161,6 +182,11 @@ def run_substream(args: argparse.Namespace) -> int:
             sub_decode = dataclasses.replace(alone, clip=sub_clip)
             probe = min(16, args.counts[-1])
             samples = [limits(alone, sub_decode, probe)]
+            capture_ms = {
+                mode: [capture_cpu_ms(s, probe, args.seconds) for _ in range(2)]
+                for mode, s in (("720p", alone), ("substream", sub))
+            }
+            log(f"  capture alone, CPU-ms per camera-second at {probe} cameras: {capture_ms}")
             held_alone, runs = search(alone, args.counts, "720p")
             held_sub, sub_runs = search(sub, args.counts, "substream")
             again = [c for c in args.counts if c >= held_alone][:2]
@@ -179,6 +205,8 @@ def run_substream(args: argparse.Namespace) -> int:
             med["decode_fps_640x360"], med["model_windows_per_s"]
         ),
         **med,
+        "capture_cpu_ms_per_camera_s": capture_ms,  # the capture stage alone, no scoring
+        "capture_cameras": probe,
         "limit_samples": samples,
         "cameras_tried": args.counts,
         "runs": runs + sub_runs + again_runs,
