@@ -19,7 +19,6 @@ import contextlib
 import random
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,9 +61,6 @@ class RecordStatus:
         }
 
 
-Opener = Callable[[RtspSource], Any]  # returns an opened PyAV input container
-
-
 def open_record(source: RtspSource) -> Any:
     """The record stream opened with the same RTSP options and timeouts as a detect source."""
     args = rtsp_open_args(source.transport, source.open_timeout_s, source.read_timeout_s)
@@ -80,14 +76,12 @@ class RecordReader:
         source: RtspSource,
         backoff: BackoffConfig,
         recorder: Recorder,
-        opener: Opener = open_record,
     ) -> None:
         self.camera = camera
         self.source = source
         self.description = redact(source.url)
         self.recorder = recorder
         self._backoff = backoff
-        self._open = opener
         self._log = camera_logger(__name__, camera)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -182,7 +176,7 @@ class RecordReader:
         """One connection, until it ends, fails (reported) or the reader stops; True when
         packets came."""
         try:
-            container = self._open(self.source)
+            container = open_record(self.source)
         except (av.FFmpegError, OSError) as exc:
             self._error(f"cannot open {self.description}: {exc}")
             return False

@@ -128,6 +128,9 @@ def test_record_stream_down_is_reported_redacted_and_retried_while_detection_goe
         assert status.record.source == f"rtsp://***@127.0.0.1:{port}/main"
         assert status.record.errors and "cannot open" in status.record.errors[-1]
         assert not any("hunter2" in line for line in status.record.errors + status.errors)
+        shown = status.record.as_json()  # what /api/cameras gives as the camera's "record"
+        assert shown["state"] in ("connecting", "reconnecting") and shown["packets"] == 0
+        assert "cannot open" in shown["last_error"] and "hunter2" not in str(shown)
         buffer = stage.clips("cam")
         assert buffer is not None and buffer.newest() is None  # no footage from the detect stream
         # The camera's main stream comes up: the retry finds it, its packets are kept.
