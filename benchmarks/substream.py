@@ -10,6 +10,9 @@ on one machine:
 * **substream**: every camera's detect source is a 640x360 stream of the same scene, and its
   ``record`` source the 1280x720 stream (two RTSP sessions per camera).
 
+Each mode's model is trained on its own detect clip (a camera learns from the stream it
+scores).
+
 One GStreamer RTSP server on 127.0.0.1 serves both clips live (``/main<k>``, ``/sub<k>``,
 ``--mounts`` each). For each mode the camera counts of ``--cameras`` are tried in increasing
 order until the first that does not hold (the pipeline's test: misses <= 1 % of offered frames,
@@ -175,10 +178,16 @@ def run_substream(args: argparse.Namespace) -> int:
         models_dir = Path(tmp) / "models"
         names = camera_names(args.counts[-1])
         model = train_models(main_clip, models_dir, names, args.kind, args.model_params)
+        # Each mode's cameras learned from their own detect stream, as they would in place:
+        # an object model's work follows what it finds in the frames it was trained on.
+        sub_models = Path(tmp) / "models-substream"
+        train_models(sub_clip, sub_models, names, args.kind, args.model_params)
         frames = read_clip(main_clip, OUT_SHAPE[1], OUT_SHAPE[0])
         with two_streams(main_clip, sub_clip, args.mounts) as (main_urls, sub_urls, pid):
             alone = Setup(main_clip, models_dir, frames, main_urls, args, pid)
-            sub = dataclasses.replace(alone, urls=sub_urls, records=tuple(main_urls))
+            sub = dataclasses.replace(
+                alone, models_dir=sub_models, urls=sub_urls, records=tuple(main_urls)
+            )
             sub_decode = dataclasses.replace(alone, clip=sub_clip)
             probe = min(16, args.counts[-1])
             samples = [limits(alone, sub_decode, probe)]
