@@ -14,12 +14,11 @@ Each mode's model is trained on its own detect clip (a camera learns from the st
 scores).
 
 One GStreamer RTSP server on 127.0.0.1 serves both clips live (``/main<k>``, ``/sub<k>``,
-``--mounts`` each). For each mode the camera counts of ``--cameras`` are tried in increasing
-order until the first that does not hold (the pipeline's test: misses <= 1 % of offered frames,
-p99 latency < 1 s, capture at real time); ``cameras_held`` is the highest that held and
-``ratio`` = substream / 720p (target >= 2.5). The 720p search runs first, then the substream's,
-then 720p again at its held count and the next (the load of a shared machine moves); the
-better of the two 720p counts is the ratio's denominator, so the ratio errs low.
+``--mounts`` each). The camera counts of ``--cameras`` are tried in increasing order, both
+modes at each count one after the other (the load of a shared machine moves), each mode until
+its first count that does not hold (the pipeline's test: misses <= 1 % of offered frames, p99
+latency < 1 s, capture at real time); ``cameras_held_*`` is the highest each held and
+``ratio`` = substream / 720p (target >= 2.5).
 
 Beside the counts: the capture stage alone (no scoring) in each mode at ``min(16, largest
 count)`` cameras, CPU-ms per camera-second (twice each), and, before and after (median),
@@ -143,28 +142,41 @@ def ceiling(decode_fps: float, model_windows_per_s: float) -> float:
     return 1.0 / per_frame / ANALYSIS_FPS
 
 
-def search(setup: Setup, counts: list[int], mode: str) -> tuple[int, list[dict[str, Any]]]:
-    """Counts in increasing order until the first that does not hold: the highest held."""
-    held, runs = 0, []
+def run_one(setup: Setup, count: int, mode: str) -> dict[str, Any]:
+    """One pipeline window of ``mode`` on ``count`` cameras, logged."""
+    load = round(os.getloadavg()[0], 2)
+    try:
+        run = run_pipeline(setup, count)
+    except RuntimeError as exc:
+        run = {"cameras": count, "held": False, "error": str(exc)}
+    run |= {"mode": mode, "loadavg_at_start": load}
+    if "cpu_cores" in run:
+        run["cpu_ms_per_camera_s"] = 1000.0 * run["cpu_cores"] / count
+    log(
+        f"  {mode} {count} cameras: held {run['held']} {run.get('checks')}, misses"
+        f" {run.get('deadline_misses')}, p50 {run.get('latency_p50_s')}, p99"
+        f" {run.get('latency_p99_s')}, CPU {run.get('cpu_cores')} cores, RTSP server"
+        f" {run.get('server_cpu_cores')} (machine {run.get('machine_busy_cores')}), load {load}"
+    )
+    return run
+
+
+def search(setups: dict[str, Setup], counts: list[int]) -> tuple[dict[str, int], list[Any]]:
+    """Counts in increasing order, the modes interleaved at each count (the load of a shared
+    machine moves: both modes at a count run within a minute); a mode stops at its first
+    count that does not hold. The highest count each held, and every run."""
+    held = dict.fromkeys(setups, 0)
+    searching, runs = set(setups), []
     for count in counts:
-        load = round(os.getloadavg()[0], 2)
-        try:
-            run = run_pipeline(setup, count)
-        except RuntimeError as exc:
-            run = {"cameras": count, "held": False, "error": str(exc)}
-        run |= {"mode": mode, "loadavg_at_start": load}
-        if "cpu_cores" in run:
-            run["cpu_ms_per_camera_s"] = 1000.0 * run["cpu_cores"] / count
-        runs.append(run)
-        log(
-            f"  {mode} {count} cameras: held {run['held']} {run.get('checks')}, misses"
-            f" {run.get('deadline_misses')}, p50 {run.get('latency_p50_s')}, p99"
-            f" {run.get('latency_p99_s')}, CPU {run.get('cpu_cores')} cores, RTSP server"
-            f" {run.get('server_cpu_cores')} (machine {run.get('machine_busy_cores')}), load {load}"
-        )
-        if not run["held"]:
+        for mode, setup in setups.items():
+            if mode in searching:
+                runs.append(run_one(setup, count, mode))
+                if runs[-1]["held"]:
+                    held[mode] = count
+                else:
+                    searching.discard(mode)
+        if not searching:
             break
-        held = count
     return held, runs
 
 
@@ -196,16 +208,12 @@ def run_substream(args: argparse.Namespace) -> int:
                 for mode, s in (("720p", alone), ("substream", sub))
             }
             log(f"  capture alone, CPU-ms per camera-second at {probe} cameras: {capture_ms}")
-            held_alone, runs = search(alone, args.counts, "720p")
-            held_sub, sub_runs = search(sub, args.counts, "substream")
-            again = [c for c in args.counts if c >= held_alone][:2]
-            held_again, again_runs = search(alone, again, "720p-again")
+            held, runs = search({"720p": alone, "substream": sub}, args.counts)
             samples.append(limits(alone, sub_decode, probe))
     med = {k: statistics.median(s[k] for s in samples) for k in samples[0]}
-    held_720p = max(held_alone, held_again)  # the better 720p count: the ratio errs low
+    held_720p, held_sub = held["720p"], held["substream"]
     result = {
         "cameras_held_720p": held_720p,
-        "cameras_held_720p_runs": [held_alone, held_again],
         "cameras_held_substream": held_sub,
         "ratio": held_sub / held_720p if held_720p else None,
         "ratio_ge_2.5": bool(held_720p) and held_sub >= 2.5 * held_720p,
@@ -218,7 +226,7 @@ def run_substream(args: argparse.Namespace) -> int:
         "capture_cameras": probe,
         "limit_samples": samples,
         "cameras_tried": args.counts,
-        "runs": runs + sub_runs + again_runs,
+        "runs": runs,
         "model": model,
         "machine": info,
         "elapsed_s": time.monotonic() - started,
