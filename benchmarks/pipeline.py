@@ -64,6 +64,9 @@ scored frames/s (``throughput_ratio_vs_naive``, also reported) rewards wasted wo
 buys is cameras watched at real time. ``cameras_sustained`` is capped by the highest count tried,
 so the speedup is a lower bound.
 
+``--substream``: each camera's detect source is a 640x360 substream and its ``record`` source
+the 720p stream; cameras held that way vs with 720p alone, same run (``benchmarks/substream.py``).
+
 Run from the repository root: ``python benchmarks/pipeline.py [--cameras 16,24,28,32,36]``.
 Progress goes to stderr; the last line of stdout is one JSON object with the results.
 """
@@ -164,6 +167,7 @@ class Setup:
     urls: list[str]  # RTSP mount URLs (empty for --source file)
     args: argparse.Namespace
     server_pid: int | None
+    records: tuple[str, ...] = ()  # --substream: record stream URLs (the detect urls: substreams)
 
     def target(self, i: int) -> str:
         return self.urls[i % len(self.urls)] if self.urls else str(self.clip)
@@ -186,7 +190,11 @@ def build_config(setup: Setup, count: int) -> Config:
             }
         else:
             source = {"kind": "file", "path": str(setup.clip), "loop": True, "realtime": True}
-        cameras.append({"name": name, "source": source, "analysis_fps": ANALYSIS_FPS})
+        camera = {"name": name, "source": source, "analysis_fps": ANALYSIS_FPS}
+        if setup.records:
+            url = setup.records[i % len(setup.records)]
+            camera["record"] = {**source, "url": url}  # the same timeouts
+        cameras.append(camera)
     models = {"dir": str(setup.models_dir), "kind": setup.args.kind, "learn_in_place": False}
     # Events go next to the models, in the benchmark's own temporary folder.
     alerts = {
@@ -848,6 +856,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--model-params", type=json.loads, default={}, help="JSON params for the model's spec"
     )
     parser.add_argument(
+        "--substream",
+        action="store_true",
+        help="cameras held with 720p alone vs with a 640x360 detect substream and a 720p record"
+        " stream per camera, in the same run (benchmarks/substream.py)",
+    )
+    parser.add_argument(
         "--workdir",
         type=Path,
         default=Path(tempfile.gettempdir()) / "streamdet-bench",
@@ -862,6 +876,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--model-params: expected a JSON object")
     if args.counts[0] < 1 or args.seconds <= 0 or args.limit_seconds <= 0 or args.mounts < 1:
         parser.error("camera counts and --mounts must be >= 1, --seconds > 0")
+    if args.substream and args.source != "rtsp":
+        parser.error("--substream: the record streams are RTSP (--source rtsp)")
     if args.source == "rtsp" and not os.path.exists(SYSTEM_PYTHON):
         parser.error(f"{SYSTEM_PYTHON} missing (GStreamer RTSP server): use --source file")
     return args
@@ -889,6 +905,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
+    if args.substream:
+        from benchmarks.substream import run_substream  # it builds on this module
+
+        return run_substream(args)
     started = time.monotonic()
     info = machine_info()
     log(f"machine: {info}")

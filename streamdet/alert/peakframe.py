@@ -5,6 +5,10 @@ event's peak changes, ``find_peak`` picks the peak frame's chunk out of the foot
 that chunk's group of pictures (references only, taken at once on the event loop, so that the
 buffer's trimming cannot take the frame away later). ``decode_peak`` (blocking: run it on a
 thread) then decodes only that GOP, from its keyframe up to the peak frame, or the JPEG chunk.
+With a camera's ``record`` stream the footage is that stream's (full resolution, demuxed only):
+its timestamps are not the scored frames', so the chunk that arrived nearest the time the peak
+frame's own packet arrived (its decode time less the decoder's delay) is the peak; the snapshot
+is then the record stream's frame of that moment.
 """
 
 from __future__ import annotations
@@ -45,7 +49,8 @@ class PeakFootage:
 def find_peak(buffer: ClipBuffer, ref: FrameRef) -> PeakFootage | None:
     """The chunk of the frame ``ref`` points at, with its GOP; None when the buffer has no
     footage of that moment. Cheap: the chunks are not copied, nothing is decoded."""
-    wall = ref.wall_time
+    # A record stream's chunk of the frame came when the frame's own packet did (0 otherwise).
+    wall = ref.wall_time - buffer.detect_delay_s
     footage = buffer.cut(wall - _WINDOW_S, wall + _WINDOW_S)
     if footage is None:
         return None
@@ -62,9 +67,11 @@ def find_peak(buffer: ClipBuffer, ref: FrameRef) -> PeakFootage | None:
 def _same_pts(footage: Footage, ref: FrameRef) -> int | None:
     """The packet with the frame's own stream time, when both have one. (A looping file's
     frame times keep increasing while its packets' start again: they then do not match and
-    the arrival time decides.)"""
+    the arrival time decides. A separate record stream's timestamps are its own: arrival time.)"""
     time_base = footage.fmt.time_base
-    if footage.fmt.kind != "packets" or time_base is None or ref.pts_s is None:
+    if footage.fmt.kind != "packets" or not footage.fmt.detect_pts:
+        return None
+    if time_base is None or ref.pts_s is None:
         return None
     seconds = float(time_base)  # not Fraction arithmetic per chunk: this runs on the loop
     best: tuple[float, int] | None = None

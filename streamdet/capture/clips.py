@@ -47,6 +47,9 @@ class ClipFormat:
     width: int
     height: int
     time_base: Fraction | None = None  # of packet timestamps
+    # The packets are the detect stream's own, so their timestamps are the scored frames'
+    # (False for a camera's separate record stream: its frames are found by arrival time).
+    detect_pts: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +95,9 @@ class ClipBuffer:
         self._segment = 0
         self._fmt: ClipFormat | None = None
         self._holds: dict[int, float] = {}
+        # How long after its packet came a detect frame is in the ring (the decoder's delay),
+        # set by the detect worker: a record stream's chunk of a frame came that much earlier.
+        self.detect_delay_s = 0.0
         self._next_hold = 0
         self._lock = threading.Lock()
 
@@ -193,9 +199,12 @@ class _Rate:
 class Recorder:
     """Feeds one connection's footage into a ``ClipBuffer``; used by the source's thread."""
 
-    def __init__(self, buffer: ClipBuffer, jpeg_fps: float, jpeg_quality: int = 80) -> None:
+    def __init__(
+        self, buffer: ClipBuffer, jpeg_fps: float, jpeg_quality: int = 80, detect_pts: bool = True
+    ) -> None:
         self.buffer = buffer
-        self._fps = jpeg_fps
+        self.detect_pts = detect_pts  # see ClipFormat
+        self.jpeg_fps = jpeg_fps
         self._quality = jpeg_quality
         self._filter: Any = None
         self._mode: Literal["packets", "jpeg_packets", "frames", "off"] = "frames"
@@ -204,12 +213,14 @@ class Recorder:
     def begin_stream(self, stream: Any) -> None:
         """Start a segment for a PyAV stream: copy its packets, or keep JPEG frames."""
         ctx = stream.codec_context
-        self._rate = _Rate(self._fps)
+        self._rate = _Rate(self.jpeg_fps)
         self._filter = None
         if ctx.name in _COPIED:
             self._filter = BitStreamFilterContext(_COPIED[ctx.name], stream)
             self._mode = "packets"
-            fmt = ClipFormat("packets", ctx.name, ctx.width, ctx.height, stream.time_base)
+            fmt = ClipFormat(
+                "packets", ctx.name, ctx.width, ctx.height, stream.time_base, self.detect_pts
+            )
         else:
             self._mode = "jpeg_packets" if ctx.name == "mjpeg" else "frames"
             fmt = ClipFormat("jpeg", "mjpeg", ctx.width, ctx.height)
@@ -217,7 +228,7 @@ class Recorder:
 
     def begin_frames(self, width: int, height: int) -> None:
         """Start a segment for a source that hands over decoded BGR frames."""
-        self._rate = _Rate(self._fps)
+        self._rate = _Rate(self.jpeg_fps)
         self._mode = "frames"
         self.buffer.begin(ClipFormat("jpeg", "mjpeg", width, height))
 

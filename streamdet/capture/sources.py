@@ -56,6 +56,7 @@ class FrameMeta:
     # As decoded, before conversion: a camera may change resolution mid-stream (new SPS).
     width: int | None = None
     height: int | None = None
+    arrived: float | None = None  # time.time() when its packet came, before the decoder's delay
 
 
 class VideoSource(Protocol):
@@ -126,6 +127,7 @@ class PyAVSource:
         self._pts_offset = 0.0  # added after each loop of a file so that time keeps increasing
         self._last_pts = 0.0
         self._recorder: Recorder | None = None
+        self._arrivals: dict[int, float] = {}  # packet pts -> time.time() it came, until decoded
         self.fast_decode = False  # skip the H.264/HEVC deblocking filter (set before open)
         self.decoder_threads = 0  # 0: FFmpeg's choice (set before open)
 
@@ -186,7 +188,8 @@ class PyAVSource:
         if self._recorder is not None:
             self._recorder.frame(frame)
         self._index += 1
-        return FrameMeta(pts, self._index - 1, frame.width, frame.height)
+        arrived = self._arrivals.pop(frame.pts, None) if frame.pts is not None else None
+        return FrameMeta(pts, self._index - 1, frame.width, frame.height, arrived)
 
     def _frame_time(self, frame: Any) -> float | None:
         """The frame's stream time in seconds, increasing across loops of a file."""
@@ -203,7 +206,12 @@ class PyAVSource:
         packet's data, so it comes after the decoder)."""
         if self._recorder is not None:
             self._recorder.begin_stream(self._stream)
+        self._arrivals.clear()
         for packet in self._container.demux(self._stream):
+            if packet.pts is not None:  # its frame takes it; a frame never decoded ages out
+                if len(self._arrivals) >= 64:
+                    del self._arrivals[next(iter(self._arrivals))]
+                self._arrivals[packet.pts] = time.time()
             frames = packet.decode()
             if self._recorder is not None and packet.size:
                 self._recorder.packet(packet)

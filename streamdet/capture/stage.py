@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from streamdet.capture.clips import ClipBuffer, Recorder
+from streamdet.capture.record import RecordStatus
 from streamdet.capture.ring import FrameRing
 from streamdet.capture.sources import VideoSource, resolve_decoder_threads
 from streamdet.capture.worker import CameraWorker
@@ -53,6 +54,7 @@ class CameraStatus:
     resolution: tuple[int, int] | None
     errors: tuple[str, ...]
     started: float = 0.0  # when this run of the camera began (time.time()); new after a reload
+    record: RecordStatus | None = None  # the camera's record stream, when it has one
 
 
 class CaptureStage:
@@ -214,6 +216,7 @@ class CaptureStage:
             resolution=stats.resolution,
             errors=tuple(stats.errors),
             started=worker.created,
+            record=None if worker.record is None else worker.record.status(),
         )
 
 

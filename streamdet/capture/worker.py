@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from streamdet.capture.clips import Recorder
+from streamdet.capture.record import RecordReader
 from streamdet.capture.returnprobe import ReturnProbe, tcp_endpoint
 from streamdet.capture.ring import FrameRing
 from streamdet.capture.sources import FrameMeta, StreamInfo, VideoSource, make_source
@@ -111,6 +112,8 @@ class CameraWorker:
         endpoint = tcp_endpoint(camera.source)
         self._probe = None if endpoint is None else ReturnProbe(endpoint, self._stop, self._random)
         self._session_frames = 0
+        # With a record stream, footage comes from it (full resolution), not from this source.
+        self.record = _record_reader(camera, capture, recorder)
 
     # ----------------------------------------------------------------- lifecycle
     @property
@@ -124,10 +127,14 @@ class CameraWorker:
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name=f"capture:{self.name}", daemon=True)
         self._thread.start()
+        if self.record is not None:
+            self.record.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the thread to finish and wait for it (idempotent)."""
         self._stop.set()
+        if self.record is not None:
+            self.record.stop(timeout)
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
@@ -202,7 +209,7 @@ class CameraWorker:
         source: VideoSource | None = None
         try:
             source = self._factory(self.camera)
-            source.record_to(self.recorder)
+            source.record_to(self.recorder if self.record is None else None)
             self.stats.stream = stream = source.open()
             self.stats.resolution = (stream.width, stream.height)
         except Exception as exc:  # SourceError, or anything odd a library raised while opening
@@ -236,6 +243,8 @@ class CameraWorker:
             analyse = self._limiter.allow(meta.pts_s if meta.pts_s is not None else now)
             self.ring.commit(now_wall, meta.pts_s, analyse)
             self._follow_resolution(meta)
+            if self.record is not None and meta.arrived is not None:
+                self.record.follow_delay(now_wall - meta.arrived)
             self.stats.frames += 1
             self.stats.analysable += analyse
             self.stats.last_frame_monotonic = now
@@ -284,3 +293,13 @@ class CameraWorker:
         self._reconnect.set()
         self._set_state(SourceState.RECONNECTING)
         return True
+
+
+def _record_reader(
+    camera: CameraConfig, capture: CaptureConfig, recorder: Recorder | None
+) -> RecordReader | None:
+    """The camera's record stream reader, when it has one and clips keep footage."""
+    if camera.record is None or recorder is None:
+        return None  # without clips there is nothing to keep the record stream's packets for
+    record = Recorder(recorder.buffer, recorder.jpeg_fps, detect_pts=False)
+    return RecordReader(camera.name, camera.record, capture.backoff, record)

@@ -258,6 +258,7 @@ def _camera_json(s: CameraStatus, model: ModelSnapshot | None) -> dict[str, Any]
         "seconds_since_frame": s.seconds_since_frame,
         "last_error": s.errors[-1] if s.errors else None,
         "errors": list(s.errors),
+        "record": None if s.record is None else s.record.as_json(),  # the record stream
         "model": None
         if model is None
         else {
