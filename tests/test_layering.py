@@ -29,6 +29,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "errors": set(),
     "log": set(),
     "frames": set(),
+    "footage": set(),
     "yamlfile": set(),
     "progress": set(),
     "scoring": set(),
@@ -45,7 +46,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "lifecycle": {"errors"},
     "snapshots": {"frames", "handoff"},
     "metrics": {"frames", "handoff", "snapshots"},
-    "capture": {"config", "errors", "frames", "log"},
+    "capture": {"config", "errors", "footage", "frames", "log"},
     # one learning workflow (footage, learn, calibrate, save) for run, train, eval, benchmarks
     "learning": {
         "capture.convert",
@@ -73,6 +74,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "alert": {
         "config",
         "errors",
+        "footage",
         "frames",
         "handoff",
         "learning.health",
@@ -147,12 +149,6 @@ REEXPORTING = {"config"}
 KNOWN: set[tuple[str, str]] = {
     # helper "stages": inference still reads capture's stats (the learning poll's stream fps)
     ("streamdet.inference.stage", "streamdet.capture.stage"),
-    # helper "substream": the footage alert cuts clips and peak frames from (the frame reader
-    # hands out capture's ClipBuffer, the type peakframe and clip take)
-    ("streamdet.alert.clip", "streamdet.capture.clips"),
-    ("streamdet.alert.peakframe", "streamdet.capture.clips"),
-    ("streamdet.alert.reader", "streamdet.capture.clips"),
-    ("streamdet.alert.stage", "streamdet.capture.clips"),
 }
 
 

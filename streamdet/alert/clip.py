@@ -17,7 +17,7 @@ import av
 import cv2
 import numpy as np
 
-from streamdet.capture.clips import Chunk, Footage
+from streamdet.footage import Chunk, Footage
 
 _WALL_TIME_BASE = Fraction(1, 90000)  # for packets that arrived without timestamps
 _MS = Fraction(1, 1000)

@@ -1,6 +1,6 @@
 """An event's peak frame at the camera's own resolution and colour, from its recent footage.
 
-The ring keeps model-size grey frames; the camera's ``ClipBuffer`` keeps what it sent. When an
+The ring keeps model-size grey frames; the camera's footage buffer keeps what it sent. When an
 event's peak changes, ``find_peak`` picks the peak frame's chunk out of the footage and keeps
 that chunk's group of pictures (references only, taken at once on the event loop, so that the
 buffer's trimming cannot take the frame away later). ``decode_peak`` (blocking: run it on a
@@ -20,8 +20,8 @@ import av
 import cv2
 import numpy as np
 
-from streamdet.capture.clips import Chunk, ClipBuffer, Footage
 from streamdet.errors import StreamdetError
+from streamdet.footage import Chunk, Footage, FootageBuffer
 from streamdet.frames import FrameRef
 
 # A frame's packet arrives before the frame is decoded, but a decoder with frame threads hands
@@ -46,7 +46,7 @@ class PeakFootage:
         return self.footage.chunks[-1]
 
 
-def find_peak(buffer: ClipBuffer, ref: FrameRef) -> PeakFootage | None:
+def find_peak(buffer: FootageBuffer, ref: FrameRef) -> PeakFootage | None:
     """The chunk of the frame ``ref`` points at, with its GOP; None when the buffer has no
     footage of that moment. Cheap: the chunks are not copied, nothing is decoded."""
     # A record stream's chunk of the frame came when the frame's own packet did (0 otherwise).

@@ -2,9 +2,9 @@
 
 Alerting gets scored frames through a hand-off and, beside it, a ``FrameReader``: copy the
 pixels a ``FrameRef`` points at (an event's peak frame, for its snapshot), the newest frames of
-a camera (the health checks), and a camera's recent footage (``ClipBuffer``: hold it while an
-event is open, cut the event's clip). The App gives it one built on whatever holds the rings;
-a test gives it a ring of its own.
+a camera (the health checks), and a camera's recent footage (a ``FootageBuffer``: hold it
+while an event is open, cut the event's clip). The App gives it one built on whatever holds
+the rings; a test gives it a ring of its own.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from streamdet.capture.clips import ClipBuffer
+from streamdet.footage import FootageBuffer
 from streamdet.frames import FrameRef
 
 
@@ -29,6 +29,6 @@ class FrameReader(Protocol):
         """Up to ``count`` of the camera's newest frames, oldest first, copied."""
         ...
 
-    def footage(self, camera: str) -> ClipBuffer | None:
+    def footage(self, camera: str) -> FootageBuffer | None:
         """The camera's recent footage for clips and snapshots; None when clips are off."""
         ...

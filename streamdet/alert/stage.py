@@ -52,8 +52,8 @@ from streamdet.alert.samples import EventSamples
 from streamdet.alert.sinks import Dispatcher, Sink, make_sink
 from streamdet.alert.snapshot import render_snapshot, write_jpeg
 from streamdet.alert.store import EventStore
-from streamdet.capture.clips import ClipBuffer
 from streamdet.config import AlertsConfig
+from streamdet.footage import FootageBuffer
 from streamdet.frames import ScoredFrame
 from streamdet.handoff import Handoff
 from streamdet.lifecycle import cancel_tasks, stop_all
@@ -425,7 +425,7 @@ class AlertStage:
                 task.add_done_callback(self._clip_tasks.discard)
 
     async def _clip(
-        self, camera: str, event_id: str, event: EventState, hold: int, buffer: ClipBuffer
+        self, camera: str, event_id: str, event: EventState, hold: int, buffer: FootageBuffer
     ) -> None:
         """After the post-roll, cut the event's footage and write its MP4; then the event's
         held end is delivered."""

@@ -22,12 +22,13 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any, Literal
 
 import cv2
 import numpy as np
 from av.bitstream import BitStreamFilterContext
+
+from streamdet.footage import Chunk, ClipFormat, Footage
 
 logger = logging.getLogger(__name__)
 
@@ -38,49 +39,12 @@ _COPIED = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class ClipFormat:
-    """How a segment's chunks are encoded: copied packets of ``codec``, or JPEG frames."""
-
-    kind: Literal["packets", "jpeg"]
-    codec: str
-    width: int
-    height: int
-    time_base: Fraction | None = None  # of packet timestamps
-    # The packets are the detect stream's own, so their timestamps are the scored frames'
-    # (False for a camera's separate record stream: its frames are found by arrival time).
-    detect_pts: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class Chunk:
-    """One packet or JPEG frame. ``wall`` is ``time.time()`` when it arrived, like frame times."""
-
-    wall: float
-    key: bool
-    data: bytes
-    pts: int | None = None
-    dts: int | None = None
-
-
 @dataclass
 class _Gop:
     segment: int
     fmt: ClipFormat
     chunks: list[Chunk]
     size: int = 0
-
-
-@dataclass(frozen=True)
-class Footage:
-    """What ``cut`` returns: one segment's chunks, starting at a keyframe."""
-
-    fmt: ClipFormat
-    chunks: list[Chunk]
-
-    @property
-    def seconds(self) -> float:
-        return self.chunks[-1].wall - self.chunks[0].wall if self.chunks else 0.0
 
 
 class ClipBuffer:

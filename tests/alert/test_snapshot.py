@@ -15,8 +15,8 @@ import pytest
 
 from streamdet.alert.peakframe import FootageError, PeakFootage, decode_peak
 from streamdet.alert.store import EventStore
-from streamdet.capture.clips import Chunk, ClipFormat, Footage
 from streamdet.config import parse_config
+from streamdet.footage import Chunk, ClipFormat, Footage
 from streamdet.frames import DetectedObject, FrameRef, ScoredFrame
 from tests.alert.scripted import PEAK_FIRST, run_script, stages
 from tests.support.media import BAND_FRACTION, make_clip, read_frame_index

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from streamdet.alert.clip import write_clip
-from streamdet.capture.clips import Chunk, ClipBuffer, ClipFormat, Footage
+from streamdet.capture.clips import ClipBuffer
 from streamdet.capture.stage import CaptureStage
 from streamdet.config import ClipsConfig, Config
+from streamdet.footage import Chunk, ClipFormat, Footage
 from tests.capture.helpers import make_config, steps
 from tests.capture.test_capture_rtsp import rtsp_camera
 from tests.conftest import CLIP_FRAMES
