@@ -279,12 +279,24 @@ class CaptureConfig(_Model):
         " choice; 0: always FFmpeg's choice; N: exactly N.",
     )
 
+    processes: int | str = Field(
+        "auto",
+        description="Capture processes the cameras are spread over (each decodes its cameras on"
+        " threads and writes frames into shared memory; a supervisor restarts one that dies, and"
+        " only its cameras blink). auto: one per CPU core; 0: none, every camera on a thread of"
+        " the main process; N: N. Never more than there are cameras (more start as cameras are"
+        " added).",
+    )
+
+    @field_validator("processes", mode="before")
+    @classmethod
+    def _processes(cls, value: Any) -> int | str:
+        return _auto_or_count(value, 256)
+
     @field_validator("decoder_threads", mode="before")
     @classmethod
     def _threads(cls, value: Any) -> int | str:
-        if value == "auto" or (type(value) is int and 0 <= value <= 64):
-            return value  # type: ignore[no-any-return]
-        raise ValueError(f"expected 'auto' or a whole number from 0 to 64, got {value!r}")
+        return _auto_or_count(value, 64)
 
     @model_validator(mode="after")
     def _ordered(self) -> CaptureConfig:
@@ -293,6 +305,12 @@ class CaptureConfig(_Model):
                 f"max_stall_s ({self.max_stall_s}) must be >= min_stall_s ({self.min_stall_s})"
             )
         return self
+
+
+def _auto_or_count(value: Any, most: int) -> int | str:
+    if value == "auto" or (type(value) is int and 0 <= value <= most):
+        return value  # type: ignore[no-any-return]
+    raise ValueError(f"expected 'auto' or a whole number from 0 to {most}, got {value!r}")
 
 
 def _known_kind(kind: str) -> str:

@@ -1,7 +1,14 @@
 """The capture stage: one ring and one capture thread per camera, plus a watchdog.
 
-``start()`` starts the cameras, then the watchdog; ``stop()`` stops them in reverse order. Both
-are idempotent. Consumers read frames from ``ring(camera)`` and status from ``status()``.
+The threads run in ``capture.processes`` capture processes (``remote.py``: the cameras spread
+over them, frames in shared-memory rings, footage and status sent back), or with 0 (and with a
+``source_factory``, which a test hands in) in this process. Readers see the same rings,
+workers' stats and clip buffers either way. The watchdog also supervises the processes:
+one that dies is restarted, and only its cameras blink.
+
+``start()`` starts the processes and cameras, then the watchdog; ``stop()`` stops them in
+reverse order. Both are idempotent. Consumers read frames from ``ring(camera)`` and status
+from ``status()``.
 ``add_camera`` / ``remove_camera`` change the set while it runs (a config reload); the other
 cameras' threads and rings are not touched.
 """
@@ -15,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from streamdet.capture.clips import ClipBuffer, Recorder
+from streamdet.capture.remote import CaptureProcess, RemoteWorker, resolve_processes
 from streamdet.capture.ring import FrameRing
 from streamdet.capture.sources import VideoSource, resolve_decoder_threads
 from streamdet.capture.worker import CameraWorker
@@ -32,6 +40,9 @@ from streamdet.frames import SourceState
 from streamdet.log import redact
 
 logger = logging.getLogger(__name__)
+
+# Inside a capture process: the shared ring and the recorder of each camera it is handed.
+Attach = Callable[[CameraConfig], tuple[FrameRing, Recorder | None]]
 
 
 @dataclass(frozen=True)
@@ -66,21 +77,68 @@ class CaptureStage:
         watchdog_interval_s: float = 0.25,
         source_factory: Callable[[CameraConfig], VideoSource] | None = None,
         clips: ClipsConfig | None = None,
+        attach: Attach | None = None,
     ) -> None:
         enabled = [camera for camera in cameras if camera.enabled]
         self._capture, self._factory, self._clips = capture, source_factory, clips
+        self._attach = attach  # a capture process's: the rings and recorders it writes into
         self._threads = resolve_decoder_threads(capture.decoder_threads, len(enabled))
+        self._processes = self._start_pool(len(enabled))
         # Replaced, never changed in place (copy on write): other threads iterate it unlocked.
-        self._workers: dict[str, CameraWorker] = {c.name: self._worker(c) for c in enabled}
+        self._workers: dict[str, CameraWorker | RemoteWorker] = {
+            c.name: self._worker(c) for c in enabled
+        }
         self._interval = watchdog_interval_s
         self._stop = threading.Event()
         self._watchdog: threading.Thread | None = None
         self._checking = threading.Lock()  # one watchdog pass; a removal waits for it
 
-    def _worker(self, camera: CameraConfig) -> CameraWorker:
-        ring = FrameRing(camera.name, self._capture.ring_size, camera.frame.shape)
+    def _start_pool(self, cameras: int) -> list[CaptureProcess]:
+        if self._factory is not None or self._attach is not None:
+            return []  # a test's sources, or already inside a capture process: threads here
+        self._most_processes = resolve_processes(self._capture.processes)
+        if not self._most_processes:
+            return []
+        # Children decode on threads; each gets the decoder threads chosen for all cameras.
+        self._inner = self._capture.model_copy(
+            update={"processes": 0, "decoder_threads": self._threads}
+        )
+        count = min(self._most_processes, max(cameras, 1))  # more start as cameras are added
+        return [CaptureProcess(i, self._inner, self._clips) for i in range(count)]
+
+    def _process_for_new_camera(self) -> CaptureProcess:
+        """The least busy process, or a new one while there are fewer than configured."""
+        process = min(self._processes, key=lambda p: p.cameras)
+        if process.cameras and len(self._processes) < self._most_processes:
+            process = CaptureProcess(len(self._processes), self._inner, self._clips)
+            self._processes = [*self._processes, process]
+            if self._watchdog is not None:
+                process.start()
+        return process
+
+    @property
+    def processes(self) -> list[CaptureProcess]:
+        """The capture processes (none when the cameras' threads run in this process)."""
+        return list(self._processes)
+
+    @property
+    def ring_size(self) -> int:
+        return self._capture.ring_size
+
+    def _worker(self, camera: CameraConfig) -> CameraWorker | RemoteWorker:
         clips = self._clips
-        recorder = _recorder(clips) if clips is not None and clips.enabled else None
+        recorder = clip_recorder(clips) if clips is not None and clips.enabled else None
+        size, shape = self._capture.ring_size, camera.frame.shape
+        if self._processes:
+            process = self._process_for_new_camera()
+            ring = FrameRing.shared(camera.name, size, shape)
+            worker = RemoteWorker(camera, ring, process, recorder)
+            process.place(worker)
+            return worker
+        if self._attach is not None:
+            ring, recorder = self._attach(camera)
+        else:
+            ring = FrameRing(camera.name, size, shape)
         return CameraWorker(
             camera, self._capture, ring, self._factory, recorder, decoder_threads=self._threads
         )
@@ -103,6 +161,7 @@ class CaptureStage:
         if worker is not None:
             worker.stop()
             worker.ring.close()
+            worker.ring.unlink()
             logger.info("[%s] capture removed", camera)
 
     def arrange(self, order: list[str]) -> None:
@@ -121,7 +180,7 @@ class CaptureStage:
         except KeyError:
             raise StreamdetError(f"unknown camera {camera!r}") from None
 
-    def worker(self, camera: str) -> CameraWorker:
+    def worker(self, camera: str) -> CameraWorker | RemoteWorker:
         return self._workers[camera]
 
     def clips(self, camera: str) -> ClipBuffer | None:
@@ -146,7 +205,11 @@ class CaptureStage:
         if self._watchdog is not None:
             return
         self._stop.clear()
+        for process in self._processes:
+            process.start()
         for worker in self._workers.values():
+            if isinstance(worker, RemoteWorker) and worker.ring.shm_name is None:
+                worker.ring = FrameRing.shared(worker.name, worker.ring.size, worker.ring.shape)
             worker.start()
         self._watchdog = threading.Thread(target=self._watch, name="capture:watchdog", daemon=True)
         self._watchdog.start()
@@ -158,8 +221,11 @@ class CaptureStage:
         if self._watchdog is not None:
             self._watchdog.join()
             self._watchdog = None
+        for process in reversed(self._processes):
+            process.stop()
         for worker in reversed(self._workers.values()):
             worker.stop()
+            worker.ring.unlink()
 
     def __enter__(self) -> CaptureStage:
         self.start()
@@ -172,6 +238,11 @@ class CaptureStage:
         while not self._stop.wait(self._interval):
             now = time.monotonic()
             with self._checking:
+                for process in self._processes:
+                    try:
+                        process.check()
+                    except Exception:  # the others' cameras must keep their supervisor
+                        logger.exception("capture process %d: restart failed", process.index)
                 for worker in self._workers.values():
                     try:
                         worker.check_stall(now)
@@ -179,9 +250,10 @@ class CaptureStage:
                     except Exception:  # the watchdog must outlive any one camera's trouble
                         logger.exception("[%s] watchdog check failed", worker.name)
 
-    def _check_alive(self, worker: CameraWorker) -> None:
-        """Restart a worker whose thread died without reaching a final state."""
-        if worker.is_alive() or self._stop.is_set():
+    def _check_alive(self, worker: CameraWorker | RemoteWorker) -> None:
+        """Restart a worker whose thread died without reaching a final state (a capture
+        process does this for its own threads; ``process.check`` restarts the process)."""
+        if isinstance(worker, RemoteWorker) or worker.is_alive() or self._stop.is_set():
             return
         if worker.state in (SourceState.STOPPED, SourceState.FAILED):
             return
@@ -194,7 +266,7 @@ class CaptureStage:
         return [self._status(worker, now) for worker in self._workers.values()]
 
     @staticmethod
-    def _status(worker: CameraWorker, now: float) -> CameraStatus:
+    def _status(worker: CameraWorker | RemoteWorker, now: float) -> CameraStatus:
         stats = worker.stats
         stream = stats.stream
         last = stats.last_frame_monotonic
@@ -222,10 +294,12 @@ class CaptureStage:
 DETECTION_LAG_S = 10.0
 
 
-def _recorder(clips: ClipsConfig) -> Recorder:
-    buffer = ClipBuffer(
-        clips.pre_roll_s + DETECTION_LAG_S, clips.max_s, int(clips.buffer_megabytes * 1e6)
-    )
+def clip_recorder(clips: ClipsConfig, buffer: ClipBuffer | None = None) -> Recorder:
+    """A camera's recorder of footage for clips, into ``buffer`` or a new one as configured."""
+    if buffer is None:
+        buffer = ClipBuffer(
+            clips.pre_roll_s + DETECTION_LAG_S, clips.max_s, int(clips.buffer_megabytes * 1e6)
+        )
     return Recorder(buffer, clips.fps)
 
 

@@ -1,0 +1,189 @@
+"""The inside of one capture process: its cameras' threads, and what they send back.
+
+``capture_main`` runs in a child process that the main process's ``CaptureProcess`` starts. It
+keeps a thread-mode ``CaptureStage`` (one decode thread per camera, its own stall watchdog) whose
+rings are the shared-memory rings the main process made, and answers the control pipe:
+``("add", camera, ring_name)``, ``("remove", name)``, ``("stop",)`` (or the pipe's end: the main
+process is gone). Everything else goes back over the events pipe, batched by one sender thread:
+
+- ``("stats", {name: CameraReport})`` every ``REPORT_S``: state and counters of each camera;
+- ``("clip_begin", name, ClipFormat)`` / ``("clips", name, [Chunk, ...])``: footage for clips;
+- ``("log", {...})``: log records, redacted here and handled by the main process's loggers;
+- ``("ready",)`` once, when it listens.
+
+Only this process writes to the events pipe and only the main process to the control pipe, so a
+process killed at any moment leaves no lock held on the other side.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import logging
+import threading
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
+
+from streamdet.capture.clips import Chunk, ClipBuffer, ClipFormat, Recorder
+from streamdet.capture.ring import FrameRing
+from streamdet.capture.worker import CameraStats
+from streamdet.config import CameraConfig, CaptureConfig, ClipsConfig
+from streamdet.frames import SourceState
+from streamdet.log import redact
+
+if TYPE_CHECKING:  # the stage imports this module (through remote.py): import it when run
+    from streamdet.capture.stage import CaptureStage
+
+REPORT_S = 0.1  # stats and footage reach the main process within this
+OUTBOX_LIMIT = 20_000  # messages waiting to be sent; beyond, new ones are dropped and counted
+
+
+@dataclass(frozen=True)
+class CameraReport:
+    """One camera's state and counters, as its capture process sees them (its stats'
+    ``last_frame_monotonic`` is CLOCK_MONOTONIC: the same clock in every process)."""
+
+    state: SourceState
+    alive: bool  # its thread runs
+    stats: CameraStats
+
+
+class Outbox:
+    """Messages for the main process, sent in batches by one thread (bounded, drops counted)."""
+
+    def __init__(self, events: Connection) -> None:
+        self._events = events
+        self._items: collections.deque[tuple[Any, ...]] = collections.deque()
+        self.dropped = 0
+
+    def put(self, item: tuple[Any, ...]) -> None:
+        if len(self._items) >= OUTBOX_LIMIT:
+            self.dropped += 1
+            return
+        self._items.append(item)
+
+    def flush(self) -> None:
+        batch = []
+        while self._items:
+            batch.append(self._items.popleft())
+        if batch:
+            self._events.send(batch)
+
+
+class _ForwardedClips(ClipBuffer):
+    """The writer side of a camera's clip buffer, whose reader lives in the main process."""
+
+    def __init__(self, camera: str, outbox: Outbox) -> None:
+        super().__init__(0.0, 0.0, 0)
+        self._camera, self._outbox = camera, outbox
+
+    def begin(self, fmt: ClipFormat) -> None:
+        self._outbox.put(("clip_begin", self._camera, fmt))
+
+    def add(self, chunk: Chunk) -> None:
+        self._outbox.put(("clip", self._camera, chunk))
+
+
+class _ForwardingHandler(logging.Handler):
+    """Sends every record to the main process, its message and traceback already redacted."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        super().__init__()
+        self._outbox = outbox
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields = {
+                "name": record.name,
+                "levelno": record.levelno,
+                "levelname": record.levelname,
+                "msg": redact(record.getMessage()),
+                "args": None,
+                "created": record.created,
+                "threadName": record.threadName,
+                "processName": record.processName,
+                "exc_text": None,
+            }
+            if record.exc_info and record.exc_info[1] is not None:
+                fields["exc_text"] = redact(logging.Formatter().formatException(record.exc_info))
+            self._outbox.put(("log", fields))
+        except Exception:  # a log line must never take capture down
+            self.handleError(record)
+
+
+def _report(stage: CaptureStage, name: str) -> CameraReport:
+    worker = stage.worker(name)
+    stats = copy.copy(worker.stats)  # its own errors: the camera's thread appends to those
+    stats.errors = collections.deque(tuple(worker.stats.errors), maxlen=10)
+    return CameraReport(worker.state, worker.is_alive(), stats)
+
+
+def _send_loop(stage: CaptureStage, outbox: Outbox, done: threading.Event) -> None:
+    while True:
+        finished = done.wait(REPORT_S)
+        reports = {name: _report(stage, name) for name in stage.cameras}
+        dropped, outbox.dropped = outbox.dropped, 0
+        outbox.put(("stats", reports, dropped))
+        outbox.flush()
+        if finished:
+            return
+
+
+def capture_main(
+    control: Connection,
+    events: Connection,
+    capture: CaptureConfig,
+    clips: ClipsConfig | None,
+    log_level: int,
+) -> None:
+    """The capture process's main function (see the module's docstring)."""
+    from streamdet.capture.stage import CaptureStage, clip_recorder
+
+    outbox = Outbox(events)
+    root = logging.getLogger()
+    root.handlers[:] = [_ForwardingHandler(outbox)]
+    root.setLevel(log_level)
+    logging.getLogger("libav").setLevel(logging.ERROR)
+    rings: dict[str, FrameRing] = {}
+
+    def attach(camera: CameraConfig) -> tuple[FrameRing, Recorder | None]:
+        ring = rings[camera.name]
+        if clips is None or not clips.enabled:
+            return ring, None
+        return ring, clip_recorder(clips, _ForwardedClips(camera.name, outbox))
+
+    stage = CaptureStage([], capture, attach=attach)
+    stage.start()
+    outbox.put(("ready",))
+    outbox.flush()
+    done = threading.Event()
+    sender = threading.Thread(
+        target=_send_loop, args=(stage, outbox, done), name="capture:report", daemon=True
+    )
+    sender.start()
+    try:
+        _serve(control, stage, rings)
+    finally:
+        stage.stop()
+        done.set()
+        sender.join(5.0)
+
+
+def _serve(control: Connection, stage: CaptureStage, rings: dict[str, FrameRing]) -> None:
+    """Obey the main process until it says stop or goes away."""
+    while True:
+        try:
+            message = control.recv()
+        except (EOFError, OSError):
+            return
+        if message[0] == "stop":
+            return
+        if message[0] == "add":
+            _, camera, ring_name = message
+            shape = camera.frame.shape
+            rings[camera.name] = FrameRing.attach(ring_name, camera.name, stage.ring_size, shape)
+            stage.add_camera(camera)
+        elif message[0] == "remove":
+            stage.remove_camera(message[1])
+            rings.pop(message[1], None)
