@@ -5,6 +5,7 @@ and no shared memory left behind."""
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import signal
 import time
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from streamdet.capture import CaptureStage
+from streamdet.capture.child import Outbox, _ForwardingHandler
 from streamdet.capture.remote import RemoteWorker, resolve_processes
 from streamdet.capture.ring import FrameRing
 from streamdet.frames import SourceState
@@ -140,3 +142,23 @@ def test_child_log_lines_reach_this_process_redacted(
     assert lines and all(r.processName.startswith("streamdet-capture") for r in lines)
     assert "hunter2" not in caplog.text and "rtsp://***@" in caplog.text
     assert all("hunter2" not in e for e in worker.stats.errors)
+
+
+def test_forwarded_records_are_redacted_before_they_leave_the_process() -> None:
+    received, sent = multiprocessing.Pipe(duplex=False)
+    outbox = Outbox(sent)
+    logger = logging.getLogger("tests.capture.forwarded")
+    logger.addHandler(handler := _ForwardingHandler(outbox))
+    try:
+        try:
+            raise OSError("cannot open rtsp://admin:hunter2@10.0.0.9/live")
+        except OSError:
+            logger.exception("[cam] open of %s failed", "rtsp://admin:hunter2@10.0.0.9/live")
+    finally:
+        logger.removeHandler(handler)
+    outbox.flush()
+    [(kind, fields)] = received.recv()
+    record = logging.makeLogRecord(fields)
+    assert kind == "log" and record.levelno == logging.ERROR
+    assert record.getMessage() == "[cam] open of rtsp://***@10.0.0.9/live failed"
+    assert "hunter2" not in (record.exc_text or "") and "rtsp://***@" in (record.exc_text or "")
