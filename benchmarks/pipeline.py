@@ -96,6 +96,7 @@ import torch
 
 from benchmarks.capture import OUT_SHAPE, _rounded, bare_readers, machine_info, prepare_clip
 from benchmarks.capture import measure as measure_counts
+from benchmarks.proccpu import ProcCpu
 from streamdet.app import App
 from streamdet.capture.convert import av_frame_into
 from streamdet.capture.sources import rtsp_open_args
@@ -197,6 +198,7 @@ def build_config(setup: Setup, count: int) -> Config:
         "nice": setup.args.capture_nice,
         "fast_decode": not setup.args.plain_decode,
         "decoder_threads": setup.args.decoder_threads,
+        "processes": setup.args.capture_processes,
     }
     return parse_config(
         {
@@ -383,13 +385,16 @@ def run_pipeline(setup: Setup, count: int) -> dict[str, Any]:
             time.sleep(0.1)
         log(f"  pipeline: every camera scoring after {time.monotonic() - started:.1f} s")
         time.sleep(args.warmup)
-        before = Counts.take(app, setup.server_pid)
+        pids = [os.getpid(), *(p.pid for p in app.capture.processes if p.pid is not None)]
+        before, cpu_before = Counts.take(app, setup.server_pid), ProcCpu.now(pids)
         time.sleep(args.seconds)
-        after = Counts.take(app, setup.server_pid)
+        after, cpu_after = Counts.take(app, setup.server_pid), ProcCpu.now(pids)
         time.sleep(GRACE_S)
         modes = sorted({m or "single" for m in app.inference.runner.modes().values()})
     rows = scores.between(before.wall, after.wall)
-    return summarise_pipeline(count, before, after, rows) | {"pipeline_grouping": modes}
+    cpu = cpu_after.since(cpu_before, after.cpu.wall - before.cpu.wall)
+    extra = {"pipeline_grouping": modes, "capture_processes": len(pids) - 1, **cpu}
+    return summarise_pipeline(count, before, after, rows) | extra
 
 
 def summarise_pipeline(
@@ -736,7 +741,10 @@ def run_count(setup: Setup, count: int) -> dict[str, Any]:
             f" (superseded {pipeline['superseded']:.0f}), latency p50"
             f" {pipeline['latency_p50_s']:.3f} p99 {pipeline['latency_p99_s']:.3f} s, CPU"
             f" {pipeline['cpu_cores']:.2f} cores (machine {pipeline['machine_busy_cores']:.2f}),"
-            f" held: {pipeline['held']} {pipeline['checks']}"
+            f" held: {pipeline['held']} {pipeline['checks']}; all processes"
+            f" {pipeline['all_processes_cpu_cores']:.2f} cores, kernel"
+            f" {100 * pipeline['kernel_share']:.0f} %, {pipeline['context_switches_per_s']:.0f}"
+            f" context switches/s ({pipeline['capture_processes']} capture processes)"
         )
     try:
         naive = run_naive(setup, count, threads)
@@ -806,6 +814,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=None,
         help="sys.setswitchinterval for the whole run (seconds; Python's default is 0.005)",
+    )
+    parser.add_argument(
+        "--capture-processes",
+        type=lambda v: v if v == "auto" else int(v),
+        default="auto",
+        help="capture.processes (the product's default: auto, one per core; 0: threads)",
     )
     parser.add_argument(
         "--capture-nice", type=int, default=0, help="capture.nice (the product's default: 0)"

@@ -4,7 +4,8 @@
 keeps a thread-mode ``CaptureStage`` (one decode thread per camera, its own stall watchdog) whose
 rings are the shared-memory rings the main process made, and answers the control pipe:
 ``("add", camera, ring_name)``, ``("remove", name)``, ``("stop",)`` (or the pipe's end: the main
-process is gone). Everything else goes back over the events pipe, batched by one sender thread:
+process is gone). A byte on the wake pipe follows every frame marked for analysis
+(``wake.py``). Everything else goes back over the events pipe, batched by one sender thread:
 
 - ``("stats", {name: CameraReport})`` every ``REPORT_S``: state and counters of each camera;
 - ``("clip_begin", name, ClipFormat)`` / ``("clips", name, [Chunk, ...])``: footage for clips;
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamdet.capture.clips import Chunk, ClipBuffer, ClipFormat, Recorder
 from streamdet.capture.ring import FrameRing
+from streamdet.capture.wake import PipeNotifier
 from streamdet.capture.worker import CameraStats
 from streamdet.config import CameraConfig, CaptureConfig, ClipsConfig
 from streamdet.frames import SourceState
@@ -130,15 +132,22 @@ def _send_loop(stage: CaptureStage, outbox: Outbox, done: threading.Event) -> No
             return
 
 
+@dataclass(frozen=True)
+class Pipes:
+    """A capture process's ends: commands in, messages out, wake-ups out."""
+
+    control: Connection
+    events: Connection
+    wake: Connection
+
+
 def capture_main(
-    control: Connection,
-    events: Connection,
-    capture: CaptureConfig,
-    clips: ClipsConfig | None,
-    log_level: int,
+    pipes: Pipes, capture: CaptureConfig, clips: ClipsConfig | None, log_level: int
 ) -> None:
     """The capture process's main function (see the module's docstring)."""
-    from streamdet.capture.stage import CaptureStage, clip_recorder
+    from streamdet.capture.stage import CaptureStage, Inside, clip_recorder
+
+    control, events = pipes.control, pipes.events
 
     outbox = Outbox(events)
     root = logging.getLogger()
@@ -153,7 +162,8 @@ def capture_main(
             return ring, None
         return ring, clip_recorder(clips, _ForwardedClips(camera.name, outbox))
 
-    stage = CaptureStage([], capture, attach=attach)
+    inside = Inside(attach, PipeNotifier(pipes.wake.fileno()))
+    stage = CaptureStage([], capture, inside=inside)
     stage.start()
     outbox.put(("ready",))
     outbox.flush()

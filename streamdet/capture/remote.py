@@ -25,9 +25,10 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from streamdet.capture.child import CameraReport, capture_main
+from streamdet.capture.child import CameraReport, Pipes, capture_main
 from streamdet.capture.clips import Recorder
 from streamdet.capture.ring import FrameRing
+from streamdet.capture.wake import FrameSignal, relay
 from streamdet.capture.worker import CameraStats
 from streamdet.config import CameraConfig, CaptureConfig, ClipsConfig
 from streamdet.frames import SourceState
@@ -122,8 +123,11 @@ class RemoteWorker:
 class CaptureProcess:
     """One capture process and its cameras (see the module's docstring)."""
 
-    def __init__(self, index: int, capture: CaptureConfig, clips: ClipsConfig | None) -> None:
+    def __init__(
+        self, index: int, capture: CaptureConfig, clips: ClipsConfig | None, frames: FrameSignal
+    ) -> None:
         self.index = index
+        self._frames = frames
         self._capture, self._clips = capture, clips
         self._workers: dict[str, RemoteWorker] = {}  # every camera placed here
         self._sent: set[str] = set()  # cameras the running process was told to decode
@@ -159,16 +163,20 @@ class CaptureProcess:
         self._ready.clear()
         control_read, control_write = _CONTEXT.Pipe(duplex=False)
         events_read, events_write = _CONTEXT.Pipe(duplex=False)
+        wake_read, wake_write = _CONTEXT.Pipe(duplex=False)
         level = logging.getLogger().getEffectiveLevel()
         process = _CONTEXT.Process(
             target=capture_main,
-            args=(control_read, events_write, self._capture, self._clips, level),
+            args=(Pipes(control_read, events_write, wake_write), self._capture, self._clips, level),
             name=f"streamdet-capture-{self.index}",
             daemon=True,
         )
         process.start()
-        control_read.close()  # the child's ends: when it dies, our reads end
-        events_write.close()
+        for end in (control_read, events_write, wake_write):
+            end.close()  # the child's ends: when it dies, our reads end
+        threading.Thread(
+            target=self._relay, args=(wake_read,), name=f"capture:wake-{self.index}", daemon=True
+        ).start()
         with self._lock:
             self._process, self._control, self._sent = process, control_write, set()
         self._reader = threading.Thread(
@@ -262,6 +270,12 @@ class CaptureProcess:
         return True
 
     # ------------------------------------------------------------------ events
+    def _relay(self, wake: Connection) -> None:
+        try:
+            relay(wake.fileno(), self._frames)
+        finally:
+            wake.close()
+
     def _read_events(self, events: Connection) -> None:
         try:
             while True:

@@ -25,6 +25,7 @@ from streamdet.capture.clips import ClipBuffer, Recorder
 from streamdet.capture.remote import CaptureProcess, RemoteWorker, resolve_processes
 from streamdet.capture.ring import FrameRing
 from streamdet.capture.sources import VideoSource, resolve_decoder_threads
+from streamdet.capture.wake import FrameSignal
 from streamdet.capture.worker import CameraWorker
 from streamdet.config import (
     CameraConfig,
@@ -41,8 +42,14 @@ from streamdet.log import redact
 
 logger = logging.getLogger(__name__)
 
-# Inside a capture process: the shared ring and the recorder of each camera it is handed.
-Attach = Callable[[CameraConfig], tuple[FrameRing, Recorder | None]]
+
+@dataclass(frozen=True)
+class Inside:
+    """What a capture process gives its stage: the shared ring and the recorder of each
+    camera it is handed, and how to wake the main process's readers."""
+
+    attach: Callable[[CameraConfig], tuple[FrameRing, Recorder | None]]
+    notify: Callable[[], None]
 
 
 @dataclass(frozen=True)
@@ -77,11 +84,13 @@ class CaptureStage:
         watchdog_interval_s: float = 0.25,
         source_factory: Callable[[CameraConfig], VideoSource] | None = None,
         clips: ClipsConfig | None = None,
-        attach: Attach | None = None,
+        inside: Inside | None = None,
     ) -> None:
         enabled = [camera for camera in cameras if camera.enabled]
         self._capture, self._factory, self._clips = capture, source_factory, clips
-        self._attach = attach  # a capture process's: the rings and recorders it writes into
+        self._inside = inside  # set in a capture process
+        # Readers wait on it: woken after every frame marked for analysis, from any camera.
+        self.frames = FrameSignal()
         self._threads = resolve_decoder_threads(capture.decoder_threads, len(enabled))
         self._processes = self._start_pool(len(enabled))
         # Replaced, never changed in place (copy on write): other threads iterate it unlocked.
@@ -94,7 +103,7 @@ class CaptureStage:
         self._checking = threading.Lock()  # one watchdog pass; a removal waits for it
 
     def _start_pool(self, cameras: int) -> list[CaptureProcess]:
-        if self._factory is not None or self._attach is not None:
+        if self._factory is not None or self._inside is not None:
             return []  # a test's sources, or already inside a capture process: threads here
         self._most_processes = resolve_processes(self._capture.processes)
         if not self._most_processes:
@@ -104,13 +113,13 @@ class CaptureStage:
             update={"processes": 0, "decoder_threads": self._threads}
         )
         count = min(self._most_processes, max(cameras, 1))  # more start as cameras are added
-        return [CaptureProcess(i, self._inner, self._clips) for i in range(count)]
+        return [CaptureProcess(i, self._inner, self._clips, self.frames) for i in range(count)]
 
     def _process_for_new_camera(self) -> CaptureProcess:
         """The least busy process, or a new one while there are fewer than configured."""
         process = min(self._processes, key=lambda p: p.cameras)
         if process.cameras and len(self._processes) < self._most_processes:
-            process = CaptureProcess(len(self._processes), self._inner, self._clips)
+            process = CaptureProcess(len(self._processes), self._inner, self._clips, self.frames)
             self._processes = [*self._processes, process]
             if self._watchdog is not None:
                 process.start()
@@ -135,12 +144,14 @@ class CaptureStage:
             worker = RemoteWorker(camera, ring, process, recorder)
             process.place(worker)
             return worker
-        if self._attach is not None:
-            ring, recorder = self._attach(camera)
+        notify = self.frames.notify
+        if self._inside is not None:
+            (ring, recorder), notify = self._inside.attach(camera), self._inside.notify
         else:
             ring = FrameRing(camera.name, size, shape)
+        threads = self._threads
         return CameraWorker(
-            camera, self._capture, ring, self._factory, recorder, decoder_threads=self._threads
+            camera, self._capture, ring, self._factory, recorder, threads, notify=notify
         )
 
     def add_camera(self, camera: CameraConfig) -> None:

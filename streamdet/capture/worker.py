@@ -87,9 +87,11 @@ class CameraWorker:
         source_factory: Callable[[CameraConfig], VideoSource] | None = None,
         recorder: Recorder | None = None,
         decoder_threads: int = 0,
+        notify: Callable[[], None] | None = None,
     ) -> None:
         self.camera = camera
         self.recorder = recorder  # keeps footage for event clips
+        self._notify = notify  # wakes the readers after a frame for analysis
         self.name = camera.name
         self.ring = ring
         self.stats = CameraStats()
@@ -235,6 +237,8 @@ class CameraWorker:
             now_wall, now = time.time(), time.monotonic()
             analyse = self._limiter.allow(meta.pts_s if meta.pts_s is not None else now)
             self.ring.commit(now_wall, meta.pts_s, analyse)
+            if analyse and self._notify is not None:
+                self._notify()
             self._follow_resolution(meta)
             self.stats.frames += 1
             self.stats.analysable += analyse

@@ -1,6 +1,6 @@
 """Capture in worker processes, from a real RTSP server on 127.0.0.1: a process killed with
 SIGKILL (only its cameras blink, the others miss no frame), hot add/remove, child logs redacted,
-and no shared memory left behind."""
+readers woken across the process boundary, and no shared memory left behind."""
 
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ from tests.conftest import CLIP_FRAMES
 from tests.support.servers import RtspServer
 from tests.support.waiting import wait_for
 
-pytestmark = pytest.mark.rtsp
 FRAME = {"width": 256, "height": 144}  # large enough to read each frame's index from its pixels
 
 
@@ -63,6 +62,7 @@ def test_processes_start_as_cameras_need_them(monkeypatch: pytest.MonkeyPatch) -
         assert our_blocks(stage) == []
 
 
+@pytest.mark.rtsp
 def test_sigkill_blinks_only_that_process_cameras(rtsp_server: RtspServer) -> None:
     names = ["a0", "a1", "b0", "b1"]
     cameras = [{**camera(n, rtsp_server.url("/cam")), "frame": FRAME} for n in names]
@@ -106,6 +106,7 @@ def test_sigkill_blinks_only_that_process_cameras(rtsp_server: RtspServer) -> No
     assert our_blocks(stage) == []
 
 
+@pytest.mark.rtsp
 def test_hot_add_and_remove_with_processes(rtsp_server: RtspServer) -> None:
     config = make_config(
         [camera("keep", rtsp_server.url("/cam")), camera("new", rtsp_server.url("/pattern"))],
@@ -129,6 +130,7 @@ def test_hot_add_and_remove_with_processes(rtsp_server: RtspServer) -> None:
     assert keep.state is SourceState.STOPPED and our_blocks(stage) == []
 
 
+@pytest.mark.rtsp
 def test_child_log_lines_reach_this_process_redacted(
     rtsp_server: RtspServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -162,3 +164,25 @@ def test_forwarded_records_are_redacted_before_they_leave_the_process() -> None:
     assert kind == "log" and record.levelno == logging.ERROR
     assert record.getMessage() == "[cam] open of rtsp://***@10.0.0.9/live failed"
     assert "hunter2" not in (record.exc_text or "") and "rtsp://***@" in (record.exc_text or "")
+
+
+@pytest.mark.parametrize("processes", [1, 0])
+def test_readers_are_woken_by_each_frame_for_analysis(processes: int) -> None:
+    synthetic = {"name": "cam", "source": {"kind": "synthetic"}, "analysis_fps": 5}
+    stage = stage_for([{**synthetic, "frame": {"width": 64, "height": 36}}], processes=processes)
+    lags, woken = [], 0
+    with stage:
+        ring = stage.ring("cam")
+        wait_for(lambda: ring.latest(analysable_only=True) is not None, 20, "a first frame")
+        seen = stage.frames.generation
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            now_seen = stage.frames.wait(seen, 1.0)  # 5 analysable frames a second: 0.2 s apart
+            if now_seen != seen:
+                newest = ring.latest(analysable_only=True)
+                assert newest is not None
+                lags.append(time.time() - newest.wall_time)
+                woken, seen = woken + 1, now_seen
+    print(f"processes={processes}: woken {woken} times in 2 s, lag max {max(lags) * 1000:.1f} ms")
+    assert 8 <= woken <= 12  # once per frame for analysis, not per decoded frame (25 fps)
+    assert max(lags) < 0.1  # woken at the commit, not at a poll
