@@ -209,7 +209,9 @@ class CaptureProcess:
             process.join(2.0)
         if self._reader is not None:
             self._reader.join(2.0)
-        for worker in self._workers.values():
+        with self._lock:
+            workers = list(self._workers.values())
+        for worker in workers:
             worker.stopped()
         with self._lock:
             self._process, self._sent = None, set()
@@ -226,13 +228,14 @@ class CaptureProcess:
         reason = f"capture process {self.index} (pid {process.pid}) died" + (
             f" (signal {-code})" if code is not None and code < 0 else f" (exit code {code})"
         )
-        logger.error("%s: restarting it for %s", reason, ", ".join(self._workers) or "no camera")
-        for worker in self._workers.values():
-            worker.process_died(reason)
-        if self._reader is not None:
+        if self._reader is not None:  # its last reports first: the counts carry on from them
             self._reader.join(1.0)
         with self._lock:
             self._process, self._sent = None, set()
+            workers = list(self._workers.values())
+        logger.error("%s: restarting it for %s", reason, ", ".join(w.name for w in workers))
+        for worker in workers:
+            worker.process_died(reason)
         self.restarts += 1
         self.start()
         return True

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from streamdet.errors import StreamdetError
 from streamdet.frames import FrameRef
 
 T = TypeVar("T")
@@ -98,8 +100,18 @@ class FrameRing:
     @classmethod
     def shared(cls, camera: str, size: int, shape: tuple[int, ...]) -> FrameRing:
         """A ring in a new shared-memory block (this process owns it: ``unlink`` when done)."""
-        name = f"streamdet-{uuid.uuid4().hex[:12]}"
-        shm = _Block(name, create=True, size=ring_bytes(size, shape))
+        name, nbytes = f"streamdet-{uuid.uuid4().hex[:12]}", ring_bytes(size, shape)
+        shm = _Block(name, create=True, size=nbytes)
+        try:  # take the pages now: a full /dev/shm would be a SIGBUS at some later frame
+            os.posix_fallocate(shm._fd, 0, nbytes)  # type: ignore[attr-defined]
+        except OSError as exc:
+            shm.close()
+            shm.unlink()
+            raise StreamdetError(
+                f"[{camera}] no room in shared memory (/dev/shm) for its frame ring of"
+                f" {nbytes / 1e6:.1f} MB ({exc.strerror}): give /dev/shm more room (a container's"
+                " shm size), lower capture.ring_size, or set capture.processes: 0"
+            ) from exc
         ring = cls(camera, size, shape, buffer=shm.buf)
         ring._shm = shm  # set last: freed after the views into it, so that it closes cleanly
         return ring

@@ -3,13 +3,16 @@ reads that race a writer lapping the ring, and no block left in /dev/shm."""
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from streamdet.capture.ring import _GEN, _NEXT_SEQ, FrameRing
+from streamdet.errors import StreamdetError
 
 
 def _write_frames(name: str, count: int) -> None:
@@ -114,3 +117,17 @@ def test_shared_and_local_rings_take_the_same_bytes() -> None:
         assert local.shm_name is None and os.path.exists(f"/dev/shm/{shared.shm_name}")
     finally:
         shared.unlink()
+
+
+def test_no_room_in_dev_shm_is_a_clear_error_not_a_later_sigbus(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = set(os.listdir("/dev/shm"))
+
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)  # what a full tmpfs answers
+    with pytest.raises(StreamdetError, match=r"\[cam\] no room in shared memory .* 0\.1 MB"):
+        FrameRing.shared("cam", 8, (100, 100))
+    assert set(os.listdir("/dev/shm")) == before  # nothing left behind
