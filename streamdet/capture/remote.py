@@ -83,6 +83,11 @@ class RemoteWorker:
         self.process.remove(self.name)
         self.stopped()
 
+    def handed_over(self) -> None:
+        """Its process was told to decode it: it connects (as a thread does on its start)."""
+        if self._state in (SourceState.NOT_STARTED, SourceState.STOPPED):
+            self._state = SourceState.CONNECTING
+
     def stopped(self) -> None:
         """Its process stopped it (or ended)."""
         self._alive = False
@@ -157,6 +162,11 @@ class CaptureProcess:
     def start(self, timeout: float = 20.0) -> None:
         """Start the process (no-op if it runs), wait until it listens (up to ``timeout``),
         and hand it every camera placed here."""
+        self.launch()
+        self.hand_over(timeout)
+
+    def launch(self) -> None:
+        """Start the process, not waiting for it (no-op if it runs): ``hand_over`` then."""
         if self.alive():
             return
         self._stopping = False
@@ -186,11 +196,15 @@ class CaptureProcess:
             daemon=True,
         )
         self._reader.start()
+
+    def hand_over(self, timeout: float = 20.0) -> None:
+        """Wait until the launched process listens (up to ``timeout``), then hand it every
+        camera placed here."""
         if not self._ready.wait(timeout):
             logger.warning("capture process %d: not ready after %.0f s", self.index, timeout)
         for worker in list(self._workers.values()):
             self.add(worker)
-        logger.info("capture process %d started (pid %d)", self.index, process.pid)
+        logger.info("capture process %d started (pid %s)", self.index, self.pid)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the process to stop its cameras and end; kill it if it does not (idempotent)."""
@@ -254,6 +268,7 @@ class CaptureProcess:
             ring = worker.ring.shm_name
             if self._send(("add", worker.camera, ring)):
                 self._sent.add(worker.name)
+                worker.handed_over()
 
     def remove(self, name: str) -> None:
         with self._lock:

@@ -216,8 +216,10 @@ class CaptureStage:
         if self._watchdog is not None:
             return
         self._stop.clear()
+        for process in self._processes:  # all at once: each takes a fork and its imports
+            process.launch()
         for process in self._processes:
-            process.start()
+            process.hand_over()
         for worker in self._workers.values():
             if isinstance(worker, RemoteWorker) and worker.ring.shm_name is None:
                 worker.ring = FrameRing.shared(worker.name, worker.ring.size, worker.ring.shape)
