@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import copy
 import logging
+import signal
 import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -148,6 +149,10 @@ def capture_main(
     from streamdet.capture.stage import CaptureStage, Inside, clip_recorder
 
     control, events = pipes.control, pipes.events
+    # Ctrl-C and systemd's stop reach the whole process group: the main process stops us in
+    # order over the control pipe, or by closing it when it ends.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     outbox = Outbox(events)
     root = logging.getLogger()

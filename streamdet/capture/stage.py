@@ -162,7 +162,8 @@ class CaptureStage:
         self._workers = {**self._workers, camera.name: worker}
         if self._watchdog is not None:
             worker.start()
-        logger.info("[%s] capture added", camera.name)
+        if self._inside is None:  # a capture process's stage: the main process's says it
+            logger.info("[%s] capture added", camera.name)
 
     def remove_camera(self, camera: str) -> None:
         """Stop ``camera``'s thread and forget it (its ring goes with it); no-op if unknown."""
@@ -226,7 +227,9 @@ class CaptureStage:
             worker.start()
         self._watchdog = threading.Thread(target=self._watch, name="capture:watchdog", daemon=True)
         self._watchdog.start()
-        logger.info("capture started: %d camera(s)", len(self._workers))
+        if self._inside is None:
+            where = f" in {len(self._processes)} processes" if self._processes else ""
+            logger.info("capture started: %d camera(s)%s", len(self._workers), where)
 
     def stop(self) -> None:
         """Stop the watchdog, then every camera (idempotent)."""

@@ -4,10 +4,13 @@ readers woken across the process boundary, and no shared memory left behind."""
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from tests.conftest import CLIP_FRAMES
 from tests.support.servers import RtspServer
 from tests.support.waiting import wait_for
 
+STREAMDET = str(Path(sys.executable).with_name("streamdet"))
 FRAME = {"width": 256, "height": 144}  # large enough to read each frame's index from its pixels
 
 
@@ -186,3 +190,41 @@ def test_readers_are_woken_by_each_frame_for_analysis(processes: int) -> None:
     print(f"processes={processes}: woken {woken} times in 2 s, lag max {max(lags) * 1000:.1f} ms")
     assert 8 <= woken <= 12  # once per frame for analysis, not per decoded frame (25 fps)
     assert max(lags) < 0.1  # woken at the commit, not at a poll
+
+
+def test_ctrl_c_to_the_process_group_stops_the_run_in_order(tmp_path: Path) -> None:
+    """Ctrl-C reaches every process of the terminal's group: the capture processes leave the
+    stopping to the main process (they are not seen dying and restarted meanwhile)."""
+    synthetic = {"kind": "synthetic", "seed": 1}
+    cameras = [{"name": f"cam-{i}", "source": synthetic} for i in range(2)]
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "cameras": cameras,
+                "capture": {"processes": 2},
+                "models": {"dir": "models", "kind": "motion", "learn_seconds": 30},
+                "alerts": {"dir": "events"},
+                "server": {"enabled": False},
+            }
+        )
+    )
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("wb") as err:
+        run = subprocess.Popen(
+            [STREAMDET, "run", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,  # its own process group, as a terminal's foreground job
+        )
+    try:
+        wait_for(lambda: stderr.read_text().count("connecting -> running") == 2, 60, "cameras")
+        time.sleep(0.5)  # a few frames each
+        os.killpg(run.pid, signal.SIGINT)
+        assert run.wait(30) == 0, stderr.read_text()
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    text = stderr.read_text()
+    assert "capture process 1 started" in text and "[cam-1] running -> stopped" in text
+    assert "died" not in text and "KeyboardInterrupt" not in text, text
