@@ -121,6 +121,14 @@ GRACE_S = 1.5  # after the window, for frames captured in it to be scored
 Row = tuple[str, float, float | None, float]  # camera, capture wall time, pts, latency
 
 
+# Each run's figures in the JSON's side_by_side list (--capture-processes 0,auto).
+SIDE_BY_SIDE = (
+    "cameras", "capture_processes_setting", "held", "analysed_fps", "deadline_misses",
+    "latency_p50_s", "latency_p99_s", "ratio_to_limit", "cpu_cores", "all_processes_cpu_cores",
+    "kernel_share", "context_switches_per_s", "decoded_fps_min_camera",
+)  # fmt: skip
+
+
 def log(message: str) -> None:
     print(f"[pipeline-bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -817,9 +825,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--capture-processes",
-        type=lambda v: v if v == "auto" else int(v),
         default="auto",
-        help="capture.processes (the product's default: auto, one per core; 0: threads)",
+        help="capture.processes (the product's default: auto, one per core; 0: threads); a list"
+        " (0,auto) runs each count with each, side by side, and summarises the first",
     )
     parser.add_argument(
         "--capture-nice", type=int, default=0, help="capture.nice (the product's default: 0)"
@@ -872,6 +880,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.counts = sorted({int(c) for c in args.cameras.split(",")})
     except ValueError:
         parser.error(f"--cameras: expected counts like 4,8,16, got {args.cameras!r}")
+    try:
+        modes = args.capture_processes.split(",")
+        args.capture_modes = [m if m == "auto" else int(m) for m in modes]
+    except ValueError:
+        parser.error(f"--capture-processes: expected auto or counts like 0,auto, got {modes!r}")
     if not isinstance(args.model_params, dict):
         parser.error("--model-params: expected a JSON object")
     if args.counts[0] < 1 or args.seconds <= 0 or args.limit_seconds <= 0 or args.mounts < 1:
@@ -917,11 +930,15 @@ def main(argv: list[str] | None = None) -> int:
         with camera_sources(args, clip) as (urls, pid):
             setup = Setup(clip, models_dir, frames, urls, args, pid)
             for count in args.counts:
-                runs.append(run_count(setup, count))
-                if not runs[-1]["held"]:
+                for mode in args.capture_modes:  # side by side: the first one is summarised
+                    log(f"capture.processes: {mode}")
+                    args.capture_processes = mode
+                    runs.append(run_count(setup, count) | {"capture_processes_setting": mode})
+                if not any(r["held"] for r in runs[-len(args.capture_modes) :]):
                     log(f"{count} cameras did not hold: stopping")
                     break
-    result = summarise(runs)
+    result = summarise([r for r in runs if r["capture_processes_setting"] == args.capture_modes[0]])
+    result["side_by_side"] = [{k: r.get(k) for k in SIDE_BY_SIDE} for r in runs]
     log(f"summary: {json.dumps(_rounded(result))}")
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     clip_info = {"width": 1280, "height": 720, "fps": FPS, "frames": args.frames}
