@@ -37,10 +37,20 @@ logger = logging.getLogger(__name__)
 
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["streamdet.capture.stage"])
+QUICK_DEATH_S = 10.0  # a process that dies sooner after its start is restarted later each time
+MAX_RESTART_DELAY_S = 30.0
 _COUNTERS = ("frames", "analysable", "reconnects", "connect_failures", "stalls")
 _OTHERS = tuple(  # taken as the child reports them
     f.name for f in dataclasses.fields(CameraStats) if f.name not in {*_COUNTERS, "errors"}
 )
+
+
+def restart_delay(quick_deaths: int) -> float:
+    """Seconds before restarting a process that died ``quick_deaths`` times in a row soon after
+    its start: at once the first time, then 0.5, 1, 2 ... up to ``MAX_RESTART_DELAY_S``."""
+    if quick_deaths <= 1:
+        return 0.0
+    return float(min(MAX_RESTART_DELAY_S, 0.5 * 2 ** (quick_deaths - 2)))
 
 
 def resolve_processes(setting: int | str, cores: int | None = None) -> int:
@@ -142,6 +152,9 @@ class CaptureProcess:
         self._reader: threading.Thread | None = None
         self._stopping = False
         self._ready = threading.Event()
+        self._started_at = 0.0
+        self._restart_at: float | None = None  # set while a dead process waits for its restart
+        self._quick_deaths = 0
         self.restarts = 0
 
     @property
@@ -171,6 +184,7 @@ class CaptureProcess:
             return
         self._stopping = False
         self._ready.clear()
+        self._started_at = time.monotonic()
         control_read, control_write = _CONTEXT.Pipe(duplex=False)
         events_read, events_write = _CONTEXT.Pipe(duplex=False)
         wake_read, wake_write = _CONTEXT.Pipe(duplex=False)
@@ -234,10 +248,24 @@ class CaptureProcess:
                 self._control = None
 
     def check(self) -> bool:
-        """The supervisor's check: restart the process if it died; True if it did."""
+        """The supervisor's check: restart the process if it died; True if it did. The first
+        restart is at once; one that dies again within ``QUICK_DEATH_S`` of its start waits
+        twice as long each time (up to ``MAX_RESTART_DELAY_S``): a decoder that crashes on
+        every open must not keep its process's other cameras blinking."""
         process = self._process
         if process is None or self._stopping or process.is_alive():
             return False
+        now = time.monotonic()
+        if self._restart_at is None:  # a death not yet seen
+            self._bury(process, now)
+        if self._restart_at is not None and now < self._restart_at:
+            return False
+        self._restart_at = None
+        self.start()
+        self.restarts += 1
+        return True
+
+    def _bury(self, process: Any, now: float) -> None:
         code = process.exitcode
         reason = f"capture process {self.index} (pid {process.pid}) died" + (
             f" (signal {-code})" if code is not None and code < 0 else f" (exit code {code})"
@@ -245,14 +273,19 @@ class CaptureProcess:
         if self._reader is not None:  # its last reports first: the counts carry on from them
             self._reader.join(1.0)
         with self._lock:
-            self._process, self._sent = None, set()
+            self._sent = set()
+            if self._control is not None:
+                self._control.close()
+                self._control = None
             workers = list(self._workers.values())
-        logger.error("%s: restarting it for %s", reason, ", ".join(w.name for w in workers))
+        quick = now - self._started_at < QUICK_DEATH_S
+        self._quick_deaths = self._quick_deaths + 1 if quick else 0
+        delay = restart_delay(self._quick_deaths)
+        self._restart_at = now + delay
+        names = ", ".join(w.name for w in workers) or "no camera"
+        logger.error("%s: restarting it in %.1f s for %s", reason, delay, names)
         for worker in workers:
             worker.process_died(reason)
-        self.restarts += 1
-        self.start()
-        return True
 
     # ------------------------------------------------------------------ cameras
     def place(self, worker: RemoteWorker) -> None:

@@ -20,7 +20,7 @@ import pytest
 
 from streamdet.capture import CaptureStage
 from streamdet.capture.child import Outbox, _ForwardingHandler
-from streamdet.capture.remote import RemoteWorker, resolve_processes
+from streamdet.capture.remote import RemoteWorker, resolve_processes, restart_delay
 from streamdet.capture.ring import FrameRing
 from streamdet.frames import SourceState
 from tests.capture.helpers import indices_in_ring, make_config, stage_for, steps
@@ -228,3 +228,30 @@ def test_ctrl_c_to_the_process_group_stops_the_run_in_order(tmp_path: Path) -> N
     text = stderr.read_text()
     assert "capture process 1 started" in text and "[cam-1] running -> stopped" in text
     assert "died" not in text and "KeyboardInterrupt" not in text, text
+
+
+def test_a_process_that_keeps_dying_is_restarted_later_each_time() -> None:
+    assert [restart_delay(n) for n in range(5)] == [0.0, 0.0, 0.5, 1.0, 2.0]
+    assert restart_delay(20) == 30.0
+    synthetic = {
+        "name": "cam",
+        "source": {"kind": "synthetic"},
+        "frame": {"width": 64, "height": 36},
+    }
+    stage = stage_for([synthetic], processes=1)
+    with stage:
+        process, worker = stage.processes[0], stage.worker("cam")
+
+        def deaths() -> int:
+            return sum("died (signal 9)" in e for e in worker.stats.errors)
+
+        for death in range(1, 4):  # each soon after the start before it
+            pid = process.pid
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            wait_for(lambda n=death: deaths() == n, 10, f"death {death} seen")
+            if death == 3:  # due 1 s after the supervisor saw it, not at once
+                time.sleep(0.4)
+                assert process.restarts == 2
+            wait_for(lambda n=death: process.restarts == n, 10, f"restart {death}")
+        wait_for(lambda: stage.status()[0].state is SourceState.RUNNING, 10, "streaming again")
