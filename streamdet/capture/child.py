@@ -1,8 +1,9 @@
 """The inside of one capture process: its cameras' threads, and what they send back.
 
 ``capture_main`` runs in a child process that the main process's ``CaptureProcess`` starts. It
-keeps a thread-mode ``CaptureStage`` (one decode thread per camera, its own stall watchdog) whose
-rings are the shared-memory rings the main process made, and answers the control pipe:
+runs one ``CameraWorker`` thread per camera (and a watchdog for stalls and dead threads, as the
+stage does in one process), writing into the shared-memory rings the main process made, and
+answers the control pipe:
 ``("add", camera, ring_name)``, ``("remove", name)``, ``("stop",)`` (or the pipe's end: the main
 process is gone). A byte on the wake pipe follows every frame marked for analysis
 (``wake.py``). Everything else goes back over the events pipe, batched by one sender thread:
@@ -23,22 +24,23 @@ import copy
 import logging
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from streamdet.capture.clips import Chunk, ClipBuffer, ClipFormat, Recorder
+from streamdet.capture.clips import Chunk, ClipBuffer, ClipFormat
 from streamdet.capture.ring import FrameRing
 from streamdet.capture.wake import PipeNotifier
-from streamdet.capture.worker import CameraStats
+from streamdet.capture.worker import CameraStats, CameraWorker, clip_recorder
 from streamdet.config import CameraConfig, CaptureConfig, ClipsConfig
 from streamdet.frames import SourceState
 from streamdet.log import redact
 
-if TYPE_CHECKING:  # the stage imports this module (through remote.py): import it when run
-    from streamdet.capture.stage import CaptureStage
+logger = logging.getLogger(__name__)
 
 REPORT_S = 0.1  # stats and footage reach the main process within this
+WATCHDOG_S = 0.25  # how often the cameras are checked for stalls and dead threads
 OUTBOX_LIMIT = 20_000  # messages waiting to be sent; beyond, new ones are dropped and counted
 
 
@@ -115,17 +117,68 @@ class _ForwardingHandler(logging.Handler):
             self.handleError(record)
 
 
-def _report(stage: CaptureStage, name: str) -> CameraReport:
-    worker = stage.worker(name)
+class _Cameras:
+    """This process's cameras: a thread each, and a watchdog for stalls and dead threads."""
+
+    def __init__(
+        self, capture: CaptureConfig, clips: ClipsConfig | None, outbox: Outbox, wake: Connection
+    ) -> None:
+        self._capture, self._clips, self._outbox = capture, clips, outbox
+        self._notify = PipeNotifier(wake.fileno())
+        # Replaced, never changed in place (copy on write): other threads iterate it unlocked.
+        self.workers: dict[str, CameraWorker] = {}
+        self._stop = threading.Event()
+        self._checking = threading.Lock()  # one watchdog pass; a removal waits for it
+        self._watchdog = threading.Thread(target=self._watch, name="capture:watchdog", daemon=True)
+        self._watchdog.start()
+
+    def add(self, camera: CameraConfig, ring_name: str) -> None:
+        capture, clips = self._capture, self._clips
+        ring = FrameRing.attach(ring_name, camera.name, capture.ring_size, camera.frame.shape)
+        recorder = None
+        if clips is not None and clips.enabled:
+            recorder = clip_recorder(clips, _ForwardedClips(camera.name, self._outbox))
+        threads = int(capture.decoder_threads)  # resolved by the main process for all cameras
+        worker = CameraWorker(camera, capture, ring, None, recorder, threads, notify=self._notify)
+        self.workers = {**self.workers, camera.name: worker}
+        worker.start()
+
+    def remove(self, name: str) -> None:
+        with self._checking:  # the watchdog must not restart it between these two steps
+            worker = self.workers.get(name)
+            self.workers = {k: w for k, w in self.workers.items() if k != name}
+        if worker is not None:
+            worker.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._watchdog.join()
+        for worker in reversed(self.workers.values()):
+            worker.stop()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(WATCHDOG_S):
+            now = time.monotonic()
+            with self._checking:
+                for worker in self.workers.values():
+                    try:
+                        worker.check_stall(now)
+                        if not self._stop.is_set():
+                            worker.revive()
+                    except Exception:  # the watchdog must outlive any one camera's trouble
+                        logger.exception("[%s] watchdog check failed", worker.name)
+
+
+def _report(worker: CameraWorker) -> CameraReport:
     stats = copy.copy(worker.stats)  # its own errors: the camera's thread appends to those
     stats.errors = collections.deque(tuple(worker.stats.errors), maxlen=10)
     return CameraReport(worker.state, worker.is_alive(), stats)
 
 
-def _send_loop(stage: CaptureStage, outbox: Outbox, done: threading.Event) -> None:
+def _send_loop(cameras: _Cameras, outbox: Outbox, done: threading.Event) -> None:
     while True:
         finished = done.wait(REPORT_S)
-        reports = {name: _report(stage, name) for name in stage.cameras}
+        reports = {name: _report(worker) for name, worker in cameras.workers.items()}
         dropped, outbox.dropped = outbox.dropped, 0
         outbox.put(("stats", reports, dropped))
         outbox.flush()
@@ -146,46 +199,32 @@ def capture_main(
     pipes: Pipes, capture: CaptureConfig, clips: ClipsConfig | None, log_level: int
 ) -> None:
     """The capture process's main function (see the module's docstring)."""
-    from streamdet.capture.stage import CaptureStage, Inside, clip_recorder
-
-    control, events = pipes.control, pipes.events
     # Ctrl-C and systemd's stop reach the whole process group: the main process stops us in
     # order over the control pipe, or by closing it when it ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-    outbox = Outbox(events)
+    outbox = Outbox(pipes.events)
     root = logging.getLogger()
     root.handlers[:] = [_ForwardingHandler(outbox)]
     root.setLevel(log_level)
     logging.getLogger("libav").setLevel(logging.ERROR)
-    rings: dict[str, FrameRing] = {}
-
-    def attach(camera: CameraConfig) -> tuple[FrameRing, Recorder | None]:
-        ring = rings[camera.name]
-        if clips is None or not clips.enabled:
-            return ring, None
-        return ring, clip_recorder(clips, _ForwardedClips(camera.name, outbox))
-
-    inside = Inside(attach, PipeNotifier(pipes.wake.fileno()))
-    stage = CaptureStage([], capture, inside=inside)
-    stage.start()
+    cameras = _Cameras(capture, clips, outbox, pipes.wake)
     outbox.put(("ready",))
     outbox.flush()
     done = threading.Event()
     sender = threading.Thread(
-        target=_send_loop, args=(stage, outbox, done), name="capture:report", daemon=True
+        target=_send_loop, args=(cameras, outbox, done), name="capture:report", daemon=True
     )
     sender.start()
     try:
-        _serve(control, stage, rings)
+        _serve(pipes.control, cameras)
     finally:
-        stage.stop()
+        cameras.stop()
         done.set()
         sender.join(5.0)
 
 
-def _serve(control: Connection, stage: CaptureStage, rings: dict[str, FrameRing]) -> None:
+def _serve(control: Connection, cameras: _Cameras) -> None:
     """Obey the main process until it says stop or goes away."""
     while True:
         try:
@@ -195,10 +234,6 @@ def _serve(control: Connection, stage: CaptureStage, rings: dict[str, FrameRing]
         if message[0] == "stop":
             return
         if message[0] == "add":
-            _, camera, ring_name = message
-            shape = camera.frame.shape
-            rings[camera.name] = FrameRing.attach(ring_name, camera.name, stage.ring_size, shape)
-            stage.add_camera(camera)
+            cameras.add(message[1], message[2])
         elif message[0] == "remove":
-            stage.remove_camera(message[1])
-            rings.pop(message[1], None)
+            cameras.remove(message[1])

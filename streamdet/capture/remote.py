@@ -36,7 +36,7 @@ from streamdet.frames import SourceState
 logger = logging.getLogger(__name__)
 
 _CONTEXT = multiprocessing.get_context("forkserver")
-_CONTEXT.set_forkserver_preload(["streamdet.capture.stage"])
+_CONTEXT.set_forkserver_preload(["streamdet.capture.child"])
 QUICK_DEATH_S = 10.0  # a process that dies sooner after its start is restarted later each time
 MAX_RESTART_DELAY_S = 30.0
 _COUNTERS = ("frames", "analysable", "reconnects", "connect_failures", "stalls")

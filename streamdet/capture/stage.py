@@ -21,12 +21,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from streamdet.capture.clips import ClipBuffer, Recorder
+from streamdet.capture.clips import ClipBuffer
 from streamdet.capture.remote import CaptureProcess, RemoteWorker, resolve_processes
 from streamdet.capture.ring import FrameRing
 from streamdet.capture.sources import VideoSource, resolve_decoder_threads
 from streamdet.capture.wake import FrameSignal
-from streamdet.capture.worker import CameraWorker
+from streamdet.capture.worker import CameraWorker, clip_recorder
 from streamdet.config import (
     CameraConfig,
     CaptureConfig,
@@ -41,15 +41,6 @@ from streamdet.frames import SourceState
 from streamdet.log import redact
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Inside:
-    """What a capture process gives its stage: the shared ring and the recorder of each
-    camera it is handed, and how to wake the main process's readers."""
-
-    attach: Callable[[CameraConfig], tuple[FrameRing, Recorder | None]]
-    notify: Callable[[], None]
 
 
 @dataclass(frozen=True)
@@ -84,11 +75,9 @@ class CaptureStage:
         watchdog_interval_s: float = 0.25,
         source_factory: Callable[[CameraConfig], VideoSource] | None = None,
         clips: ClipsConfig | None = None,
-        inside: Inside | None = None,
     ) -> None:
         enabled = [camera for camera in cameras if camera.enabled]
         self._capture, self._factory, self._clips = capture, source_factory, clips
-        self._inside = inside  # set in a capture process
         # Readers wait on it: woken after every frame marked for analysis, from any camera.
         self.frames = FrameSignal()
         self._threads = resolve_decoder_threads(capture.decoder_threads, len(enabled))
@@ -103,8 +92,8 @@ class CaptureStage:
         self._checking = threading.Lock()  # one watchdog pass; a removal waits for it
 
     def _start_pool(self, cameras: int) -> list[CaptureProcess]:
-        if self._factory is not None or self._inside is not None:
-            return []  # a test's sources, or already inside a capture process: threads here
+        if self._factory is not None:
+            return []  # a test's sources: threads here
         self._most_processes = resolve_processes(self._capture.processes)
         if not self._most_processes:
             return []
@@ -130,10 +119,6 @@ class CaptureStage:
         """The capture processes (none when the cameras' threads run in this process)."""
         return list(self._processes)
 
-    @property
-    def ring_size(self) -> int:
-        return self._capture.ring_size
-
     def _worker(self, camera: CameraConfig) -> CameraWorker | RemoteWorker:
         clips = self._clips
         recorder = clip_recorder(clips) if clips is not None and clips.enabled else None
@@ -144,14 +129,9 @@ class CaptureStage:
             worker = RemoteWorker(camera, ring, process, recorder)
             process.place(worker)
             return worker
-        notify = self.frames.notify
-        if self._inside is not None:
-            (ring, recorder), notify = self._inside.attach(camera), self._inside.notify
-        else:
-            ring = FrameRing(camera.name, size, shape)
-        threads = self._threads
+        ring, notify = FrameRing(camera.name, size, shape), self.frames.notify
         return CameraWorker(
-            camera, self._capture, ring, self._factory, recorder, threads, notify=notify
+            camera, self._capture, ring, self._factory, recorder, self._threads, notify=notify
         )
 
     def add_camera(self, camera: CameraConfig) -> None:
@@ -162,8 +142,7 @@ class CaptureStage:
         self._workers = {**self._workers, camera.name: worker}
         if self._watchdog is not None:
             worker.start()
-        if self._inside is None:  # a capture process's stage: the main process's says it
-            logger.info("[%s] capture added", camera.name)
+        logger.info("[%s] capture added", camera.name)
 
     def remove_camera(self, camera: str) -> None:
         """Stop ``camera``'s thread and forget it (its ring goes with it); no-op if unknown."""
@@ -227,9 +206,8 @@ class CaptureStage:
             worker.start()
         self._watchdog = threading.Thread(target=self._watch, name="capture:watchdog", daemon=True)
         self._watchdog.start()
-        if self._inside is None:
-            where = f" in {len(self._processes)} processes" if self._processes else ""
-            logger.info("capture started: %d camera(s)%s", len(self._workers), where)
+        where = f" in {len(self._processes)} processes" if self._processes else ""
+        logger.info("capture started: %d camera(s)%s", len(self._workers), where)
 
     def stop(self) -> None:
         """Stop the watchdog, then every camera (idempotent)."""
@@ -269,12 +247,8 @@ class CaptureStage:
     def _check_alive(self, worker: CameraWorker | RemoteWorker) -> None:
         """Restart a worker whose thread died without reaching a final state (a capture
         process does this for its own threads; ``process.check`` restarts the process)."""
-        if isinstance(worker, RemoteWorker) or worker.is_alive() or self._stop.is_set():
-            return
-        if worker.state in (SourceState.STOPPED, SourceState.FAILED):
-            return
-        logger.error("[%s] capture thread died: restarting it", worker.name)
-        worker.start()
+        if isinstance(worker, CameraWorker) and not self._stop.is_set():
+            worker.revive()
 
     def status(self) -> list[CameraStatus]:
         """One snapshot per camera, in config order."""
@@ -303,20 +277,6 @@ class CaptureStage:
             errors=tuple(stats.errors),
             started=worker.created,
         )
-
-
-# An event is known some time after it starts (its minimum duration plus the scoring latency):
-# the buffer keeps this much more than the pre-roll, so the hold can still reach back.
-DETECTION_LAG_S = 10.0
-
-
-def clip_recorder(clips: ClipsConfig, buffer: ClipBuffer | None = None) -> Recorder:
-    """A camera's recorder of footage for clips, into ``buffer`` or a new one as configured."""
-    if buffer is None:
-        buffer = ClipBuffer(
-            clips.pre_roll_s + DETECTION_LAG_S, clips.max_s, int(clips.buffer_megabytes * 1e6)
-        )
-    return Recorder(buffer, clips.fps)
 
 
 def _describe_source(camera: CameraConfig) -> str:

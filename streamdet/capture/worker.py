@@ -19,11 +19,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from streamdet.capture.clips import Recorder
+from streamdet.capture.clips import ClipBuffer, Recorder
 from streamdet.capture.returnprobe import ReturnProbe, tcp_endpoint
 from streamdet.capture.ring import FrameRing
 from streamdet.capture.sources import FrameMeta, StreamInfo, VideoSource, make_source
-from streamdet.config import CameraConfig, CaptureConfig
+from streamdet.config import CameraConfig, CaptureConfig, ClipsConfig
 from streamdet.errors import SourceError
 from streamdet.frames import SourceState
 from streamdet.log import camera_logger, redact
@@ -288,3 +288,26 @@ class CameraWorker:
         self._reconnect.set()
         self._set_state(SourceState.RECONNECTING)
         return True
+
+    def revive(self) -> bool:
+        """Called by the watchdog: restart the thread if it died without reaching a final
+        state (a bug in its loop); True if it did."""
+        if self.is_alive() or self._state in (SourceState.STOPPED, SourceState.FAILED):
+            return False
+        self._log.error("capture thread died: restarting it")
+        self.start()
+        return True
+
+
+# An event is known some time after it starts (its minimum duration plus the scoring latency):
+# the buffer keeps this much more than the pre-roll, so the hold can still reach back.
+DETECTION_LAG_S = 10.0
+
+
+def clip_recorder(clips: ClipsConfig, buffer: ClipBuffer | None = None) -> Recorder:
+    """A camera's recorder of footage for clips, into ``buffer`` or a new one as configured."""
+    if buffer is None:
+        buffer = ClipBuffer(
+            clips.pre_roll_s + DETECTION_LAG_S, clips.max_s, int(clips.buffer_megabytes * 1e6)
+        )
+    return Recorder(buffer, clips.fps)
