@@ -39,7 +39,7 @@ from streamdet.log import redact
 
 logger = logging.getLogger(__name__)
 
-REPORT_S = 0.1  # stats and footage reach the main process within this
+REPORT_S = 0.05  # stats and footage reach the main process within this
 WATCHDOG_S = 0.25  # how often the cameras are checked for stalls and dead threads
 OUTBOX_LIMIT = 20_000  # messages waiting to be sent; beyond, new ones are dropped and counted
 

@@ -58,23 +58,6 @@ def resolve_processes(setting: int | str, cores: int | None = None) -> int:
     return (cores or os.cpu_count() or 1) if setting == "auto" else int(setting)
 
 
-class _LiveStats(CameraStats):
-    """A camera's stats whose frame count is its ring's own, current to the frame; the rest
-    arrive with its process's reports (every ``child.REPORT_S``)."""
-
-    def __init__(self, worker: RemoteWorker) -> None:
-        self._worker = worker
-        super().__init__()
-
-    @property
-    def frames(self) -> int:
-        return self._worker.ring.frames_written
-
-    @frames.setter
-    def frames(self, value: int) -> None:
-        pass  # the ring counts them
-
-
 class RemoteWorker:
     """A camera decoded in a capture process: its ring, footage and status, here."""
 
@@ -90,7 +73,7 @@ class RemoteWorker:
         self.ring = ring
         self.recorder = recorder  # only its buffer is used here: the child records
         self.process = process
-        self.stats: CameraStats = _LiveStats(self)
+        self.stats = CameraStats()  # as of its process's last report (every child.REPORT_S)
         self.created = time.time()
         self._state = SourceState.NOT_STARTED
         self._alive = False  # its thread runs in the child, as last reported

@@ -253,16 +253,16 @@ class FrameRing:
         """The newest ``count`` frames, oldest first (fewer if fewer were written yet)."""
         if not 1 <= count <= self.size - 1:
             raise ValueError(f"window of {count} frames needs 1..{self.size - 1}")
-        for _ in range(100):  # a writer lapping the whole ring during one copy: take it again
-            empty: list[FrameRef] = []
-            refs = self._consistent(lambda: self._newest_refs(count), empty)
-            buf = np.empty((len(refs), *self.shape), np.uint8) if out is None else out[: len(refs)]
-            if not refs:
-                return [], buf
-            np.take(self._pixels, [r.slot for r in refs], axis=0, out=buf)
-            if self._untouched_since(refs[0].seq):
-                return refs, buf
-        return [], buf[:0]
+        empty: list[FrameRef] = []
+        refs = self._consistent(lambda: self._newest_refs(count), empty)
+        buf = np.empty((len(refs), *self.shape), np.uint8) if out is None else out[: len(refs)]
+        if not refs:
+            return [], buf
+        np.take(self._pixels, [r.slot for r in refs], axis=0, out=buf)
+        # The writer may have moved on during the copy: its oldest frames may be overwritten
+        # (frame q is untouched while fewer than q + size frames were committed). Drop those.
+        lost = max(0, int(self._header[_NEXT_SEQ]) - self.size + 1 - refs[0].seq)
+        return refs[lost:], buf[lost:]
 
     def _newest_refs(self, count: int) -> list[FrameRef]:
         newest = int(self._header[_NEWEST])

@@ -70,7 +70,7 @@ def test_processes_start_as_cameras_need_them(monkeypatch: pytest.MonkeyPatch) -
 def test_sigkill_blinks_only_that_process_cameras(rtsp_server: RtspServer) -> None:
     names = ["a0", "a1", "b0", "b1"]
     cameras = [{**camera(n, rtsp_server.url("/cam")), "frame": FRAME} for n in names]
-    stage = stage_for(cameras, processes=2, ring_size=96)
+    stage = stage_for(cameras, processes=2, ring_size=250)  # 10 s: reaches back past the kill
     with stage:
         workers = {n: stage.worker(n) for n in names}
         wait_for(lambda: all(w.stats.frames >= 25 for w in workers.values()), 30, "streams")
@@ -104,7 +104,7 @@ def test_sigkill_blinks_only_that_process_cameras(rtsp_server: RtspServer) -> No
         assert any("died (signal 9)" in e for e in status[n].errors), status[n].errors
     for n in kept:  # every frame of the clip, in order, across the kill (none missed)
         assert status[n].reconnects == reconnects[n] and status[n].state is SourceState.RUNNING
-        assert len(indices[n]) >= 60 and steps(indices[n], CLIP_FRAMES) == {1}, indices[n]
+        assert len(indices[n]) >= 75 and steps(indices[n], CLIP_FRAMES) == {1}, indices[n]
         # 25 fps: a frame each 0.04 s; bounded loosely, as the host is shared (printed above)
         assert gaps[n] < 0.2, gaps
     assert our_blocks(stage) == []
@@ -187,9 +187,10 @@ def test_readers_are_woken_by_each_frame_for_analysis(processes: int) -> None:
                 assert newest is not None
                 lags.append(time.time() - newest.wall_time)
                 woken, seen = woken + 1, now_seen
-    print(f"processes={processes}: woken {woken} times in 2 s, lag max {max(lags) * 1000:.1f} ms")
+    lag = float(np.median(lags))
+    print(f"processes={processes}: woken {woken} times in 2 s, lag median {lag * 1000:.1f} ms")
     assert 8 <= woken <= 12  # once per frame for analysis, not per decoded frame (25 fps)
-    assert max(lags) < 0.1  # woken at the commit, not at a poll
+    assert lag < 0.02  # woken at the commit, not at a poll (a busy host may delay one or two)
 
 
 def test_ctrl_c_to_the_process_group_stops_the_run_in_order(tmp_path: Path) -> None:
