@@ -254,15 +254,18 @@ class FrameRing:
         if not 1 <= count <= self.size - 1:
             raise ValueError(f"window of {count} frames needs 1..{self.size - 1}")
         empty: list[FrameRef] = []
-        refs = self._consistent(lambda: self._newest_refs(count), empty)
-        buf = np.empty((len(refs), *self.shape), np.uint8) if out is None else out[: len(refs)]
-        if not refs:
-            return [], buf
-        np.take(self._pixels, [r.slot for r in refs], axis=0, out=buf)
-        # The writer may have moved on during the copy: its oldest frames may be overwritten
-        # (frame q is untouched while fewer than q + size frames were committed). Drop those.
-        lost = max(0, int(self._header[_NEXT_SEQ]) - self.size + 1 - refs[0].seq)
-        return refs[lost:], buf[lost:]
+        for _ in range(100):  # a writer that overtook the copy: take it again, a few times
+            refs = self._consistent(lambda: self._newest_refs(count), empty)
+            buf = np.empty((len(refs), *self.shape), np.uint8) if out is None else out[: len(refs)]
+            if not refs:
+                return [], buf
+            np.take(self._pixels, [r.slot for r in refs], axis=0, out=buf)
+            # Frame q is untouched while fewer than q + size frames were committed: the
+            # oldest ones may have been overwritten during the copy.
+            lost = max(0, int(self._header[_NEXT_SEQ]) - self.size + 1 - refs[0].seq)
+            if not lost:
+                return refs, buf
+        return refs[lost:], buf[lost:]  # only what survived the last copy
 
     def _newest_refs(self, count: int) -> list[FrameRef]:
         newest = int(self._header[_NEWEST])
