@@ -100,6 +100,7 @@ import torch
 from benchmarks.capture import OUT_SHAPE, _rounded, bare_readers, machine_info, prepare_clip
 from benchmarks.capture import measure as measure_counts
 from benchmarks.common import SYSTEM_PYTHON, RtspServer
+from benchmarks.proccpu import ProcCpu
 from streamdet.app import App
 from streamdet.capture.convert import av_frame_into
 from streamdet.capture.sources import rtsp_open_args
@@ -122,6 +123,14 @@ MIN_DECODE_SHARE, MAX_LAG_GROWTH_S = 0.95, 0.5  # capture keeps real time
 GRACE_S = 1.5  # after the window, for frames captured in it to be scored
 
 Row = tuple[str, float, float | None, float]  # camera, capture wall time, pts, latency
+
+
+# Each run's figures in the JSON's side_by_side list (--capture-processes 0,auto).
+SIDE_BY_SIDE = (
+    "cameras", "capture_processes_setting", "held", "analysed_fps", "deadline_misses",
+    "latency_p50_s", "latency_p99_s", "ratio_to_limit", "cpu_cores", "all_processes_cpu_cores",
+    "kernel_share", "context_switches_per_s", "decoded_fps_min_camera",
+)  # fmt: skip
 
 
 def log(message: str) -> None:
@@ -205,6 +214,7 @@ def build_config(setup: Setup, count: int) -> Config:
         "nice": setup.args.capture_nice,
         "fast_decode": not setup.args.plain_decode,
         "decoder_threads": setup.args.decoder_threads,
+        "processes": setup.args.capture_processes,
     }
     return parse_config(
         {
@@ -391,13 +401,16 @@ def run_pipeline(setup: Setup, count: int) -> dict[str, Any]:
             time.sleep(0.1)
         log(f"  pipeline: every camera scoring after {time.monotonic() - started:.1f} s")
         time.sleep(args.warmup)
-        before = Counts.take(app, setup.server_pid)
+        pids = [os.getpid(), *(p.pid for p in app.capture.processes if p.pid is not None)]
+        before, cpu_before = Counts.take(app, setup.server_pid), ProcCpu.now(pids)
         time.sleep(args.seconds)
-        after = Counts.take(app, setup.server_pid)
+        after, cpu_after = Counts.take(app, setup.server_pid), ProcCpu.now(pids)
         time.sleep(GRACE_S)
         modes = sorted({m or "single" for m in app.inference.runner.modes().values()})
     rows = scores.between(before.wall, after.wall)
-    return summarise_pipeline(count, before, after, rows) | {"pipeline_grouping": modes}
+    cpu = cpu_after.since(cpu_before, after.cpu.wall - before.cpu.wall)
+    extra = {"pipeline_grouping": modes, "capture_processes": len(pids) - 1, **cpu}
+    return summarise_pipeline(count, before, after, rows) | extra
 
 
 def summarise_pipeline(
@@ -744,7 +757,10 @@ def run_count(setup: Setup, count: int) -> dict[str, Any]:
             f" (superseded {pipeline['superseded']:.0f}), latency p50"
             f" {pipeline['latency_p50_s']:.3f} p99 {pipeline['latency_p99_s']:.3f} s, CPU"
             f" {pipeline['cpu_cores']:.2f} cores (machine {pipeline['machine_busy_cores']:.2f}),"
-            f" held: {pipeline['held']} {pipeline['checks']}"
+            f" held: {pipeline['held']} {pipeline['checks']}; all processes"
+            f" {pipeline['all_processes_cpu_cores']:.2f} cores, kernel"
+            f" {100 * pipeline['kernel_share']:.0f} %, {pipeline['context_switches_per_s']:.0f}"
+            f" context switches/s ({pipeline['capture_processes']} capture processes)"
         )
     try:
         naive = run_naive(setup, count, threads)
@@ -816,6 +832,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="sys.setswitchinterval for the whole run (seconds; Python's default is 0.005)",
     )
     parser.add_argument(
+        "--capture-processes",
+        default="auto",
+        help="capture.processes (the product's default: auto, one per core; 0: threads); a list"
+        " (0,auto) runs each count with each, side by side, and summarises the first",
+    )
+    parser.add_argument(
         "--capture-nice", type=int, default=0, help="capture.nice (the product's default: 0)"
     )
     parser.add_argument(
@@ -872,6 +894,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.counts = sorted({int(c) for c in args.cameras.split(",")})
     except ValueError:
         parser.error(f"--cameras: expected counts like 4,8,16, got {args.cameras!r}")
+    try:
+        modes = args.capture_processes.split(",")
+        args.capture_modes = [m if m == "auto" else int(m) for m in modes]
+    except ValueError:
+        parser.error(f"--capture-processes: expected auto or counts like 0,auto, got {modes!r}")
     if not isinstance(args.model_params, dict):
         parser.error("--model-params: expected a JSON object")
     if args.counts[0] < 1 or args.seconds <= 0 or args.limit_seconds <= 0 or args.mounts < 1:
@@ -923,11 +950,15 @@ def main(argv: list[str] | None = None) -> int:
         with camera_sources(args, clip) as (urls, pid):
             setup = Setup(clip, models_dir, frames, urls, args, pid)
             for count in args.counts:
-                runs.append(run_count(setup, count))
-                if not runs[-1]["held"]:
+                for mode in args.capture_modes:  # side by side: the first one is summarised
+                    log(f"capture.processes: {mode}")
+                    args.capture_processes = mode
+                    runs.append(run_count(setup, count) | {"capture_processes_setting": mode})
+                if not any(r["held"] for r in runs[-len(args.capture_modes) :]):
                     log(f"{count} cameras did not hold: stopping")
                     break
-    result = summarise(runs)
+    result = summarise([r for r in runs if r["capture_processes_setting"] == args.capture_modes[0]])
+    result["side_by_side"] = [{k: r.get(k) for k in SIDE_BY_SIDE} for r in runs]
     log(f"summary: {json.dumps(_rounded(result))}")
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     clip_info = {"width": 1280, "height": 720, "fps": FPS, "frames": args.frames}

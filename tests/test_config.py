@@ -149,6 +149,10 @@ def test_missing_env_var_names_key_and_variable() -> None:
             {"capture": {"decoder_threads": "many"}, **minimal()},
             "capture.decoder_threads: expected 'auto' or a whole number from 0 to 64, got 'many'",
         ),
+        (
+            {"capture": {"processes": -1}, **minimal()},
+            "capture.processes: expected 'auto' or a whole number from 0 to 256, got -1",
+        ),
         ({"cameras": "x"}, "cameras: Input should be a valid list"),
         ({**minimal(), "extra": 1}, "extra: unknown key"),
     ],

@@ -1,7 +1,14 @@
 """The capture stage: one ring and one capture thread per camera, plus a watchdog.
 
-``start()`` starts the cameras, then the watchdog; ``stop()`` stops them in reverse order. Both
-are idempotent. Consumers read frames from ``ring(camera)`` and status from ``status()``.
+The threads run in ``capture.processes`` capture processes (``remote.py``: the cameras spread
+over them, frames in shared-memory rings, footage and status sent back), or with 0 (and with a
+``source_factory``, which a test hands in) in this process. Readers see the same rings,
+workers' stats and clip buffers either way. The watchdog also supervises the processes:
+one that dies is restarted, and only its cameras blink.
+
+``start()`` starts the processes and cameras, then the watchdog; ``stop()`` stops them in
+reverse order. Both are idempotent. Consumers read frames from ``ring(camera)`` and status
+from ``status()``.
 ``add_camera`` / ``remove_camera`` change the set while it runs (a config reload); the other
 cameras' threads and rings are not touched.
 """
@@ -14,11 +21,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from streamdet.capture.clips import ClipBuffer, Recorder
+from streamdet.capture.clips import ClipBuffer
 from streamdet.capture.record import RecordStatus
+from streamdet.capture.remote import CaptureProcess, RemoteWorker, resolve_processes
 from streamdet.capture.ring import FrameRing
 from streamdet.capture.sources import VideoSource, resolve_decoder_threads
-from streamdet.capture.worker import CameraWorker
+from streamdet.capture.wake import FrameSignal
+from streamdet.capture.worker import CameraWorker, clip_recorder
 from streamdet.config import (
     CameraConfig,
     CaptureConfig,
@@ -71,20 +80,60 @@ class CaptureStage:
     ) -> None:
         enabled = [camera for camera in cameras if camera.enabled]
         self._capture, self._factory, self._clips = capture, source_factory, clips
+        # Readers wait on it: woken after every frame marked for analysis, from any camera.
+        self.frames = FrameSignal()
         self._threads = resolve_decoder_threads(capture.decoder_threads, len(enabled))
+        self._processes = self._start_pool(len(enabled))
         # Replaced, never changed in place (copy on write): other threads iterate it unlocked.
-        self._workers: dict[str, CameraWorker] = {c.name: self._worker(c) for c in enabled}
+        self._workers: dict[str, CameraWorker | RemoteWorker] = {
+            c.name: self._worker(c) for c in enabled
+        }
         self._interval = watchdog_interval_s
         self._stop = threading.Event()
         self._watchdog: threading.Thread | None = None
         self._checking = threading.Lock()  # one watchdog pass; a removal waits for it
 
-    def _worker(self, camera: CameraConfig) -> CameraWorker:
-        ring = FrameRing(camera.name, self._capture.ring_size, camera.frame.shape)
+    def _start_pool(self, cameras: int) -> list[CaptureProcess]:
+        if self._factory is not None:
+            return []  # a test's sources: threads here
+        self._most_processes = resolve_processes(self._capture.processes)
+        if not self._most_processes:
+            return []
+        # Children decode on threads; each gets the decoder threads chosen for all cameras.
+        self._inner = self._capture.model_copy(
+            update={"processes": 0, "decoder_threads": self._threads}
+        )
+        count = min(self._most_processes, max(cameras, 1))  # more start as cameras are added
+        return [CaptureProcess(i, self._inner, self._clips, self.frames) for i in range(count)]
+
+    def _process_for_new_camera(self) -> CaptureProcess:
+        """The least busy process, or a new one while there are fewer than configured."""
+        process = min(self._processes, key=lambda p: p.cameras)
+        if process.cameras and len(self._processes) < self._most_processes:
+            process = CaptureProcess(len(self._processes), self._inner, self._clips, self.frames)
+            self._processes = [*self._processes, process]
+            if self._watchdog is not None:
+                process.start()
+        return process
+
+    @property
+    def processes(self) -> list[CaptureProcess]:
+        """The capture processes (none when the cameras' threads run in this process)."""
+        return list(self._processes)
+
+    def _worker(self, camera: CameraConfig) -> CameraWorker | RemoteWorker:
         clips = self._clips
-        recorder = _recorder(clips) if clips is not None and clips.enabled else None
+        recorder = clip_recorder(clips) if clips is not None and clips.enabled else None
+        size, shape = self._capture.ring_size, camera.frame.shape
+        if self._processes:
+            process = self._process_for_new_camera()
+            ring = FrameRing.shared(camera.name, size, shape)
+            worker = RemoteWorker(camera, ring, process, recorder)
+            process.place(worker)
+            return worker
+        ring, notify = FrameRing(camera.name, size, shape), self.frames.notify
         return CameraWorker(
-            camera, self._capture, ring, self._factory, recorder, decoder_threads=self._threads
+            camera, self._capture, ring, self._factory, recorder, self._threads, notify=notify
         )
 
     def add_camera(self, camera: CameraConfig) -> None:
@@ -105,6 +154,7 @@ class CaptureStage:
         if worker is not None:
             worker.stop()
             worker.ring.close()
+            worker.ring.unlink()
             logger.info("[%s] capture removed", camera)
 
     def arrange(self, order: list[str]) -> None:
@@ -123,7 +173,7 @@ class CaptureStage:
         except KeyError:
             raise StreamdetError(f"unknown camera {camera!r}") from None
 
-    def worker(self, camera: str) -> CameraWorker:
+    def worker(self, camera: str) -> CameraWorker | RemoteWorker:
         return self._workers[camera]
 
     def clips(self, camera: str) -> ClipBuffer | None:
@@ -148,11 +198,18 @@ class CaptureStage:
         if self._watchdog is not None:
             return
         self._stop.clear()
+        for process in self._processes:  # all at once: each takes a fork and its imports
+            process.launch()
+        for process in self._processes:
+            process.hand_over()
         for worker in self._workers.values():
+            if isinstance(worker, RemoteWorker) and worker.ring.shm_name is None:
+                worker.ring = FrameRing.shared(worker.name, worker.ring.size, worker.ring.shape)
             worker.start()
         self._watchdog = threading.Thread(target=self._watch, name="capture:watchdog", daemon=True)
         self._watchdog.start()
-        logger.info("capture started: %d camera(s)", len(self._workers))
+        where = f" in {len(self._processes)} processes" if self._processes else ""
+        logger.info("capture started: %d camera(s)%s", len(self._workers), where)
 
     def stop(self) -> None:
         """Stop the watchdog, then every camera (idempotent)."""
@@ -160,8 +217,11 @@ class CaptureStage:
         if self._watchdog is not None:
             self._watchdog.join()
             self._watchdog = None
+        for process in reversed(self._processes):
+            process.stop()
         for worker in reversed(self._workers.values()):
             worker.stop()
+            worker.ring.unlink()
 
     def __enter__(self) -> CaptureStage:
         self.start()
@@ -174,6 +234,11 @@ class CaptureStage:
         while not self._stop.wait(self._interval):
             now = time.monotonic()
             with self._checking:
+                for process in self._processes:
+                    try:
+                        process.check()
+                    except Exception:  # the others' cameras must keep their supervisor
+                        logger.exception("capture process %d: restart failed", process.index)
                 for worker in self._workers.values():
                     try:
                         worker.check_stall(now)
@@ -181,14 +246,11 @@ class CaptureStage:
                     except Exception:  # the watchdog must outlive any one camera's trouble
                         logger.exception("[%s] watchdog check failed", worker.name)
 
-    def _check_alive(self, worker: CameraWorker) -> None:
-        """Restart a worker whose thread died without reaching a final state."""
-        if worker.is_alive() or self._stop.is_set():
-            return
-        if worker.state in (SourceState.STOPPED, SourceState.FAILED):
-            return
-        logger.error("[%s] capture thread died: restarting it", worker.name)
-        worker.start()
+    def _check_alive(self, worker: CameraWorker | RemoteWorker) -> None:
+        """Restart a worker whose thread died without reaching a final state (a capture
+        process does this for its own threads; ``process.check`` restarts the process)."""
+        if isinstance(worker, CameraWorker) and not self._stop.is_set():
+            worker.revive()
 
     def status(self) -> list[CameraStatus]:
         """One snapshot per camera, in config order."""
@@ -196,7 +258,7 @@ class CaptureStage:
         return [self._status(worker, now) for worker in self._workers.values()]
 
     @staticmethod
-    def _status(worker: CameraWorker, now: float) -> CameraStatus:
+    def _status(worker: CameraWorker | RemoteWorker, now: float) -> CameraStatus:
         stats = worker.stats
         stream = stats.stream
         last = stats.last_frame_monotonic
@@ -216,20 +278,8 @@ class CaptureStage:
             resolution=stats.resolution,
             errors=tuple(stats.errors),
             started=worker.created,
-            record=None if worker.record is None else worker.record.status(),
+            record=worker.record_status(),
         )
-
-
-# An event is known some time after it starts (its minimum duration plus the scoring latency):
-# the buffer keeps this much more than the pre-roll, so the hold can still reach back.
-DETECTION_LAG_S = 10.0
-
-
-def _recorder(clips: ClipsConfig) -> Recorder:
-    buffer = ClipBuffer(
-        clips.pre_roll_s + DETECTION_LAG_S, clips.max_s, int(clips.buffer_megabytes * 1e6)
-    )
-    return Recorder(buffer, clips.fps)
 
 
 def _describe_source(camera: CameraConfig) -> str:

@@ -19,12 +19,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from streamdet.capture.clips import Recorder
-from streamdet.capture.record import RecordReader
+from streamdet.capture.clips import ClipBuffer, Recorder
+from streamdet.capture.record import RecordReader, RecordStatus
 from streamdet.capture.returnprobe import ReturnProbe, tcp_endpoint
 from streamdet.capture.ring import FrameRing
 from streamdet.capture.sources import FrameMeta, StreamInfo, VideoSource, make_source
-from streamdet.config import CameraConfig, CaptureConfig
+from streamdet.config import CameraConfig, CaptureConfig, ClipsConfig
 from streamdet.errors import SourceError
 from streamdet.frames import SourceState
 from streamdet.log import camera_logger, redact
@@ -88,9 +88,11 @@ class CameraWorker:
         source_factory: Callable[[CameraConfig], VideoSource] | None = None,
         recorder: Recorder | None = None,
         decoder_threads: int = 0,
+        notify: Callable[[], None] | None = None,
     ) -> None:
         self.camera = camera
         self.recorder = recorder  # keeps footage for event clips
+        self._notify = notify  # wakes the readers after a frame for analysis
         self.name = camera.name
         self.ring = ring
         self.stats = CameraStats()
@@ -151,6 +153,10 @@ class CameraWorker:
             previous, self._state = self._state, state
         if previous is not state:
             self._log.info("%s -> %s", previous.value, state.value)
+
+    def record_status(self) -> RecordStatus | None:
+        """Its record stream's status, if it has one."""
+        return None if self.record is None else self.record.status()
 
     def record_error(self, message: str) -> None:
         """Keep a redacted, timestamped error line for the status API."""
@@ -242,6 +248,8 @@ class CameraWorker:
             now_wall, now = time.time(), time.monotonic()
             analyse = self._limiter.allow(meta.pts_s if meta.pts_s is not None else now)
             self.ring.commit(now_wall, meta.pts_s, analyse)
+            if analyse and self._notify is not None:
+                self._notify()
             self._follow_resolution(meta)
             if self.record is not None and meta.arrived is not None:
                 self.record.follow_delay(now_wall - meta.arrived)
@@ -293,6 +301,29 @@ class CameraWorker:
         self._reconnect.set()
         self._set_state(SourceState.RECONNECTING)
         return True
+
+    def revive(self) -> bool:
+        """Called by the watchdog: restart the thread if it died without reaching a final
+        state (a bug in its loop); True if it did."""
+        if self.is_alive() or self._state in (SourceState.STOPPED, SourceState.FAILED):
+            return False
+        self._log.error("capture thread died: restarting it")
+        self.start()
+        return True
+
+
+# An event is known some time after it starts (its minimum duration plus the scoring latency):
+# the buffer keeps this much more than the pre-roll, so the hold can still reach back.
+DETECTION_LAG_S = 10.0
+
+
+def clip_recorder(clips: ClipsConfig, buffer: ClipBuffer | None = None) -> Recorder:
+    """A camera's recorder of footage for clips, into ``buffer`` or a new one as configured."""
+    if buffer is None:
+        buffer = ClipBuffer(
+            clips.pre_roll_s + DETECTION_LAG_S, clips.max_s, int(clips.buffer_megabytes * 1e6)
+        )
+    return Recorder(buffer, clips.fps)
 
 
 def _record_reader(

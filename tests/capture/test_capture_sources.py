@@ -292,6 +292,7 @@ def test_capture_threads_run_at_the_configured_niceness() -> None:
     config = make_config(
         [{"name": "cam", "source": {"kind": "synthetic", "realtime": False}, "frame": SMALL}],
         nice=3,
+        processes=0,  # it reads the thread itself: in this process
     )
     base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     stage = CaptureStage(config.cameras, config.capture)
@@ -377,6 +378,7 @@ def test_stage_gives_each_camera_the_resolved_decoder_threads(
                 for i in range(cameras)
             ],
             decoder_threads=setting,
+            processes=0,  # it reads the workers' source factories: in this process
         )
         stage = CaptureStage(config.cameras, config.capture)
         sources = [stage.worker(c.name)._factory(c) for c in config.cameras]

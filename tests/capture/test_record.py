@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from streamdet.alert.store import EventStore
+from streamdet.capture.record import RecordStatus
 from streamdet.capture.stage import CaptureStage
 from streamdet.config import ClipsConfig, parse_config
 from streamdet.errors import ConfigError
@@ -115,10 +116,12 @@ def test_record_stream_down_is_reported_redacted_and_retried_while_detection_goe
     cfg = config(tmp_path, camera)
     stage = CaptureStage(cfg.cameras, cfg.capture, clips=cfg.alerts.clips)
     with stage:
-        worker = stage.worker("cam")
-        record = worker.record
-        assert record is not None
-        wait_for(lambda: record.reconnects >= 2, 10, "the record stream retried twice")
+        worker = stage.worker("cam")  # in this process, or a capture process's stand-in
+
+        def record() -> RecordStatus | None:  # None until its first report, in a process
+            return worker.record_status()
+
+        wait_for(lambda: (r := record()) is not None and r.reconnects >= 2, 10, "two retries")
         frames = worker.stats.frames
         wait_for(lambda: worker.stats.frames >= frames + 25, 10, "detection going on")
         status = stage.status()[0]
@@ -135,7 +138,8 @@ def test_record_stream_down_is_reported_redacted_and_retried_while_detection_goe
         assert buffer is not None and buffer.newest() is None  # no footage from the detect stream
         # The camera's main stream comes up: the retry finds it, its packets are kept.
         with RtspServer({"/main": two_streams.mounts["/main"]}, port=port):
-            wait_for(lambda: record.state is SourceState.RUNNING, 15, "the record stream back")
+            back = lambda: (r := record()) is not None and r.state is SourceState.RUNNING  # noqa: E731
+            wait_for(back, 15, "the record stream back")
             wait_for(lambda: buffer.newest() is not None, 5, "record footage")
             now = time.time()
             footage = buffer.cut(now - 5, now)
@@ -150,7 +154,7 @@ def test_without_a_record_source_footage_is_the_detect_streams(two_streams: Rtsp
     cfg = parse_config({"cameras": [{"name": "cam", "source": source}]})
     stage = CaptureStage(cfg.cameras, cfg.capture, clips=ClipsConfig(pre_roll_s=1))
     with stage:
-        assert stage.worker("cam").record is None
+        assert stage.worker("cam").record_status() is None
         buffer = stage.clips("cam")
         assert buffer is not None
         wait_for(lambda: stage.worker("cam").stats.frames >= 30, 10, "30 frames")
