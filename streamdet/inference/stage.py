@@ -1,6 +1,7 @@
 """The inference stage: newest analysable frame of every camera -> batches -> scores.
 
-One thread (``inference``) polls the capture rings, offers each camera's newest analysable frame
+One thread (``inference``), woken by the capture stage after each analysable frame (its
+``frames`` signal: no polling), offers each camera's newest analysable frame in its ring
 to the batcher (a newer frame supersedes a pending one: counted, never queued), and when a batch
 is due copies each camera's window of frames out of its ring and scores them all through the
 runner. Each result, carrying the id and version of the model that scored it, goes into the
@@ -45,6 +46,10 @@ logger = logging.getLogger(__name__)
 ScoreListener = Callable[[ScoredFrame], None]
 
 
+# Longest wait for a frame: models learned, teaching and saves are looked at between waits.
+IDLE_S = 0.1
+
+
 class InferenceStage:
     """Scores every detecting camera; lets cameras without a model learn in place."""
 
@@ -83,6 +88,7 @@ class InferenceStage:
         self._buffers: dict[str, np.ndarray] = {}  # a window as the ring holds it
         self._grey: dict[str, np.ndarray] = {}  # the same window in grey, for colour cameras
         self._stop = threading.Event()
+        self._seen = 0  # the capture's frame-signal generation the loop last saw
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # guards the hand-off structures read by other threads
         self._membership = threading.Lock()  # held by one step of the loop, and by add/remove
@@ -103,6 +109,7 @@ class InferenceStage:
 
     def stop(self) -> None:
         self._stop.set()
+        self.capture.frames.notify()  # the loop may be waiting for a frame
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
@@ -213,7 +220,9 @@ class InferenceStage:
             if wait is not None and wait <= 0:
                 self._score([p.item for p in self.batcher.take()])
                 return
-        self._stop.wait(min(wait or 0.01, 0.01))
+        # woken by the next frame offered for analysis (no polling of the rings), or when the
+        # batch pending is due, or after IDLE_S for the housekeeping above
+        self._seen = self.capture.frames.wait(self._seen, IDLE_S if wait is None else wait)
 
     def _install_new_models(self) -> None:
         for name, detector in self.detectors.items():
