@@ -73,7 +73,7 @@ from streamdet.models.base import (
     with_defaults,
 )
 from streamdet.models.motion import sample_windows
-from streamdet.models.motionflow import flow_pool, thread_dis
+from streamdet.models.motionflow import DIS_KEYS, MOTIONFLOW_DEFAULTS, flow_pool, thread_dis
 
 OBJECT_DEFAULTS: dict[str, Any] = {
     "bg_level": 20.0,  # grey levels: least difference from the background that is foreground
@@ -81,7 +81,7 @@ OBJECT_DEFAULTS: dict[str, Any] = {
     "motion_level": 16.0,  # grey levels: a pixel of an object "moves" above this frame change
     "min_area": 24,  # pixels at the model's size: smaller regions are noise
     "min_side": 4,  # pixels: thinner regions are edges and compression lines, not objects
-    "max_objects": 8,  # largest objects kept per frame (the output has this many rows)
+    "max_objects": 16,  # largest objects kept per frame (the output has this many rows)
     "k": 5,  # nearest normal objects an object is compared with
     "bank": 4096,  # normal objects kept from training (fixed, so that cameras' models stack)
     "online_bank": 1024,  # then a ring of normal objects learned on line, oldest replaced first
@@ -98,6 +98,9 @@ OBJECT_DEFAULTS: dict[str, Any] = {
     "embed": 8,  # embedding size
     "crop": 24,  # crop side, pixels
     "ae_steps": 200,  # autoencoder training steps (batch 64)
+    # DIS optical flow over the objects' rectangle (as ``motionflow``'s keys): only each
+    # object's median vector is used
+    **{key: MOTIONFLOW_DEFAULTS[key] for key in DIS_KEYS},
 }
 # Feature columns. Groups give an event its reason.
 FEATURES = (
@@ -231,6 +234,8 @@ class ObjectModel(AnomalyModel):
             raise ModelError(f"objects: shift_tolerance must be >= 0; got {p['shift_tolerance']}")
         # a buffer, so that a checkpoint keeps the foreground its threshold was calibrated on
         self.register_buffer("shift", torch.tensor(int(p["shift_tolerance"])))
+        # and the objects kept per frame (a frame's score is their highest)
+        self.register_buffer("kept", torch.tensor(int(p["max_objects"])))
         self._weights = self._feature_weights(dims)
         # seconds spent, and windows scored, since built: finding and describing objects
         # (OpenCV, CPU), the crop CNN (on the model's device), the density (k-NN)
@@ -293,13 +298,20 @@ class ObjectModel(AnomalyModel):
             state[prefix + "bank"] = torch.cat([bank, pad.to(bank.dtype)])
         state.setdefault(prefix + "online_next", torch.zeros(2, dtype=torch.int64))
         state.setdefault(prefix + "shift", torch.tensor(0))  # from before the tolerance
+        kept = int(state.setdefault(prefix + "kept", torch.tensor(8)))  # from before 16 kept
+        if kept != int(self.params["max_objects"]):  # the threshold was calibrated on these
+            self._pin("max_objects", kept)
         if prefix + "sub_ref" not in state:  # from before subspace scores: its threshold was
             # calibrated on one joint distance, so it keeps scoring that way (and says so in
             # its spec, which a later save writes)
             state[prefix + "sub_ref"] = torch.ones(len(SUBSPACES))
-            self.params["scoring"] = "joint"
-            self.spec = replace(self.spec, params={**self.spec.params, "scoring": "joint"})
+            self._pin("scoring", "joint")
         super()._load_from_state_dict(state, prefix, *args)
+
+    def _pin(self, key: str, value: Any) -> None:
+        """Score with a checkpoint's own setting, and say so in the spec a later save writes."""
+        self.params[key] = value
+        self.spec = replace(self.spec, params={**self.spec.params, key: value})
 
     # ------------------------------------------------------------------ objects (OpenCV)
     def regions(
@@ -482,6 +494,8 @@ class ObjectModel(AnomalyModel):
         weights = self._weights.to(full.device)
         z = (full - mean) / std * weights  # (B, K, D)
         bank = state["bank"]  # (B or 1, M, D), already standardised and weighted
+        # rows no camera has written yet (the rings' unused end) are never anyone's neighbour
+        bank = bank[:, (bank[..., 0] < FAR / 2).any(dim=0)]
         k = int(self.params["k"])
         masks = self._masks(dims, full.device)  # joint, then each of SUBSPACES
         if bank.shape[0] == 1:  # one camera's bank: only the objects found are compared
@@ -491,7 +505,7 @@ class ObjectModel(AnomalyModel):
             near[valid], idx[valid] = found[0], found_idx[0]
         else:
             near, idx = knn_means(z.float(), bank.float(), masks, k)  # (B, K, 1 + S)
-        bank = bank.expand(b, -1, -1)
+        banks, bank = bank, bank.expand(b, -1, -1)
         obj = near[..., 0] / state["bank_ref"].view(-1, 1)  # (B, K)
         if self.params["scoring"] != "joint":
             subs = near[..., 1:] / state["sub_ref"].view(-1, 1, len(SUBSPACES))
@@ -507,8 +521,7 @@ class ObjectModel(AnomalyModel):
         # features have no neighbours of their own place to differ from
         cols = list(GROUPS["place"])
         unit = std[..., cols] / weights[cols]  # standardised, weighted -> frame fractions
-        near_place = torch.cdist((z[..., cols] * unit).float(), (bank[..., cols] * unit).float())
-        unvisited = near_place.amin(dim=2) > PLACE_FAR
+        unvisited = self._unvisited(z[..., cols] * unit, banks[..., cols] * unit, valid)
         reasons = torch.where(unvisited, REASONS.index("unusual place"), reasons)
         score = obj.amax(dim=1)
         amap = self._paint(obj, boxes, valid)
@@ -518,6 +531,21 @@ class ObjectModel(AnomalyModel):
         )
         normalised = (score - state["norm_mean"].view(-1)) / state["norm_std"].view(-1)
         return ModelOutput(normalised, amap, table, z)
+
+    @staticmethod
+    def _unvisited(place: Tensor, bank_place: Tensor, valid: Tensor) -> Tensor:
+        """(B, K): objects farther than ``PLACE_FAR`` (frame fractions) from every normal
+        object's foot; ``place`` (B, K, 2), ``bank_place`` (B or 1, M, 2) in frame fractions.
+        Only the objects found are measured (the rest are False)."""
+        out = torch.zeros(valid.shape, dtype=torch.bool, device=valid.device)
+        if bank_place.shape[0] == 1:  # one bank: every window's objects in one call
+            near = torch.cdist(place[valid].float(), bank_place[0].float())
+            out[valid] = near.amin(dim=1) > PLACE_FAR
+            return out
+        for i in torch.nonzero(valid.any(dim=1)).flatten().tolist():
+            near = torch.cdist(place[i][valid[i]].float(), bank_place[i].float())
+            out[i, valid[i]] = near.amin(dim=1) > PLACE_FAR
+        return out
 
     def _subspace_columns(self, dims: int) -> list[list[int]]:
         cols = {g: list(c) for g, c in SUBSPACES.items()}
