@@ -1,0 +1,132 @@
+"""deploy/docker/Dockerfile, checked without a Docker engine: hadolint, what it copies, the torch
+pin, the user, the volumes, the entrypoint, and the build arguments compose passes it.
+
+The HEALTHCHECK itself runs against a real streamdet in tests/deploy/test_probes.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import tomllib
+from pathlib import Path
+
+import pytest
+from docker.utils.build import exclude_paths
+from dockerfile_parse import DockerfileParser
+
+from tests.support.deploy import DEPLOY, ROOT, documents, run, tool
+
+DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
+
+
+def instructions(path: Path = DOCKERFILE) -> list[dict[str, str]]:
+    return list(DockerfileParser(path=str(path)).structure)
+
+
+def exec_form(value: str) -> list[str]:
+    """A JSON-array instruction's arguments; the shell form is refused (signals, PID 1)."""
+    try:
+        args = json.loads(value)
+    except json.JSONDecodeError:
+        raise AssertionError(f"expected the exec (JSON array) form, got {value!r}") from None
+    assert isinstance(args, list) and all(isinstance(a, str) for a in args), value
+    return args
+
+
+def copies(found: list[dict[str, str]]) -> list[tuple[list[str], str]]:
+    """(sources, destination) of each COPY from the build context (not --from a stage)."""
+    result = []
+    for item in found:
+        if item["instruction"] != "COPY":
+            continue
+        words = shlex.split(item["value"])
+        if any(w.startswith("--from") for w in words):
+            continue
+        words = [w for w in words if not w.startswith("--")]
+        result.append((words[:-1], words[-1]))
+    return result
+
+
+def dockerignore() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    lint = run(tool("hadolint"), str(DOCKERFILE))
+    assert lint.returncode == 0, f"hadolint (exit {lint.returncode}):\n{lint.stdout}{lint.stderr}"
+
+
+def test_every_copy_source_exists_and_is_in_the_build_context() -> None:
+    """The context is the repository root, less what .dockerignore leaves out (Docker's own
+    matching rules, as the Docker SDK applies them)."""
+    context = exclude_paths(str(ROOT), dockerignore())
+    sources = [source for found, _ in copies(instructions()) for source in found]
+    assert sources, "no COPY found"
+    for source in sources:
+        path = ROOT / source
+        assert path.exists(), f"COPY {source}: no such file in the repository"
+        assert source.rstrip("/") in context, f"COPY {source}: left out by .dockerignore"
+        if path.is_dir():  # a folder's files must be in the context too, not only its name
+            files = [p for p in path.rglob("*.py") if "__pycache__" not in p.parts]
+            missing = [p for p in files if str(p.relative_to(ROOT)) not in context]
+            assert not missing, f"COPY {source}: .dockerignore leaves out {missing[:3]}"
+
+
+def test_torch_is_installed_from_requirements_torch_txt_before_the_project() -> None:
+    found = instructions()
+    runs = [(i, item["value"]) for i, item in enumerate(found) if item["instruction"] == "RUN"]
+    torch_runs = [i for i, value in runs if "requirements/torch.txt" in value]
+    project_runs = [i for i, value in runs if re.search(r"pip install [^\n]*/src(\s|$|&)", value)]
+    assert torch_runs and project_runs, "expected one RUN for torch and one for the project"
+    assert max(torch_runs) < min(project_runs), "torch must be installed before the project"
+    # The file installed is the repository's requirements/torch.txt, copied as it is ...
+    assert any(
+        sources == ["requirements/torch.txt"] and dest.endswith("requirements/torch.txt")
+        for sources, dest in copies(found)
+    ), "requirements/torch.txt is not copied into the image"
+    # ... and no other torch version is named anywhere in the Dockerfile.
+    pins = dict(
+        line.split("==")
+        for line in (ROOT / "requirements" / "torch.txt").read_text().split()
+        if "==" in line
+    )
+    assert set(pins) == {"torch", "torchvision"}
+    text = DOCKERFILE.read_text()
+    for name, version in re.findall(r"\b(torch|torchvision)\s*[=<>~]=\s*([\w.+]+)", text):
+        assert version == pins[name], f"Dockerfile names {name} {version}, torch.txt {pins[name]}"
+
+
+def final_stage(found: list[dict[str, str]]) -> list[dict[str, str]]:
+    starts = [i for i, item in enumerate(found) if item["instruction"] == "FROM"]
+    return found[starts[-1] :]
+
+
+def test_image_runs_streamdet_as_a_numeric_non_root_user_with_config_and_state_volumes() -> None:
+    stage = final_stage(instructions())
+    (user,) = [item["value"] for item in stage if item["instruction"] == "USER"]
+    uid = user.split(":")[0]
+    assert uid.isdigit() and int(uid) != 0, f"USER {user}: want a numeric, non-root uid"
+    (volume,) = [exec_form(item["value"]) for item in stage if item["instruction"] == "VOLUME"]
+    assert {"/etc/streamdet", "/var/lib/streamdet"} <= set(volume), volume
+    (entry,) = [exec_form(item["value"]) for item in stage if item["instruction"] == "ENTRYPOINT"]
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert entry == ["streamdet"] and "streamdet" in scripts, entry
+    (cmd,) = [exec_form(item["value"]) for item in stage if item["instruction"] == "CMD"]
+    assert cmd[:2] == ["run", "--config"] and cmd[2].startswith("/etc/streamdet/"), cmd
+
+
+def build_args() -> set[str]:
+    return {item["value"].split("=")[0] for item in instructions() if item["instruction"] == "ARG"}
+
+
+@pytest.mark.parametrize("compose", ["compose.yaml", "compose.cuda.yaml"])
+def test_compose_build_args_are_arguments_the_dockerfile_declares(compose: str) -> None:
+    (doc,) = documents((DEPLOY / compose).read_text())
+    args = doc["services"]["streamdet"]["build"]["args"]
+    assert set(args) <= build_args(), f"{compose}: {set(args) - build_args()} not an ARG"
+    # VARIANT selects the torch build; the RUN refuses any other value than these two.
+    assert args["VARIANT"] in ("cpu", "cuda")
+    assert re.search(r"\bcpu\)", DOCKERFILE.read_text()) and "cuda)" in DOCKERFILE.read_text()
