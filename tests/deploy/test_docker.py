@@ -6,47 +6,24 @@ The HEALTHCHECK itself runs against a real streamdet in tests/deploy/test_probes
 
 from __future__ import annotations
 
-import json
 import re
-import shlex
 import tomllib
-from pathlib import Path
 
 import pytest
 from docker.utils.build import exclude_paths
-from dockerfile_parse import DockerfileParser
 
-from tests.support.deploy import DEPLOY, ROOT, documents, run, tool
-
-DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
-
-
-def instructions(path: Path = DOCKERFILE) -> list[dict[str, str]]:
-    return list(DockerfileParser(path=str(path)).structure)
-
-
-def exec_form(value: str) -> list[str]:
-    """A JSON-array instruction's arguments; the shell form is refused (signals, PID 1)."""
-    try:
-        args = json.loads(value)
-    except json.JSONDecodeError:
-        raise AssertionError(f"expected the exec (JSON array) form, got {value!r}") from None
-    assert isinstance(args, list) and all(isinstance(a, str) for a in args), value
-    return args
-
-
-def copies(found: list[dict[str, str]]) -> list[tuple[list[str], str]]:
-    """(sources, destination) of each COPY from the build context (not --from a stage)."""
-    result = []
-    for item in found:
-        if item["instruction"] != "COPY":
-            continue
-        words = shlex.split(item["value"])
-        if any(w.startswith("--from") for w in words):
-            continue
-        words = [w for w in words if not w.startswith("--")]
-        result.append((words[:-1], words[-1]))
-    return result
+from tests.support.deploy import (
+    DEPLOY,
+    DOCKERFILE,
+    ROOT,
+    copies,
+    documents,
+    exec_form,
+    final_stage,
+    instructions,
+    run,
+    tool,
+)
 
 
 def dockerignore() -> list[str]:
@@ -97,11 +74,6 @@ def test_torch_is_installed_from_requirements_torch_txt_before_the_project() -> 
     text = DOCKERFILE.read_text()
     for name, version in re.findall(r"\b(torch|torchvision)\s*[=<>~]=\s*([\w.+]+)", text):
         assert version == pins[name], f"Dockerfile names {name} {version}, torch.txt {pins[name]}"
-
-
-def final_stage(found: list[dict[str, str]]) -> list[dict[str, str]]:
-    starts = [i for i, item in enumerate(found) if item["instruction"] == "FROM"]
-    return found[starts[-1] :]
 
 
 def test_image_runs_streamdet_as_a_numeric_non_root_user_with_config_and_state_volumes() -> None:

@@ -9,6 +9,8 @@ one fails the test, never skips it: skipping would hide that a manifest was neve
 
 from __future__ import annotations
 
+import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -16,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from dockerfile_parse import DockerfileParser
 
 from streamdet.config import Config, parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
+DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
 
 
 def tool(name: str) -> str:
@@ -64,3 +68,38 @@ def streamdet_config(text: str, env: dict[str, str]) -> Config:
         if sinks is not None:
             data["alerts"]["sinks"] = [s for s in sinks if s.get("kind") != "nats"]
     return parse_config(data, env=env, check_paths=False)
+
+
+def instructions(path: Path = DOCKERFILE) -> list[dict[str, str]]:
+    """The Dockerfile's instructions in order (dockerfile-parse: instruction, value, ...)."""
+    return list(DockerfileParser(path=str(path)).structure)
+
+
+def exec_form(value: str) -> list[str]:
+    """A JSON-array instruction's arguments; the shell form is refused (signals, PID 1)."""
+    try:
+        args = json.loads(value)
+    except json.JSONDecodeError:
+        raise AssertionError(f"expected the exec (JSON array) form, got {value!r}") from None
+    assert isinstance(args, list) and all(isinstance(a, str) for a in args), value
+    return args
+
+
+def copies(found: list[dict[str, str]]) -> list[tuple[list[str], str]]:
+    """(sources, destination) of each COPY from the build context (not --from a stage)."""
+    result = []
+    for item in found:
+        if item["instruction"] != "COPY":
+            continue
+        words = shlex.split(item["value"])
+        if any(w.startswith("--from") for w in words):
+            continue
+        words = [w for w in words if not w.startswith("--")]
+        result.append((words[:-1], words[-1]))
+    return result
+
+
+def final_stage(found: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The instructions of the last stage: the image that runs."""
+    starts = [i for i, item in enumerate(found) if item["instruction"] == "FROM"]
+    return found[starts[-1] :]
