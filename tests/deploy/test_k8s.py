@@ -8,7 +8,7 @@ environment or the Secret, ports, names and mounts agree, NATS' config passes ``
 from __future__ import annotations
 
 import re
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -157,7 +157,7 @@ def nats_conf(docs: list[dict[str, Any]]) -> str:
 
 
 def test_nats_config_passes_nats_server_test(
-    rendered: dict[str, list[dict[str, Any]]], tmp_path: Any
+    rendered: dict[str, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
     config = tmp_path / "nats.conf"
     config.write_text(nats_conf(rendered["base"]))
