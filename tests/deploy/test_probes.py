@@ -1,6 +1,6 @@
 """The health checks of the image and the Kubernetes manifests against a real streamdet.
 
-A streamdet App (one synthetic camera, a server token set) serves on a free 127.0.0.1 port; the
+``streamdet run`` (one synthetic camera, a server token set) serves on a free 127.0.0.1 port; the
 Dockerfile's HEALTHCHECK command runs as written (its script from the repository, its config a
 copy naming that port), and every httpGet probe of deploy/k8s is asked. None of them can send
 the token: they pass only because /healthz is the one route that does not want it.
@@ -8,10 +8,10 @@ the token: they pass only because /healthz is the one route that does not want i
 
 from __future__ import annotations
 
-import asyncio
 import json
+import signal
+import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -21,8 +21,6 @@ from typing import Any
 import pytest
 import yaml
 
-from streamdet.app import App
-from streamdet.config import load_config
 from tests.support.deploy import (
     DEPLOY,
     ROOT,
@@ -39,33 +37,40 @@ from tests.support.waiting import wait_for
 
 
 class Serving:
-    """``streamdet run`` in-process: an App on its own asyncio loop and thread."""
+    """``streamdet run --config`` as the image's ENTRYPOINT and CMD run it, on this machine."""
 
-    def __init__(self, config_path: Path) -> None:
-        self.app = App(load_config(config_path), config_path=config_path)
-        self.loop = asyncio.new_event_loop()
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._main, name="test-streamdet", daemon=True)
+    def __init__(self, config_path: Path, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        command = [sys.executable, "-m", "streamdet", "run", "--config", str(config_path)]
+        self.log = config_path.with_suffix(".log")
+        with self.log.open("wb") as log:  # a file, not a pipe: nobody reads it while it runs
+            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
+    def answers(self) -> bool:
+        if self.proc.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-2000:]
+            raise AssertionError(f"streamdet exited {self.proc.returncode}:\n{tail}")
         try:
-            self.loop.run_until_complete(self.app.start())
-            self.loop.run_forever()
-            self.loop.run_until_complete(self.app.stop())
-        finally:
-            self.done.set()
+            urllib.request.urlopen(f"{self.url}/healthz", timeout=1).close()
+        except OSError:
+            return False
+        return True
 
     def __enter__(self) -> Serving:
-        self.thread.start()
-        wait_for(lambda: self.app.url is not None or self.done.is_set(), 30, "the server")
-        assert self.app.url is not None, "streamdet did not start"
+        try:
+            wait_for(self.answers, 60, "streamdet to serve /healthz")
+        except AssertionError:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        assert self.done.wait(30), "streamdet did not stop"
-        self.thread.join(5)
+        self.proc.send_signal(signal.SIGTERM)  # what `docker stop` sends
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
 
 
 def write_config(folder: Path, port: int) -> Path:
@@ -89,13 +94,18 @@ def write_config(folder: Path, port: int) -> Path:
 
 
 @pytest.fixture(scope="module")
-def config_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_config(tmp_path_factory.mktemp("probes"), free_port())
+def port() -> int:
+    return free_port()
 
 
 @pytest.fixture(scope="module")
-def serving(config_path: Path) -> Iterator[Serving]:
-    with Serving(config_path) as running:
+def config_path(tmp_path_factory: pytest.TempPathFactory, port: int) -> Path:
+    return write_config(tmp_path_factory.mktemp("probes"), port)
+
+
+@pytest.fixture(scope="module")
+def serving(config_path: Path, port: int) -> Iterator[Serving]:
+    with Serving(config_path, port) as running:
         yield running
 
 
@@ -155,7 +165,7 @@ def test_every_streamdet_probe_of_the_manifests_answers_200(serving: Serving) ->
     }
     assert paths, "no httpGet probe on the streamdet container"
     for path in sorted(paths):
-        with urllib.request.urlopen(f"{serving.app.url}{path}", timeout=5) as response:
+        with urllib.request.urlopen(f"{serving.url}{path}", timeout=5) as response:
             assert response.status == 200, path
             assert json.loads(response.read())["status"] == "ok", path
 
@@ -163,5 +173,5 @@ def test_every_streamdet_probe_of_the_manifests_answers_200(serving: Serving) ->
 def test_the_token_guards_the_other_routes(serving: Serving) -> None:
     """Without this the probe test above would pass on a server that wants no token at all."""
     with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(f"{serving.app.url}/metrics", timeout=5)
+        urllib.request.urlopen(f"{serving.url}/metrics", timeout=5)
     assert refused.value.code == 401
