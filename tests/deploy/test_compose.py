@@ -128,7 +128,11 @@ def test_grafana_provisions_the_prometheus_service_and_the_mounted_dashboard(
     folder = PurePosixPath(provider["options"]["path"])
     dashboards = [s for t, s in mounts.items() if PurePosixPath(t).parent == folder]
     assert dashboards == [DEPLOY / "grafana" / "streamdet.json"], dashboards
-    assert json.loads(dashboards[0].read_text())["panels"], "the dashboard has no panels"
+    dashboard = json.loads(dashboards[0].read_text())
+    assert dashboard["panels"], "the dashboard has no panels"
+    # Its data-source variable offers data sources of the provisioned one's type.
+    variables = [v for v in dashboard["templating"]["list"] if v["type"] == "datasource"]
+    assert [v["query"] for v in variables] == [source["type"]], variables
 
 
 def test_mosquitto_starts_with_the_mounted_config(project: dict[str, Any], tmp_path: Path) -> None:
