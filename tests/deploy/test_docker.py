@@ -7,7 +7,11 @@ The HEALTHCHECK itself runs against a real streamdet in tests/deploy/test_probes
 from __future__ import annotations
 
 import re
+import shutil
+import sys
 import tomllib
+import zipfile
+from pathlib import Path
 
 import pytest
 from docker.utils.build import exclude_paths
@@ -50,6 +54,32 @@ def test_every_copy_source_exists_and_is_in_the_build_context() -> None:
             files = [p for p in path.rglob("*.py") if "__pycache__" not in p.parts]
             missing = [p for p in files if str(p.relative_to(ROOT)) not in context]
             assert not missing, f"COPY {source}: .dockerignore leaves out {missing[:3]}"
+
+
+def test_the_build_context_alone_makes_the_project_wheel(tmp_path: Path) -> None:
+    """What `pip install /src` does in the image, offline: the files .dockerignore lets in,
+    copied alone, build a wheel with every module, the page and the `streamdet` command."""
+    context = tmp_path / "context"
+    for name in exclude_paths(str(ROOT), dockerignore()):
+        if (ROOT / name).is_file():
+            (context / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / name, context / name)
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+    built = run(*pip, "-w", str(tmp_path / "dist"), str(context), timeout=120)
+    assert built.returncode == 0, f"pip wheel (exit {built.returncode}):\n{built.stderr}"
+    (wheel,) = (tmp_path / "dist").glob("streamdet-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+        assert "streamdet = streamdet.cli:main" in archive.read(entry_points).decode()
+    modules = {
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "streamdet").rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+    missing = modules - names
+    assert not missing, f"the wheel lacks {sorted(missing)[:5]}"
+    assert {"streamdet/web/index.html", "streamdet/py.typed"} <= names
 
 
 def test_torch_is_installed_from_requirements_torch_txt_before_the_project() -> None:
