@@ -246,7 +246,7 @@ def test_a_camera_shaken_by_a_pixel_shows_no_object_a_real_one_still_shows() -> 
 
     def found(tolerance: int, frame: np.ndarray) -> int:
         model = objects.ObjectModel(ModelSpec("objects", W, H, 16, {"shift_tolerance": tolerance}))
-        rows, _ = model.regions(frame, objects.background_bands(bg16, tolerance), limit)
+        rows, _ = model.finder.regions(frame, objects.background_bands(bg16, tolerance), limit)
         return len(rows)
 
     assert found(0, shaken) > 0  # without the tolerance, the moved edges are "objects"
