@@ -258,8 +258,10 @@ class ObjectModel(AnomalyModel):
         z = (full - mean) / std * weights  # (B, K, D)
         bank = state["bank"]  # (B or 1, M, D), already standardised and weighted
         # rows no camera has written yet (the rings' unused end) are never anyone's neighbour
-        bank = bank[:, (bank[..., 0] < FAR / 2).any(dim=0)]
         k = int(self.params["k"])
+        written = (bank[..., 0] < FAR / 2).any(dim=0)
+        if int(written.sum()) >= k:  # (an untrained bank has none: all its rows are scored)
+            bank = bank[:, written]
         masks = self._masks(dims, full.device)  # joint, then each of SUBSPACES
         if bank.shape[0] == 1:  # one camera's bank: only the objects found are compared
             near = torch.zeros(b, k_max, len(masks), device=full.device)
