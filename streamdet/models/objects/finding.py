@@ -154,7 +154,8 @@ def group_medians(values: np.ndarray, group: np.ndarray, groups: int) -> np.ndar
     counts = np.bincount(group, minlength=groups)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     low, high = ordered[starts + (counts - 1) // 2], ordered[starts + counts // 2]
-    return ((low + high) / 2).astype(np.float64)
+    out: np.ndarray = ((low + high) / 2).astype(np.float64)
+    return out
 
 
 def _round_up(length: int) -> int:
