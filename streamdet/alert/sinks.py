@@ -1,4 +1,5 @@
-"""Where events go: a JSON Lines file, webhooks and MQTT. Each sink is isolated.
+"""Where events go: a JSON Lines file, webhooks, MQTT and NATS JetStream (``nats_sink``).
+Each sink is isolated.
 
 A dispatcher task per sink takes the deliveries its sink still owes from the store's outbox,
 oldest first, woken by the store when one is due (no polling); a failure is retried later
@@ -156,10 +157,17 @@ class MqttSink:
                 await client.__aexit__(None, None, None)
 
 
+def _nats_sink(config: Any, base_dir: Path) -> Sink:
+    from streamdet.alert.nats_sink import NatsSink  # it imports SinkError from here
+
+    return NatsSink.build(config, base_dir)
+
+
 _FACTORIES: dict[str, Callable[[Any, Path], Sink]] = {
     "jsonl": JsonlSink.build,
     "webhook": WebhookSink.build,
     "mqtt": MqttSink.build,
+    "nats": _nats_sink,
 }
 
 
