@@ -22,7 +22,7 @@ from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 from nats.js.errors import BadRequestError
 
-from streamdet.alert.sinks import SinkError
+from streamdet.alert.sinkerror import SinkError
 from streamdet.alert.store import Delivery
 from streamdet.config import NatsSinkConfig
 from streamdet.log import redact

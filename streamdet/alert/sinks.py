@@ -27,17 +27,14 @@ from typing import Any, Protocol
 import aiohttp
 import aiomqtt
 
+from streamdet.alert.nats_sink import NatsSink
+from streamdet.alert.sinkerror import SinkError
 from streamdet.alert.store import Delivery, EventStore
 from streamdet.config import JsonlSinkConfig, MqttSinkConfig, SinkConfig, WebhookSinkConfig
-from streamdet.errors import StreamdetError
 from streamdet.handoff import Wakeup
 from streamdet.log import redact
 
 logger = logging.getLogger(__name__)
-
-
-class SinkError(StreamdetError):
-    """A delivery failed; it will be retried."""
 
 
 class Sink(Protocol):
@@ -157,17 +154,11 @@ class MqttSink:
                 await client.__aexit__(None, None, None)
 
 
-def _nats_sink(config: Any, base_dir: Path) -> Sink:
-    from streamdet.alert.nats_sink import NatsSink  # it imports SinkError from here
-
-    return NatsSink.build(config, base_dir)
-
-
 _FACTORIES: dict[str, Callable[[Any, Path], Sink]] = {
     "jsonl": JsonlSink.build,
     "webhook": WebhookSink.build,
     "mqtt": MqttSink.build,
-    "nats": _nats_sink,
+    "nats": NatsSink.build,
 }
 
 

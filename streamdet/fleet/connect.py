@@ -70,7 +70,8 @@ async def connect(servers: list[str], timeout_s: float, name: str) -> Client:
 
 async def open_buckets(config: FleetConfig, name: str) -> Buckets:
     nc = await connect(config.servers, config.connect_timeout_s, f"streamdet:{name}")
-    js = nc.jetstream(timeout=max(config.connect_timeout_s, 2.0))
+    # Short requests: a beat that waits on a dead node must not outlast the member timeout.
+    js = nc.jetstream(timeout=max(min(config.connect_timeout_s, config.member_timeout_s / 2), 0.5))
     try:
         # The TTL sweeps away heartbeats of workers gone long ago (liveness is judged on
         # revisions, see membership); long enough that a slow beat is never swept.

@@ -7,6 +7,9 @@ an entry expires, so liveness is judged here instead: a member is live while its
 revision keeps changing, timed on *this* worker's monotonic clock (so clocks that disagree
 between boxes do not matter). An entry seen for the first time is as old as its own
 timestamp says (capped at the timeout), so a worker that starts does not count the dead.
+After a stretch in which this worker itself could not read the bucket (NATS unreachable, or
+the bucket electing a new leader after a node died), every member gets a fresh timeout: an
+outage that kept everyone from beating moves no camera.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 
@@ -62,9 +66,22 @@ class Member:
 class Membership:
     """Writes this worker's heartbeat and tells which members are live."""
 
-    def __init__(self, kv: KeyValue, name: str, timeout_s: float) -> None:
-        self.kv, self.name, self.timeout_s = kv, name, timeout_s
+    def __init__(
+        self, js: JetStreamContext, kv: KeyValue, bucket: str, name: str, timeout_s: float
+    ) -> None:
+        self.js, self.kv, self.bucket = js, kv, bucket
+        self.name, self.timeout_s = name, timeout_s
         self._seen: dict[str, tuple[int, float]] = {}  # name -> (revision, monotonic seen)
+        self._last_read: float | None = None  # monotonic time of the last whole reading
+
+    async def _names(self) -> list[str]:
+        """The bucket's keys, from one stream-info request: ``KeyValue.keys()`` would create
+        a consumer on every beat (a cluster-wide operation, refused while the cluster has no
+        meta leader, and it can return a partial list on a timeout: a member left out would
+        lose its cameras)."""
+        prefix = f"$KV.{self.bucket}."
+        info = await self.js.stream_info(f"KV_{self.bucket}", subjects_filter=f"{prefix}>")
+        return sorted(s.removeprefix(prefix) for s in (info.state.subjects or {}))
 
     async def beat(self, me: Member) -> None:
         await self.kv.put(self.name, me.encode())
@@ -76,10 +93,12 @@ class Membership:
     async def live(self) -> dict[str, Member]:
         """The members whose heartbeat changed within the timeout (this worker included)."""
         now, wall = time.monotonic(), time.time()
-        try:
-            names = await self.kv.keys()
-        except NoKeysError:
-            names = []
+        if self._last_read is not None and now - self._last_read > self.timeout_s / 2:
+            # This worker could not read for a while (NATS unreachable, or a bucket electing a
+            # new leader after a node died): nobody could beat, so nobody is counted gone for
+            # it; every member gets a fresh timeout from now.
+            self._seen = {name: (revision, now) for name, (revision, _) in self._seen.items()}
+        names = await self._names()
         members: dict[str, Member] = {}
         for name in names:
             try:
@@ -98,4 +117,5 @@ class Membership:
                 members[name] = member
         for gone in set(self._seen) - set(names):
             del self._seen[gone]
+        self._last_read = time.monotonic()
         return members

@@ -34,6 +34,8 @@ from streamdet.fleet.models import ModelStore
 
 logger = logging.getLogger(__name__)
 
+JOIN_RETRY_S = 2.0  # between attempts to reach NATS at start
+
 
 class CameraControl(Protocol):
     """What the worker asks of the App."""
@@ -85,22 +87,28 @@ class FleetWorker:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        if self._task is not None:
-            return
+        """Start joining: the loop connects (retrying while no NATS server answers: the
+        pipeline runs meanwhile, with no camera), then beats."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="fleet:worker")
+
+    async def _join(self) -> None:
         buckets = await open_buckets(self.config, self.name)
         self._buckets = buckets
-        self._membership = Membership(buckets.members, self.name, self.config.member_timeout_s)
+        self._membership = Membership(
+            buckets.js,
+            buckets.members,
+            f"{self.config.prefix}-members",
+            self.name,
+            self.config.member_timeout_s,
+        )
         self._models = ModelStore(buckets.models, self._models_dir)
-        if self.config.cameras == "kv":
-            await self._seed_camera_list()
-        await self._membership.beat(self._me())
         logger.info(
-            "fleet: worker %s joined (capacity %g, %d camera(s) in the fleet's list)",
+            "fleet: worker %s joining (capacity %g, %d camera(s) in the fleet's list)",
             self.name,
             self.config.capacity,
             len(self.cameras),
         )
-        self._task = asyncio.create_task(self._loop(), name="fleet:worker")
 
     async def stop(self) -> None:
         """Stop beating and leave (the others take my cameras at once); the App stops the
@@ -129,9 +137,19 @@ class FleetWorker:
 
     # ------------------------------------------------------------------ the beat
     async def _loop(self) -> None:
+        while self._buckets is None:
+            try:
+                await self._join()
+            except FleetError as exc:
+                logger.error("fleet: %s; trying again in %.0f s", exc, JOIN_RETRY_S)
+                await asyncio.sleep(JOIN_RETRY_S)
+        seeded = self.config.cameras != "kv"
         while True:
             started = time.monotonic()
             try:
+                if not seeded:
+                    await self._seed_camera_list()
+                    seeded = True
                 await self._beat()
             except (NatsError, TimeoutError, OSError, FleetError) as exc:
                 # NATS unreachable for now: keep running what runs; the client reconnects
