@@ -21,7 +21,7 @@ NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"  # a KV key and a NATS subject token
 
 def _nats_urls(urls: list[str]) -> list[str]:
     for url in urls:
-        check_url(url, "nats|tls", "nats://[user:password@]host:port")
+        check_url(url, "nats|tls", "nats://host:port or tls://host:port")
     return urls
 
 

@@ -8,8 +8,8 @@ revision keeps changing, timed on *this* worker's monotonic clock (so clocks tha
 between boxes do not matter). An entry seen for the first time is as old as its own
 timestamp says (capped at the timeout), so a worker that starts does not count the dead.
 After a stretch in which this worker itself could not read the bucket (NATS unreachable, or
-the bucket electing a new leader after a node died), every member gets a fresh timeout: an
-outage that kept everyone from beating moves no camera.
+the bucket electing a new leader after a node died), every member live before it gets a fresh
+timeout: an outage that kept everyone from beating moves no camera.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ class Membership:
         self.name, self.timeout_s = name, timeout_s
         self._seen: dict[str, tuple[int, float]] = {}  # name -> (revision, monotonic seen)
         self._last_read: float | None = None  # monotonic time of the last whole reading
+        self._live: set[str] = set()  # the members live at that reading
 
     async def _names(self) -> list[str]:
         """The bucket's keys, from one stream-info request: ``KeyValue.keys()`` would create
@@ -96,8 +97,11 @@ class Membership:
         if self._last_read is not None and now - self._last_read > self.timeout_s / 2:
             # This worker could not read for a while (NATS unreachable, or a bucket electing a
             # new leader after a node died): nobody could beat, so nobody is counted gone for
-            # it; every member gets a fresh timeout from now.
-            self._seen = {name: (revision, now) for name, (revision, _) in self._seen.items()}
+            # it; every member live at the last reading gets a fresh timeout from now.
+            self._seen = {
+                name: (revision, now if name in self._live else seen)
+                for name, (revision, seen) in self._seen.items()
+            }
         names = await self._names()
         members: dict[str, Member] = {}
         for name in names:
@@ -117,5 +121,5 @@ class Membership:
                 members[name] = member
         for gone in set(self._seen) - set(names):
             del self._seen[gone]
-        self._last_read = time.monotonic()
+        self._last_read, self._live = time.monotonic(), set(members)
         return members

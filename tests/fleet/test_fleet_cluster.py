@@ -21,7 +21,7 @@ from pathlib import Path
 import nats
 import pytest
 
-from tests.support.fleet import Worker, placed_once, running
+from tests.support.fleet import Worker, placed_once, running, stop_all
 from tests.support.nats import NatsCluster
 from tests.support.waiting import wait_for
 
@@ -135,8 +135,7 @@ def test_a_fleet_shares_cameras_and_survives_a_dead_worker_and_a_dead_nats_node(
         assert len(keys) == len(set(keys)), "no duplicate"
         assert expected <= set(keys), f"lost: {sorted(expected - set(keys))[:5]}"
     finally:
-        for worker in workers:
-            worker.stop()
+        stop_all(workers)
         for worker in workers:
             print(f"--- {worker.name}\n{worker.log()[-1500:]}")
 

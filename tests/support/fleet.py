@@ -138,6 +138,18 @@ class Worker:
         return {f"{i}-{r}" for i, last in rows for r in range(last + 1)}, int(owed)
 
 
+def stop_all(workers: list[Worker], timeout: float = 30.0) -> None:
+    """SIGTERM every worker at once (one by one, each leaving would hand its cameras to the
+    next to stop), then wait; SIGKILL what is left."""
+    for worker in workers:
+        if worker.alive and worker.proc is not None:
+            worker.proc.terminate()
+    for worker in workers:
+        if worker.proc is not None:
+            end_process(worker.proc, timeout=timeout)
+            worker.proc = None
+
+
 def running(workers: list[Worker]) -> dict[str, list[str]]:
     """camera -> the live workers that say they run it (their own /api/fleet). Raises
     RuntimeError, with its log, for a started worker that has exited."""
