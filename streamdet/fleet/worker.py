@@ -35,6 +35,7 @@ from streamdet.fleet.models import ModelStore
 logger = logging.getLogger(__name__)
 
 JOIN_RETRY_S = 2.0  # between attempts to reach NATS at start
+START_RETRY_S = 10.0  # a camera that could not start here is tried again this much later
 
 
 class CameraControl(Protocol):
@@ -84,6 +85,7 @@ class FleetWorker:
         self._models: ModelStore | None = None
         self._task: asyncio.Task[None] | None = None
         self._list_revision: int | None = None
+        self._failed: dict[str, float] = {}  # camera -> monotonic time its start failed
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -180,8 +182,11 @@ class FleetWorker:
             if member.name != self.name
             for camera in member.running
         }
+        now = time.monotonic()
         for name, camera in wanted.items():
-            if name not in self.running and name not in elsewhere:
+            if name in self.running or name in elsewhere:
+                continue
+            if now - self._failed.get(name, -START_RETRY_S) >= START_RETRY_S:
                 await self._start(camera)
 
     async def _start(self, camera: CameraConfig) -> None:
@@ -193,8 +198,15 @@ class FleetWorker:
             return
         problem = await self._control.start_fleet_camera(camera)
         if problem is not None:
-            logger.error("[%s] fleet: could not start: %s", camera.name, problem)
+            logger.error(
+                "[%s] fleet: could not start (%s); again in %.0f s",
+                camera.name,
+                problem,
+                START_RETRY_S,
+            )
+            self._failed[camera.name] = time.monotonic()
             return
+        self._failed.pop(camera.name, None)
         self.running[camera.name] = Running(camera, time.time(), digest)
         logger.info(
             "[%s] fleet: runs here now (checkpoint %s)",

@@ -11,18 +11,16 @@ every worker's store once (no loss, no duplicate).
 
 from __future__ import annotations
 
-import asyncio
-import json
 import math
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import nats
 import pytest
 
 from tests.support.fleet import Worker, placed_once, running, stop_all
-from tests.support.nats import NatsCluster
+from tests.support.nats import NatsCluster, stream_messages
 from tests.support.waiting import wait_for
 
 CAMERAS = 12
@@ -51,22 +49,6 @@ def all_learned(workers: list[Worker]) -> dict[str, str] | None:
                 return None
             digests[name] = digest
     return digests if len(digests) == CAMERAS else None
-
-
-async def stream_keys(servers: list[str]) -> list[str]:
-    """Every message's Nats-Msg-Id in the events stream, in order."""
-    nc = await nats.connect(servers)
-    try:
-        js = nc.jetstream()
-        info = await js.stream_info("streamdet-events")
-        keys = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            msg = await js.get_msg("streamdet-events", seq)
-            keys.append((msg.headers or {}).get("Nats-Msg-Id", ""))
-            assert json.loads(msg.data or b"{}")["idempotency_key"] == keys[-1]
-        return keys
-    finally:
-        await nc.close()
 
 
 def test_a_fleet_shares_cameras_and_survives_a_dead_worker_and_a_dead_nats_node(
@@ -126,11 +108,24 @@ def test_a_fleet_shares_cameras_and_survives_a_dead_worker_and_a_dead_nats_node(
         view = survivors[0].fleet()
         assert view is not None and len(view["members"]) == 4
         assert all(m["heartbeat_age_s"] < 3.0 for m in view["members"]), view["members"]
+        where = placed_once(workers, CAMERAS)
+        assert where is not None
+        for name, camera in view["cameras"].items():  # which camera runs where, since when
+            assert camera["worker"] == where[name] and camera["since"] > 0, (name, camera)
+        metrics = _metrics(survivors[0])
+        assert "streamdet_fleet_members 4.0" in metrics
+        mine = len(view["running"])
+        assert f'streamdet_fleet_cameras{{worker="{view["worker"]}",scope="worker"}} {mine}.0' in (
+            metrics
+        )
+        assert "streamdet_fleet_assignment_changes_total" in metrics
 
         # the event stream: every revision of every store's events, once
         wait_for(lambda: all(w.events_db()[1] == 0 for w in workers), 30, "outboxes empty")
         expected = set().union(*(w.events_db()[0] for w in workers))
-        keys = asyncio.run(stream_keys(cluster.urls[1:]))
+        found = stream_messages(cluster.urls[1:])
+        assert all(body["idempotency_key"] == key for key, _, body in found)
+        keys = [key for key, _, _ in found]
         assert expected, "some events were recorded (the synthetic cyclists)"
         assert len(keys) == len(set(keys)), "no duplicate"
         assert expected <= set(keys), f"lost: {sorted(expected - set(keys))[:5]}"
@@ -138,6 +133,11 @@ def test_a_fleet_shares_cameras_and_survives_a_dead_worker_and_a_dead_nats_node(
         stop_all(workers)
         for worker in workers:
             print(f"--- {worker.name}\n{worker.log()[-1500:]}")
+
+
+def _metrics(worker: Worker) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{worker.port}/metrics", timeout=5) as r:
+        return str(r.read().decode())
 
 
 def _has(workers: list[Worker], name: str) -> bool:

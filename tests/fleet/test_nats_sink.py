@@ -5,18 +5,16 @@ dispatcher retries, then delivered once the server is back."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import nats
 import pytest
 
 from streamdet.alert.nats_sink import NatsSink
 from streamdet.alert.sinks import SinkError, make_sink
 from streamdet.alert.store import Delivery
 from streamdet.config import NatsSinkConfig
-from tests.support.nats import NatsCluster
+from tests.support.nats import NatsCluster, stream_messages
 
 
 @pytest.fixture
@@ -27,20 +25,6 @@ def server(tmp_path: Path) -> Iterator[NatsCluster]:
 
 def delivery(key: str, camera: str = "gate") -> Delivery:
     return Delivery(1, "nats", key, {"id": key.split("-")[0], "camera": camera}, 0, 0.0)
-
-
-async def messages(url: str) -> list[tuple[str, str, dict[str, object]]]:
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        info = await js.stream_info("streamdet-events")
-        found = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            msg = await js.get_msg("streamdet-events", seq)
-            found.append(((msg.headers or {})["Nats-Msg-Id"], msg.subject, json.loads(msg.data)))
-        return found
-    finally:
-        await nc.close()
 
 
 def test_the_registry_builds_it(tmp_path: Path) -> None:
@@ -58,7 +42,7 @@ def test_a_delivery_sent_twice_is_stored_once(server: NatsCluster) -> None:
             await sink.close()
 
     asyncio.run(scenario())
-    found = asyncio.run(messages(server.urls[0]))
+    found = stream_messages(server.urls)
     assert [key for key, _, _ in found] == ["aa-0", "aa-1"]
     assert found[0][1] == "streamdet.events.gate"
     assert found[0][2]["idempotency_key"] == "aa-0"
@@ -87,4 +71,4 @@ def test_an_outage_is_a_sink_error_then_delivered(server: NatsCluster) -> None:
             await sink.close()
 
     asyncio.run(scenario())
-    assert [key for key, _, _ in asyncio.run(messages(server.urls[0]))] == ["bb-0", "bb-1"]
+    assert [key for key, _, _ in stream_messages(server.urls)] == ["bb-0", "bb-1"]

@@ -3,11 +3,14 @@
 ``NatsCluster(workdir, nodes=3)``: each node on free client, cluster and monitoring ports,
 its JetStream store under ``workdir``, routes to the others; ``start`` waits until every
 node's ``/healthz`` (JetStream included) answers 200. ``kill(i)`` ends one node with SIGKILL;
-``stop`` ends them all. Also used by ``benchmarks/fleet.py``.
+``stop`` ends them all. Also used by ``benchmarks/fleet.py``. ``stream_messages`` reads a
+stream back.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import shutil
 import signal
 import subprocess
@@ -16,8 +19,13 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import nats
 
 from benchmarks.common import end_process, free_port
+
+Message = tuple[str, str, dict[str, Any]]  # Nats-Msg-Id, subject, JSON body
 
 
 @dataclass
@@ -130,3 +138,23 @@ class NatsCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def stream_messages(servers: list[str], stream: str = "streamdet-events") -> list[Message]:
+    """Every message of ``stream``, in order: (its Nats-Msg-Id, subject, JSON body)."""
+
+    async def read() -> list[Message]:
+        nc = await nats.connect(servers)
+        try:
+            js = nc.jetstream()
+            info = await js.stream_info(stream)
+            found = []
+            for seq in range(info.state.first_seq, info.state.last_seq + 1):
+                msg = await js.get_msg(stream, seq)
+                key = (msg.headers or {}).get("Nats-Msg-Id", "")
+                found.append((key, msg.subject, json.loads(msg.data or b"{}")))
+            return found
+        finally:
+            await nc.close()
+
+    return asyncio.run(read())

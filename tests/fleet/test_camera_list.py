@@ -1,0 +1,65 @@
+"""The fleet's camera list in the KV bucket: seeded from the first worker's file, and a
+camera added to or removed from the entry reaches the running workers without a restart; a
+bad entry is refused (by key) and the last good list kept."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+
+from tests.support.fleet import Worker, camera, placed_once, running, stop_all
+from tests.support.nats import NatsCluster
+from tests.support.waiting import wait_for
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    with NatsCluster(tmp_path / "nats") as started:
+        yield started
+
+
+def put_list(servers: list[str], cameras: Any) -> None:
+    async def put() -> None:
+        nc = await nats.connect(servers)
+        try:
+            kv = await nc.jetstream().key_value("streamdet-config")
+            await kv.put("cameras", json.dumps(cameras).encode())
+        finally:
+            await nc.close()
+
+    asyncio.run(put())
+
+
+def test_cameras_added_and_removed_in_kv_reach_the_fleet(
+    cluster: NatsCluster, tmp_path: Path
+) -> None:
+    workers = [Worker(tmp_path, f"w{i}", cluster.urls, 3, cameras="kv") for i in (1, 2)]
+    try:
+        for worker in workers:
+            worker.start()
+        wait_for(lambda: placed_once(workers, 3) is not None, 60, "3 cameras once", 0.25)
+
+        put_list(cluster.urls, [camera(i) for i in range(4)])  # cam03 added
+        wait_for(lambda: placed_once(workers, 4) is not None, 20, "cam03 runs", 0.25)
+
+        put_list(cluster.urls, [{"name": "bad", "source": {"kind": "rtsp"}}])
+        put_list(cluster.urls, [camera(i) for i in (1, 2, 3)])  # cam00 removed
+        wait_for(lambda: "cam00" not in running(workers), 20, "cam00 stopped", 0.25)
+        assert placed_once(workers, 3) is not None
+
+        put_list(cluster.urls, [{"name": "bad", "source": {"kind": "rtsp"}}])
+        wait_for(
+            lambda: "cameras[0].source.url: Field required" in workers[0].log(),
+            20,
+            "the bad list refused by key",
+            0.25,
+        )
+        assert sorted(running(workers)) == ["cam01", "cam02", "cam03"], "the last list kept"
+    finally:
+        stop_all(workers)
