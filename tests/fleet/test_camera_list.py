@@ -39,7 +39,7 @@ def put_list(servers: list[str], cameras: Any) -> None:
 def test_cameras_added_and_removed_in_kv_reach_the_fleet(
     cluster: NatsCluster, tmp_path: Path
 ) -> None:
-    workers = [Worker(tmp_path, f"w{i}", cluster.urls, 3, cameras="kv") for i in (1, 2)]
+    workers = [Worker(tmp_path, f"w{i}", cluster.urls, 3, list_in="kv") for i in (1, 2)]
     try:
         for worker in workers:
             worker.start()

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.fleet import Worker, placed_once, running, stop_all
 from tests.support.nats import NatsCluster, stream_messages
@@ -105,20 +106,22 @@ def test_a_fleet_shares_cameras_and_survives_a_dead_worker_and_a_dead_nats_node(
         victim.start()
         wait_for(lambda: _has(workers, victim.name), 30, "the restarted worker runs cameras")
         wait_for(lambda: placed_once(workers, CAMERAS) is not None, 30, "settled again")
+        where = placed_once(workers, CAMERAS)
+        assert where is not None
+        # each worker's /api/fleet says which camera runs where (from the heartbeats: a beat
+        # or two behind the workers' own lists), since when, and sees every member beat
+        wait_for(lambda: _agrees(survivors[0], where), 5, "/api/fleet agrees", 0.2)
         view = survivors[0].fleet()
         assert view is not None and len(view["members"]) == 4
         assert all(m["heartbeat_age_s"] < 3.0 for m in view["members"]), view["members"]
-        where = placed_once(workers, CAMERAS)
-        assert where is not None
-        for name, camera in view["cameras"].items():  # which camera runs where, since when
-            assert camera["worker"] == where[name] and camera["since"] > 0, (name, camera)
-        metrics = _metrics(survivors[0])
-        assert "streamdet_fleet_members 4.0" in metrics
-        mine = len(view["running"])
-        assert f'streamdet_fleet_cameras{{worker="{view["worker"]}",scope="worker"}} {mine}.0' in (
-            metrics
-        )
-        assert "streamdet_fleet_assignment_changes_total" in metrics
+        assert all(c["since"] > 0 for c in view["cameras"].values())
+        samples = _metrics(survivors[0])
+        assert samples[("streamdet_fleet_members", ())] == 4
+        me = view["worker"]
+        mine = samples[("streamdet_fleet_cameras", (("scope", "worker"), ("worker", me)))]
+        assert mine == len(view["running"])
+        assert samples[("streamdet_fleet_cameras", (("scope", "fleet"), ("worker", me)))] == 12
+        assert samples[("streamdet_fleet_assignment_changes_total", (("worker", me),))] >= 8
 
         # the event stream: every revision of every store's events, once
         wait_for(lambda: all(w.events_db()[1] == 0 for w in workers), 30, "outboxes empty")
@@ -135,9 +138,22 @@ def test_a_fleet_shares_cameras_and_survives_a_dead_worker_and_a_dead_nats_node(
             print(f"--- {worker.name}\n{worker.log()[-1500:]}")
 
 
-def _metrics(worker: Worker) -> str:
+def _agrees(worker: Worker, where: dict[str, str]) -> bool:
+    view = worker.fleet()
+    return view is not None and all(
+        camera["worker"] == where[name] for name, camera in view["cameras"].items()
+    )
+
+
+def _metrics(worker: Worker) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The worker's /metrics samples: (name, sorted labels) -> value."""
     with urllib.request.urlopen(f"http://127.0.0.1:{worker.port}/metrics", timeout=5) as r:
-        return str(r.read().decode())
+        text = r.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def _has(workers: list[Worker], name: str) -> bool:

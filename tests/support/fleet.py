@@ -48,8 +48,16 @@ class Worker:
     """One ``streamdet run`` in fleet mode; ``kill9`` ends it without a goodbye."""
 
     def __init__(
-        self, root: Path, name: str, servers: list[str], cameras: int, **fleet: Any
+        self,
+        root: Path,
+        name: str,
+        servers: list[str],
+        cameras: int,
+        list_in: str = "config",
+        **fleet: Any,
     ) -> None:
+        """``list_in``: ``fleet.cameras`` (where the camera list lives); ``fleet``: more
+        keys of the ``fleet`` section."""
         self.name, self.dir = name, root / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -71,6 +79,7 @@ class Worker:
                 "heartbeat_s": 0.5,
                 "member_timeout_s": 3.0,
                 "replicas": 3,
+                "cameras": list_in,
                 **fleet,
             },
         }
