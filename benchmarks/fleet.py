@@ -28,8 +28,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import log, machine_load
-from tests.support.fleet import Worker, placed_once, stop_all
-from tests.support.nats import NatsCluster
+from benchmarks.fleet_workers import Worker, placed_once, stop_all
+from benchmarks.nats_cluster import NatsCluster
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
