@@ -83,6 +83,7 @@ class Worker:
                 **fleet,
             },
         }
+        self.document = document
         self.config = self.dir / "streamdet.yaml"
         self.config.write_text(yaml.safe_dump(document))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -99,6 +100,20 @@ class Worker:
             env=env,
         )
         log.close()
+
+    def rewrite(self, cameras: int) -> None:
+        """Write the config again with ``cameras`` cameras (for a reload)."""
+        self.document["cameras"] = [camera(i) for i in range(cameras)]
+        self.config.write_text(yaml.safe_dump(self.document))
+
+    def post(self, path: str) -> tuple[int, Any]:
+        """POST ``path``: the status and the JSON answer."""
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
 
     @property
     def alive(self) -> bool:

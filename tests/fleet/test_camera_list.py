@@ -1,6 +1,7 @@
-"""The fleet's camera list in the KV bucket: seeded from the first worker's file, and a
+"""The fleet's camera list. In the KV bucket: seeded from the first worker's file, and a
 camera added to or removed from the entry reaches the running workers without a restart; a
-bad entry is refused (by key) and the last good list kept."""
+bad entry is refused (by key) and the last good list kept. In the config file: a reload gives
+the worker the file's new list."""
 
 from __future__ import annotations
 
@@ -72,3 +73,20 @@ def test_cameras_added_and_removed_in_kv_reach_the_fleet(
         assert placed_once(workers, 3) is not None
     finally:
         stop_all(workers)
+
+
+def test_a_reload_gives_the_worker_the_files_new_list(cluster: NatsCluster, tmp_path: Path) -> None:
+    worker = Worker(tmp_path, "w1", cluster.urls, 2)
+    try:
+        worker.start()
+        wait_for(lambda: placed_once([worker], 2) is not None, 60, "2 cameras", 0.25)
+        worker.rewrite(3)
+        status, answer = worker.post("/api/reload")
+        assert status == 200, answer
+        assert answer["added"] == ["cam02"] and answer["unchanged"] == ["cam00", "cam01"]
+        wait_for(lambda: placed_once([worker], 3) is not None, 10, "cam02 runs", 0.25)
+        worker.rewrite(1)
+        assert worker.post("/api/reload")[1]["removed"] == ["cam01", "cam02"]
+        wait_for(lambda: placed_once([worker], 1) is not None, 10, "only cam00", 0.25)
+    finally:
+        stop_all([worker])
