@@ -246,7 +246,7 @@ def test_a_camera_shaken_by_a_pixel_shows_no_object_a_real_one_still_shows() -> 
 
     def found(tolerance: int, frame: np.ndarray) -> int:
         model = objects.ObjectModel(ModelSpec("objects", W, H, 16, {"shift_tolerance": tolerance}))
-        rows, _ = model.regions(frame, objects.background_bands(bg16, tolerance), limit)
+        rows, _ = model.finder.regions(frame, objects.background_bands(bg16, tolerance), limit)
         return len(rows)
 
     assert found(0, shaken) > 0  # without the tolerance, the moved edges are "objects"
@@ -262,3 +262,18 @@ def test_a_checkpoint_from_before_the_shift_tolerance_keeps_its_foreground() -> 
     again = objects.ObjectModel(ModelSpec("objects", W, H, 16))
     again.load_state_dict(old)
     assert int(again.shift) == 0
+
+
+def test_a_checkpoint_from_before_16_objects_keeps_scoring_8() -> None:
+    """Its threshold was calibrated on a frame's 8 largest objects: it keeps 8 (and a later
+    save says so in its spec); a checkpoint of now keeps its own number."""
+    model = objects.ObjectModel(ModelSpec("objects", W, H, 16))
+    assert int(model.params["max_objects"]) == 16
+    old = {k: v for k, v in model.state_dict().items() if k != "kept"}
+    again = objects.ObjectModel(ModelSpec("objects", W, H, 16))
+    again.load_state_dict(old)
+    assert int(again.params["max_objects"]) == 8 == int(again.kept)
+    assert again.spec.params["max_objects"] == 8
+    same = objects.ObjectModel(ModelSpec("objects", W, H, 16))
+    same.load_state_dict(model.state_dict())
+    assert int(same.params["max_objects"]) == 16

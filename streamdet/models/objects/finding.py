@@ -1,0 +1,227 @@
+"""Finding a window's objects without a downloaded detector, and describing each (OpenCV,
+NumPy): the learned background and its per-pixel variation, foreground regions, DIS flow over
+the objects' rectangle, each object's features (``features.FEATURES``) and crop, and the
+perspective line its size and speed are measured against. See ``streamdet.models.objects``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import cv2
+import numpy as np
+from torch import Tensor
+
+from streamdet.models.base import TrainingData
+from streamdet.models.motionflow import flow_pool, thread_dis
+from streamdet.models.objects.features import FEATURES
+
+
+class Finder:
+    """A window's objects at one model's settings (``params``: the model's, shared)."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+
+    def regions(
+        self, frame: np.ndarray, bands: np.ndarray, limit: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Foreground regions of ``frame``, largest first: rows (n, 7) x, y, w, h, label,
+        centroid x, centroid y; and the label image. ``bands``: ``background_bands``."""
+        grey = frame.astype(np.int16)
+        background = bands[0]
+        # a global exposure change is no object
+        exposure = np.int16(np.median((grey - background)[::4, ::4]))
+        grey -= exposure
+        fg = (np.abs(grey - background) > limit).astype(np.uint8)
+        if bands.shape[0] == 3:  # foreground only near a core that differs from the
+            # background's darkest and brightest nearby too: a shaken edge differs from the
+            # background only where the edge was; the core's neighbours keep the object's shape
+            low, high = bands[1], bands[2]
+            core = ((grey - high > limit) | (low - grey > limit)).astype(np.uint8)
+            fg &= cv2.dilate(core, np.ones((5, 5), np.uint8))
+        fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
+        fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+        _, labels, stats, centres = cv2.connectedComponentsWithStats(fg, connectivity=8)
+        area, side = int(self.params["min_area"]), int(self.params["min_side"])
+        h, w = frame.shape
+        x, y, bw, bh, pixels = stats[1:].T
+        # a sliver at the frame's edge is an object entering or leaving: too little of it is
+        # seen to say how big or fast it is
+        edge = (x == 0) | (y == 0) | (x + bw == w) | (y + bh == h)
+        least = np.where(edge, 3 * side, side)
+        ok = np.flatnonzero((pixels >= area) & (bw >= least) & (bh >= least))
+        keep = (ok[np.argsort(-pixels[ok], kind="stable")] + 1)[: int(self.params["max_objects"])]
+        rows = np.column_stack([stats[keep, :4], keep, centres[keep]]).astype(np.float64)
+        return rows.reshape(-1, 7), labels
+
+    def describe(
+        self, pair: np.ndarray, bands: np.ndarray, limit: np.ndarray, perspective: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One window -> (features (n, F), crops (n, 2, c, c), boxes (n, 4) x0 y0 x1 y1 in 0..1);
+        ``bands`` as ``regions`` takes them."""
+        prev, cur = pair[-2], pair[-1]
+        h, w = bands.shape[1:]
+        if cur.shape != (h, w):  # a window at another size than the model learned at
+            prev = cv2.resize(prev, (w, h), interpolation=cv2.INTER_AREA)
+            cur = cv2.resize(cur, (w, h), interpolation=cv2.INTER_AREA)
+        found, labels = self.regions(cur, bands, limit)
+        boxes = found[:, :5].astype(np.int32)
+        c = int(self.params["crop"])
+        feats = np.zeros((len(boxes), len(FEATURES)), np.float32)
+        crops = np.zeros((len(boxes), 2, c, c), np.float32)
+        norm_boxes = np.zeros((len(boxes), 4), np.float32)
+        if not len(boxes):
+            return feats, crops, norm_boxes
+        flow = self._flow(prev, cur, boxes)
+        diff = cv2.absdiff(prev, cur)
+        moving = diff > float(self.params["motion_level"])
+        for i, (x, y, bw, bh, j) in enumerate(boxes):
+            inside = labels[y : y + bh, x : x + bw] == j
+            # medians: DIS makes up wild vectors where content enters from outside the frame
+            vx = float(np.median(flow[y : y + bh, x : x + bw, 0][inside]))
+            vy = float(np.median(flow[y : y + bh, x : x + bw, 1][inside]))
+            speed = math.hypot(vx, vy)
+            foot = y + bh
+            still = 1.0 - float(moving[y : y + bh, x : x + bw][inside].mean())
+            feats[i, :4] = ((x + bw / 2) / w, foot / h, math.log(bh / h), math.log(bw / bh))
+            feats[i, 5], feats[i, 9] = speed / h * 100.0, still
+            feats[i, 7:9] = vx, vy  # pixels a frame until put in place below
+            crops[i] = _crop(cur, diff, (x, y, bw, bh), c)
+            norm_boxes[i] = (x / w, y / h, (x + bw) / w, (y + bh) / h)
+        in_place(feats, perspective, h)
+        return feats, crops, norm_boxes
+
+    def _flow(self, prev: np.ndarray, cur: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """Dense flow (h, w, 2) in pixels a frame, computed only over the rectangle around the
+        objects' boxes (with a margin for where they came from): the flow is the main cost,
+        and most of a camera's frame is empty background. Zero elsewhere."""
+        h, w = cur.shape
+        pad = FLOW_MARGIN
+        x0 = max(int(boxes[:, 0].min()) - pad, 0)
+        y0 = max(int(boxes[:, 1].min()) - pad, 0)
+        x1 = min(int((boxes[:, 0] + boxes[:, 2]).max()) + pad, w)
+        y1 = min(int((boxes[:, 1] + boxes[:, 3]).max()) + pad, h)
+        # DIS reallocates for every new size: round the rectangle up to steps of FLOW_STEP
+        x1, y1 = _stepped(x0, x1, w), _stepped(y0, y1, h)
+        x0, y0 = max(x1 - _round_up(x1 - x0), 0), max(y1 - _round_up(y1 - y0), 0)
+        flow = np.zeros((h, w, 2), np.float32)
+        dis = thread_dis(self.params, (x1 - x0, y1 - y0))
+        flow[y0:y1, x0:x1] = dis.calc(  # type: ignore[call-overload]
+            np.ascontiguousarray(prev[y0:y1, x0:x1]), np.ascontiguousarray(cur[y0:y1, x0:x1]), None
+        )
+        return flow
+
+    def describe_all(
+        self, pairs: np.ndarray, state: dict[str, Tensor]
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Every window's objects, spread over ``flow_pool()`` (the flow is the cost)."""
+        backgrounds = np.rint(state["background"].cpu().numpy()).astype(np.int16)
+        shifts = state["shift"].cpu().numpy().reshape(-1)
+        bands = [background_bands(bg, int(r)) for bg, r in zip(backgrounds, shifts, strict=True)]
+        limits = self.limits(state["noise"].cpu().numpy())
+        persp = state["perspective"].cpu().numpy()
+
+        def one(b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            s = b if len(bands) > 1 else 0
+            return self.describe(pairs[b], bands[s], limits[s], persp[s])
+
+        if len(pairs) == 1:
+            return [one(0)]
+        return list(flow_pool().map(one, range(len(pairs))))
+
+    def limits(self, noise: np.ndarray) -> np.ndarray:
+        level = float(self.params["bg_level"])
+        return np.maximum(level, float(self.params["noise_k"]) * noise).astype(np.int16)
+
+
+FLOW_MARGIN = 32  # pixels around the objects' rectangle that the flow is computed over
+FLOW_STEP = 32  # its sides are rounded up to multiples of this (a DIS object per size)
+
+
+def _round_up(length: int) -> int:
+    return -(-length // FLOW_STEP) * FLOW_STEP
+
+
+def _stepped(start: int, end: int, limit: int) -> int:
+    """The end of [start, end) grown to a multiple of FLOW_STEP long, capped at ``limit``."""
+    return min(start + _round_up(end - start), limit)
+
+
+def background_bands(background: np.ndarray, shift: int) -> np.ndarray:
+    """(3, h, w) int16: the background, and its darkest and brightest pixel within ``shift``
+    pixels of each pixel; (1, h, w), the background alone, when 0."""
+    if shift <= 0:
+        return background[None]
+    kernel = np.ones((2 * shift + 1, 2 * shift + 1), np.uint8)
+    return np.stack([background, cv2.erode(background, kernel), cv2.dilate(background, kernel)])
+
+
+def in_place(feats: np.ndarray, perspective: np.ndarray, height: int) -> None:
+    """Fill the features measured against the object height expected at the foot's row
+    (size, speed, velocity for the place) from the raw ones, in place. Velocity columns hold
+    pixels a frame on entry."""
+    slope, icpt, floor = (float(v) for v in perspective)
+    foot = feats[:, 1] * height
+    expected = np.maximum(slope * foot + icpt, floor)
+    tall = np.exp(feats[:, 2]) * height
+    speed = feats[:, 5] * height / 100.0
+    feats[:, 4] = np.log(tall / expected)
+    feats[:, 6] = speed / expected
+    feats[:, 7] /= expected
+    feats[:, 8] /= expected
+
+
+def _crop(cur: np.ndarray, diff: np.ndarray, box: tuple[int, int, int, int], c: int) -> np.ndarray:
+    """The object's square neighbourhood, grey and frame difference, scaled to ``c`` x ``c``."""
+    x, y, bw, bh = box
+    side = max(bw, bh) + 4
+    cx, cy = x + bw // 2, y + bh // 2
+    x0, y0 = max(cx - side // 2, 0), max(cy - side // 2, 0)
+    grey = cur[y0 : y0 + side, x0 : x0 + side]
+    moving = diff[y0 : y0 + side, x0 : x0 + side]
+    out = np.empty((2, c, c), np.float32)
+    out[0] = cv2.resize(grey, (c, c), interpolation=cv2.INTER_AREA) / 255.0
+    out[1] = cv2.resize(moving, (c, c), interpolation=cv2.INTER_AREA) / 64.0
+    return out
+
+
+def learn_background(data: TrainingData, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel median of ``count`` frames spread over the footage, and each pixel's robust
+    spread around it (1.4826 x the median absolute deviation)."""
+    index = [(c, i) for c, clip in enumerate(data.clips) for i in range(len(clip))]
+    pick = np.linspace(0, len(index) - 1, min(count, len(index))).astype(int)
+    sample = np.stack([data.clips[index[k][0]][index[k][1]] for k in pick])
+    background = np.median(sample, axis=0).astype(np.float32)
+    spread = 1.4826 * np.median(np.abs(sample - background), axis=0)
+    return background, spread.astype(np.float32)
+
+
+def undo_place(feats: np.ndarray, perspective: np.ndarray, height: int) -> None:
+    """Velocity columns back to pixels a frame (the inverse of ``in_place``'s division)."""
+    slope, icpt, floor = (float(v) for v in perspective)
+    expected = np.maximum(slope * feats[:, 1] * height + icpt, floor)
+    feats[:, 7] *= expected
+    feats[:, 8] *= expected
+
+
+def fit_perspective(boxes: list[tuple[float, float]], height: int) -> tuple[float, float, float]:
+    """Expected object height (pixels) at a foot row: a robust line through (foot, height)
+    pairs of the training objects; a floor of a quarter of their median height. Without enough
+    objects (or a slope that makes heights negative) the line is flat at the median."""
+    if len(boxes) < 10:
+        return 0.0, 0.1 * height, max(2.0, 0.025 * height)
+    foot, tall = (np.array(v, np.float64) for v in zip(*boxes, strict=True))
+    median = float(np.median(tall))
+    keep = np.ones(len(foot), bool)
+    slope, icpt = 0.0, median
+    for _ in range(3):  # refit without the worst-fitting (merged groups, fragments)
+        if keep.sum() < 10 or np.ptp(foot[keep]) < 1e-6:
+            break
+        slope, icpt = np.polyfit(foot[keep], tall[keep], 1)
+        resid = np.abs(tall - (slope * foot + icpt))
+        keep = resid <= 2.5 * max(float(np.median(resid[keep])), 1e-6)
+    floor = max(2.0, 0.25 * median)
+    if slope * height + icpt < floor and icpt < floor:
+        slope, icpt = 0.0, median
+    return float(slope), float(icpt), floor
