@@ -6,6 +6,7 @@
 #   the alert rules, and promtool checks the config and rules and runs the rules' unit tests
 # - mosquitto, a real MQTT broker for the MQTT sink tests
 # - chromium and its chromedriver, the real headless browser for the live view page tests
+# - nats-server (JetStream), run by the fleet tests as a real 3-node cluster on 127.0.0.1
 set -euo pipefail
 
 have_rtsp_server() {
@@ -37,6 +38,9 @@ new_mosquitto=false
 have_mosquitto || { packages+=(mosquitto); new_mosquitto=true; }
 have_chromium() { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; }
 have_chromium || packages+=(chromium chromium-driver)
+have_nats() { [ -x /usr/bin/nats-server ] || command -v nats-server >/dev/null 2>&1; }
+new_nats=false
+have_nats || { packages+=(nats-server); new_nats=true; }
 
 if [ ${#packages[@]} -eq 0 ]; then
     exit 0
@@ -58,9 +62,14 @@ have_rtsp_server || { echo "error: GStreamer RTSP server still unusable after in
 have_prometheus || { echo "error: prometheus/promtool still missing after install" >&2; exit 1; }
 have_mosquitto || { echo "error: mosquitto still missing after install" >&2; exit 1; }
 have_chromium || { echo "error: chromium/chromedriver still missing after install" >&2; exit 1; }
+have_nats || { echo "error: nats-server still missing after install" >&2; exit 1; }
 if $new_mosquitto && command -v systemctl >/dev/null 2>&1; then
     # Likewise: the tests start their own broker on a free port.
     "${sudo[@]}" systemctl disable --now mosquitto.service >/dev/null 2>&1 || true
+fi
+if $new_nats && command -v systemctl >/dev/null 2>&1; then
+    # Likewise: the fleet tests start their own cluster on free ports.
+    "${sudo[@]}" systemctl disable --now nats-server.service >/dev/null 2>&1 || true
 fi
 if $new_prometheus && command -v systemctl >/dev/null 2>&1; then
     # The package enables a system-wide service on :9090; the tests start their own on a free

@@ -32,6 +32,8 @@ from streamdet.capture.clips import ClipBuffer
 from streamdet.capture.stage import CaptureStage
 from streamdet.config import CameraConfig, Config, load_config
 from streamdet.errors import ConfigError, StreamdetError
+from streamdet.fleet.metrics import FleetCollector
+from streamdet.fleet.worker import FleetWorker
 from streamdet.frames import FrameRef, ModelState, ScoredFrame
 from streamdet.handoff import DropPolicy, Handoff
 from streamdet.inference.stage import InferenceStage
@@ -55,9 +57,18 @@ class App:
         registry: CollectorRegistry | None = None,
         config_path: Path | None = None,
     ) -> None:
-        self.config = config
         self.config_path = config_path  # what ``reload`` reads again; None: nothing to reload
         self.registry = registry or CollectorRegistry()
+        # Fleet mode: the stages start with no camera; the fleet worker starts this worker's
+        # share of the fleet's list (``start_fleet_camera``) and moves them as members change.
+        self.fleet: FleetWorker | None = None
+        if config.fleet.enabled:
+            self.fleet = FleetWorker(
+                config.fleet, config.cameras, config.models.dir, self, lambda: self.url
+            )
+            self.registry.register(FleetCollector(self.fleet.snapshot))
+            config = config.model_copy(update={"cameras": []})
+        self.config = config
         self.metrics = PipelineMetrics(self.registry)
         self.capture = CaptureStage(config.cameras, config.capture, clips=config.alerts.clips)
         self.scored = scored_handoff(config.inference.output_queue, self.metrics)
@@ -100,12 +111,21 @@ class App:
         await start("alerting", self.alerts.start, self.alerts.stop)
         if self.config.server.enabled:
             await start("the HTTP server", self._start_server, self._stop_server)
+        if self.fleet is not None:  # last: the cameras it starts join a running pipeline
+            await start("the fleet worker", self.fleet.start, self.fleet.stop)
 
     async def _start_server(self) -> None:
         server = self.config.server
         reload = self.reload if self.config_path is not None else None
+        fleet = None if self.fleet is None else self.fleet.snapshot
         self.http = build_app(
-            self.capture, self.inference, self.alerts, self.registry, server, reload=reload
+            self.capture,
+            self.inference,
+            self.alerts,
+            self.registry,
+            server,
+            reload=reload,
+            fleet=fleet,
         )
         # No access log: the page's URLs may carry ?token=.
         self._runner = web.AppRunner(self.http, access_log=None)
@@ -206,6 +226,8 @@ class App:
             except ConfigError as exc:
                 logger.error("reload refused, the running config is kept: %s", exc)
                 raise
+            if self.fleet is not None:
+                return self._reload_fleet(new)
             changes = plan(self.config, new)
             failed: dict[str, str] = {}
             for name in [*changes.removed, *(c.name for c in changes.restarted)]:
@@ -224,6 +246,38 @@ class App:
                 ", ".join(result.restart_required),
             )
         return result
+
+    def _reload_fleet(self, new: Config) -> ReloadResult:
+        """Fleet mode: the new cameras are the fleet's list (``fleet.cameras: config``), which
+        the worker applies at its next beat; with ``kv`` the file's cameras are not used."""
+        assert self.fleet is not None
+        running = self.config.model_copy(update={"cameras": self.fleet.cameras})
+        if self.config.fleet.cameras == "config":
+            self.fleet.set_cameras(new.cameras)
+        else:
+            new = new.model_copy(update={"cameras": self.fleet.cameras})
+        result = ReloadResult.of(plan(running, new), {})
+        logger.info("reloaded %s (the fleet's list): %s", self.config_path, result.summary())
+        return result
+
+    async def start_fleet_camera(self, camera: CameraConfig) -> str | None:
+        """The fleet worker's: start ``camera`` here; why it could not, else None."""
+        failed: dict[str, str] = {}
+        async with self._reloading:
+            await self._start_camera(camera, failed)
+            if camera.name not in failed:
+                self._set_cameras([*self.config.cameras, camera])
+        return failed.get(camera.name)
+
+    async def stop_fleet_camera(self, name: str) -> None:
+        """The fleet worker's: stop ``name`` here (it runs on another worker now)."""
+        async with self._reloading:
+            await self._stop_camera(name, {})
+            self._set_cameras([c for c in self.config.cameras if c.name != name])
+
+    def _set_cameras(self, cameras: list[CameraConfig]) -> None:
+        self.config = self.config.model_copy(update={"cameras": cameras})
+        self.capture.arrange([c.name for c in cameras])
 
     def _read_config(self) -> Config:
         if self.config_path is None:

@@ -97,6 +97,8 @@ MAY_IMPORT: dict[str, set[str]] = {
         "reload",
         "snapshots",
     },
+    # fleet mode: membership, camera placement, checkpoints over NATS; the App hands it control
+    "fleet": {"config", "errors", "log"},
     # the edge: wiring, commands, consoles
     "probe": {"capture", "errors", "log"},
     "console": {"capture"},
@@ -106,6 +108,7 @@ MAY_IMPORT: dict[str, set[str]] = {
         "capture",
         "config",
         "errors",
+        "fleet",
         "frames",
         "handoff",
         "inference",

@@ -1,4 +1,5 @@
-"""Where events go: a JSON Lines file, webhooks and MQTT. Each sink is isolated.
+"""Where events go: a JSON Lines file, webhooks, MQTT and NATS JetStream (``nats_sink``).
+Each sink is isolated.
 
 A dispatcher task per sink takes the deliveries its sink still owes from the store's outbox,
 oldest first, woken by the store when one is due (no polling); a failure is retried later
@@ -26,17 +27,14 @@ from typing import Any, Protocol
 import aiohttp
 import aiomqtt
 
+from streamdet.alert.nats_sink import NatsSink
+from streamdet.alert.sinkerror import SinkError
 from streamdet.alert.store import Delivery, EventStore
 from streamdet.config import JsonlSinkConfig, MqttSinkConfig, SinkConfig, WebhookSinkConfig
-from streamdet.errors import StreamdetError
 from streamdet.handoff import Wakeup
 from streamdet.log import redact
 
 logger = logging.getLogger(__name__)
-
-
-class SinkError(StreamdetError):
-    """A delivery failed; it will be retried."""
 
 
 class Sink(Protocol):
@@ -160,6 +158,7 @@ _FACTORIES: dict[str, Callable[[Any, Path], Sink]] = {
     "jsonl": JsonlSink.build,
     "webhook": WebhookSink.build,
     "mqtt": MqttSink.build,
+    "nats": NatsSink.build,
 }
 
 

@@ -1,9 +1,9 @@
 """The one typed configuration tree, validated once at start-up.
 
 A module per section (``sources``, ``cameras``, ``capture``, ``models``, ``inference``,
-``alerts`` with its ``sinks``, ``server``), the whole file in ``tree`` and the reading of it in
-``loader``: YAML, ``${VAR}`` substitution and errors that name the key. This module re-exports
-only, so ``from streamdet.config import X`` names every one of them.
+``alerts`` with its ``sinks``, ``server``, ``fleet``), the whole file in ``tree`` and the reading
+of it in ``loader``: YAML, ``${VAR}`` substitution and errors that name the key. This module
+re-exports only, so ``from streamdet.config import X`` names every one of them.
 """
 
 from streamdet.config.alerts import (
@@ -15,6 +15,7 @@ from streamdet.config.alerts import (
 )
 from streamdet.config.cameras import CameraConfig, FrameFormat
 from streamdet.config.capture import BackoffConfig, CaptureConfig
+from streamdet.config.fleet import FleetConfig, NatsSinkConfig
 from streamdet.config.inference import InferenceConfig
 from streamdet.config.loader import camera, load_config, parse_config, summary
 from streamdet.config.models import DEFAULT_KIND, MODEL_KINDS, ModelsConfig
@@ -51,6 +52,7 @@ __all__ = [
     "ClipsConfig",
     "Config",
     "FileSource",
+    "FleetConfig",
     "FrameFormat",
     "HealthConfig",
     "IceServerConfig",
@@ -61,6 +63,7 @@ __all__ = [
     "MjpegSource",
     "ModelsConfig",
     "MqttSinkConfig",
+    "NatsSinkConfig",
     "RetentionConfig",
     "RtspSource",
     "RulesConfig",

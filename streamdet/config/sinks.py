@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from streamdet.config.base import ConfigModel, check_url
+from streamdet.config.fleet import NatsSinkConfig
 
 
 class JsonlSinkConfig(ConfigModel):
@@ -50,10 +51,11 @@ class MqttSinkConfig(ConfigModel):
 
 
 SinkConfig = Annotated[
-    JsonlSinkConfig | WebhookSinkConfig | MqttSinkConfig, Field(discriminator="kind")
+    JsonlSinkConfig | WebhookSinkConfig | MqttSinkConfig | NatsSinkConfig,
+    Field(discriminator="kind"),
 ]
-SINK_KINDS = ("jsonl", "webhook", "mqtt")
+SINK_KINDS = ("jsonl", "webhook", "mqtt", "nats")
 
 
-def default_sinks() -> list[JsonlSinkConfig | WebhookSinkConfig | MqttSinkConfig]:
+def default_sinks() -> list[JsonlSinkConfig | WebhookSinkConfig | MqttSinkConfig | NatsSinkConfig]:
     return [JsonlSinkConfig(kind="jsonl")]

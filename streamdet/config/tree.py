@@ -10,6 +10,7 @@ from streamdet.config.alerts import AlertsConfig
 from streamdet.config.base import ConfigModel
 from streamdet.config.cameras import CameraConfig
 from streamdet.config.capture import CaptureConfig
+from streamdet.config.fleet import FleetConfig
 from streamdet.config.inference import InferenceConfig
 from streamdet.config.models import ModelsConfig
 from streamdet.config.server import ServerConfig
@@ -31,6 +32,7 @@ class Config(ConfigModel):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Events and sinks.")
     server: ServerConfig = Field(default_factory=ServerConfig, description="HTTP server.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Log output.")
+    fleet: FleetConfig = Field(default_factory=FleetConfig, description="Several boxes, one fleet.")
 
     @field_validator("cameras")
     @classmethod

@@ -30,7 +30,16 @@ from streamdet.snapshots import ModelSnapshot
 from streamdet.web import liveview, webrtc
 from streamdet.web.auth import bearer_token
 from streamdet.web.errors import bad_request, conflict, unavailable
-from streamdet.web.keys import ALERTS, CAPTURE, INFERENCE, REGISTRY, RELOAD, Reloader
+from streamdet.web.keys import (
+    ALERTS,
+    CAPTURE,
+    FLEET,
+    INFERENCE,
+    REGISTRY,
+    RELOAD,
+    FleetView,
+    Reloader,
+)
 
 
 def build_app(
@@ -41,14 +50,19 @@ def build_app(
     config: ServerConfig,
     *,
     reload: Reloader | None = None,
+    fleet: FleetView | None = None,
 ) -> web.Application:
-    """The routes; ``reload`` re-reads the config for ``POST /api/reload`` (None: no file)."""
+    """The routes; ``reload`` re-reads the config for ``POST /api/reload`` (None: no file);
+    ``fleet`` is the fleet worker's snapshot for ``/api/fleet`` (None: not in fleet mode)."""
     middlewares = [] if config.token is None else [bearer_token(config.token)]
     app = web.Application(middlewares=middlewares)
     app[CAPTURE], app[INFERENCE], app[REGISTRY] = capture, inference, registry
     app[ALERTS] = alerts
     if reload is not None:
         app[RELOAD] = reload
+    if fleet is not None:
+        app[FLEET] = fleet
+    app.router.add_get("/api/fleet", fleet_view)
     app.router.add_post("/api/reload", reload_config)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
@@ -200,6 +214,14 @@ async def mark_normal(request: web.Request) -> web.Response:
         raise unavailable("the inference stage did not answer: is the pipeline running?") from None
     await asyncio.to_thread(store.set_feedback, found["id"], "normal")
     return web.json_response({**await _event_or_404(request), "taught_objects": taught})
+
+
+async def fleet_view(request: web.Request) -> web.Response:
+    """Fleet mode: the members, which camera runs where and since when; 404 otherwise."""
+    view = request.app.get(FLEET)
+    if view is None:
+        raise web.HTTPNotFound(text="fleet mode is off (fleet.enabled: false)")
+    return web.json_response(view())
 
 
 async def metrics(request: web.Request) -> web.Response:

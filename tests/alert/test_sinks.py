@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from streamdet.alert.nats_sink import NatsSink
 from streamdet.alert.rules import Change, EventState
 from streamdet.alert.sinks import JsonlSink, MqttSink, WebhookSink, make_sink
 from streamdet.alert.store import EventStore
@@ -17,6 +18,7 @@ ENTRIES: dict[str, dict[str, Any]] = {
     "jsonl": {"kind": "jsonl", "name": "file", "path": "out/events.jsonl"},
     "webhook": {"kind": "webhook", "name": "hook", "url": "http://127.0.0.1:1/hook"},
     "mqtt": {"kind": "mqtt", "name": "broker", "port": 1884, "topic": "t/{camera}"},
+    "nats": {"kind": "nats", "name": "stream", "servers": ["nats://127.0.0.1:1"]},
 }
 
 
@@ -31,10 +33,11 @@ def test_every_sink_kind_of_the_config_has_a_builder(tmp_path: Path) -> None:
     alerts = sinks_config(tmp_path, [ENTRIES[kind] for kind in SINK_KINDS])
     built = [make_sink(entry, alerts.dir) for entry in alerts.sinks]
     assert [type(s) for s in built] == [
-        {"jsonl": JsonlSink, "webhook": WebhookSink, "mqtt": MqttSink}[k] for k in SINK_KINDS
+        {"jsonl": JsonlSink, "webhook": WebhookSink, "mqtt": MqttSink, "nats": NatsSink}[k]
+        for k in SINK_KINDS
     ]
     by_name = {s.name: s for s in built}
-    assert set(by_name) == {"file", "hook", "broker"}
+    assert set(by_name) == {"file", "hook", "broker", "stream"}
     assert isinstance(jsonl := by_name["file"], JsonlSink)
     assert jsonl.path == tmp_path / "events" / "out" / "events.jsonl"  # under alerts.dir
     assert isinstance(hook := by_name["hook"], WebhookSink) and hook.url.endswith(":1/hook")

@@ -1,0 +1,1 @@
+"""Fleet mode: several streamdet workers share one camera list over NATS JetStream."""
