@@ -42,9 +42,18 @@ def knn_means(
     bank_sq = (bank * bank) @ masks.T  # (B, M, S)
     sq = cross.mul_(-2).add_(z_sq.transpose(1, 2).unsqueeze(-1))
     sq.add_(bank_sq.transpose(1, 2).unsqueeze(2))
-    near, idx = sq.topk(k + skip, dim=-1, largest=False)  # (B, S, N, k + skip)
-    dist = near[..., skip:].clamp(min=0).sqrt().mean(dim=-1)  # (B, S, N)
-    return dist.transpose(1, 2), idx[:, 0, :, skip:]
+    _, idx = sq.topk(k + skip, dim=-1, largest=False)  # (B, S, N, k + skip)
+    idx = idx[..., skip:]
+    # the chosen neighbours' distances again, exactly: the expansion cancels to a float's
+    # rounding (1e-3 after the root for a copy of a normal object, and shape-dependent)
+    rows = torch.gather(
+        bank.unsqueeze(1).expand(b, s, -1, -1),
+        2,
+        idx.reshape(b, s, n * k, 1).expand(-1, -1, -1, dims),
+    ).view(b, s, n, k, dims)
+    gap = (rows - z.view(b, 1, n, 1, dims)) * masks.view(1, s, 1, 1, dims)
+    dist = gap.pow(2).sum(-1).sqrt().mean(dim=-1)  # (B, S, N)
+    return dist.transpose(1, 2), idx[:, 0]
 
 
 def reasons(

@@ -288,6 +288,7 @@ class ObjectModel(AnomalyModel):
         unit = std[..., cols] / weights[cols]  # standardised, weighted -> frame fractions
         unvisited = density.unvisited(z[..., cols] * unit, banks[..., cols] * unit, valid)
         reasons = torch.where(unvisited, REASONS.index("unusual place"), reasons)
+        reasons = torch.where(valid, reasons, 0)  # no object, no reason (whatever the path)
         score = obj.amax(dim=1)
         amap = density.paint(obj, boxes, valid, self.spec.grid)
         table = torch.cat(
