@@ -62,7 +62,7 @@ class Job:
         self, camera: str, collector: FootageCollector, plan: Plan, seconds: float, outcome: Outcome
     ) -> None:
         self.camera, self.plan, self.seconds, self.outcome = camera, plan, seconds, outcome
-        self.collector = collector
+        self.collector: FootageCollector | None = collector  # None once training has its data
         self.state = ModelState.LEARNING  # then TRAINING; LEARNING again when footage is short
         self.started = time.monotonic()
         self.trainer: threading.Thread | None = None
@@ -73,6 +73,11 @@ class Job:
             return 1.0
         elapsed = (time.monotonic() if now is None else now) - self.started
         return min(1.0, elapsed / self.seconds)
+
+    @property
+    def frames(self) -> int:
+        """The frames collected so far (0 once they went to training)."""
+        return 0 if self.collector is None else self.collector.frames
 
     @property
     def training(self) -> bool:
@@ -93,7 +98,7 @@ class LearningStage:
         self.learn_seconds = learn_seconds
         # Replaced, never changed in place (copy on write): the thread iterates it unlocked.
         self._jobs: dict[str, Job] = {}
-        self._trainings: list[Job] = []  # jobs whose training was started (until stop)
+        self._trainers: list[tuple[str, threading.Thread]] = []  # (camera, thread), for stop
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -113,12 +118,12 @@ class LearningStage:
             self._thread.join(10)
             self._thread = None
         with self._lock:
-            trainings, self._trainings = self._trainings, []
+            trainers, self._trainers = self._trainers, []
             self._jobs = {}
-        for job in trainings:
-            if job.training and job.trainer is not None:
-                logger.info("[%s] waiting for training to finish before stopping", job.camera)
-                job.trainer.join(TRAINING_WAIT_S)
+        for camera, trainer in trainers:
+            if trainer.is_alive():
+                logger.info("[%s] waiting for training to finish before stopping", camera)
+                trainer.join(TRAINING_WAIT_S)
 
     def learn(self, camera: str, plan: Plan, outcome: Outcome) -> Job:
         """Start learning ``camera`` in place (a job of the same camera is replaced)."""
@@ -146,23 +151,27 @@ class LearningStage:
                     logger.exception("[%s] collecting footage failed", job.camera)
 
     def _collect(self, job: Job) -> None:
+        collector = job.collector
+        if collector is None:
+            return
         fps = self.footage.fps(job.camera)
-        job.collector.poll(fps)
+        collector.poll(fps)
         if time.monotonic() - job.started < job.seconds:
             return
         job.state = ModelState.TRAINING
-        job.trainer = threading.Thread(
-            target=self._train, args=(job, fps), name=f"train:{job.camera}", daemon=True
+        trainer = threading.Thread(
+            target=self._train, args=(job, collector, fps), name=f"train:{job.camera}", daemon=True
         )
-        with self._lock:
-            if job not in self._trainings:  # (a job learning again is there already)
-                self._trainings.append(job)
-        job.trainer.start()
+        job.trainer = trainer
+        with self._lock:  # (the ones that ended need no waiting for)
+            self._trainers = [(c, t) for c, t in self._trainers if t.is_alive()]
+            self._trainers.append((job.camera, trainer))
+        trainer.start()
 
-    def _train(self, job: Job, fps: float) -> None:
+    def _train(self, job: Job, collector: FootageCollector, fps: float) -> None:
         try:
             try:
-                data = job.collector.data(fps, min_frames=2 * MIN_HELD_OUT)
+                data = collector.data(fps, min_frames=2 * MIN_HELD_OUT)
             except SourceError as exc:  # the camera sent (almost) nothing: wait for footage
                 job.started = time.monotonic()  # keep what came, learn for another period
                 job.state = ModelState.LEARNING
@@ -184,8 +193,9 @@ class LearningStage:
             job.outcome.failed(f"installing the learned model failed: {exc!r}")
 
     def _finish(self, job: Job) -> None:
-        """The footage is taken: the job collects no more (its state stays TRAINING until the
-        camera's outcome says what came of it)."""
+        """The footage is taken: the job collects no more and lets go of its copy of the frames
+        (its state stays TRAINING until the camera's outcome says what came of it)."""
+        job.collector = None
         with self._lock:
             if self._jobs.get(job.camera) is job:
                 self._jobs = {k: j for k, j in self._jobs.items() if k != job.camera}
