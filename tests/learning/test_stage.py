@@ -92,12 +92,13 @@ def camera() -> Iterator[Camera]:
 
 def test_a_camera_learns_in_place_on_the_learning_stage(camera: Camera) -> None:
     camera.on.set()
-    stage, told = LearningStage(camera, learn_seconds=3.0), Told()
+    # 4 s: 200 frames at 50 fps, twice the 100 needed even on a busy machine
+    stage, told = LearningStage(camera, learn_seconds=4.0), Told()
     stage.start()
     try:
         job = stage.learn("cam", plan(), told.outcome())
         assert camera.asked == ["cam"] and job.state is ModelState.LEARNING
-        wait_for(lambda: job.progress() > 0.3, 5, "the learning period to go on")
+        wait_for(lambda: job.progress() > 0.25, 5, "the learning period to go on")
         assert job.state is ModelState.LEARNING and job.frames > 0
         wait_for(lambda: job.state is ModelState.TRAINING, 10, "training")
         assert job.progress() == 1.0
@@ -108,9 +109,9 @@ def test_a_camera_learns_in_place_on_the_learning_stage(camera: Camera) -> None:
     (trained,) = told.learned
     assert job.collector is None  # its copy of the footage went with the job's end
     assert trained.model.kind == KIND and np.isfinite(trained.calibration.threshold)
-    # about 3 s of frames at 50 fps, learned from (all but the held-out share)
+    # up to 4 s of frames at 50 fps, learned from (all but the held-out share, >= 50)
     held = trained.summary["held_out_clips"]
-    assert held >= 1 and 100 <= trained.summary["frames"] + 50 <= 3.5 * FPS
+    assert held >= 1 and 100 <= trained.summary["frames"] + 50 <= 4.5 * FPS
 
 
 def test_too_little_footage_is_another_period_then_stop_waits_for_the_training(
