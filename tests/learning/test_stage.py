@@ -124,8 +124,9 @@ def test_too_little_footage_is_another_period_then_stop_waits_for_the_training(
         wait_for(lambda: bool(told.waiting), 10, "the first period to end without footage")
         assert "too few to learn" in told.waiting[0] and job.state is ModelState.LEARNING
         camera.on.set()  # the camera comes on: the next period has enough (2 x 1.5 s)
-        # (the period under way when it came on may be short of frames too: one more then)
-        wait_for(lambda: job.state is ModelState.TRAINING, 10, "a training")
+        # (the period under way when it came on may be short of frames too: one more then);
+        # the job lets go of its frames once the training has them
+        wait_for(lambda: job.collector is None, 15, "a training with enough footage")
         training = job.training  # training takes seconds: it is under way
     finally:
         stage.stop()  # returns once the training under way is over
