@@ -1,15 +1,18 @@
 """The composition root: build the stages from config, start them in order, stop in reverse.
 
-capture -> inference -> alerting -> HTTP server. The App creates the hand-offs between the
-stages and gives each stage its ends: inference puts scored frames into ``scored`` (bounded,
-drop-oldest, every drop counted), alerting reads them from it, woken, and reads pixels and
-footage through a ``FrameReader`` (``CaptureFrames``) — no stage holds another. Metrics and the
+capture -> learning -> inference -> alerting -> HTTP server. The App creates the hand-offs
+between the stages and gives each stage its ends: inference reads the rings and their frame
+signal, puts scored frames into ``scored`` (bounded, drop-oldest, every drop counted), alerting
+reads them from it, woken, and reads pixels and footage through a ``FrameReader``
+(``CaptureFrames``); a camera without a model learns one in place on the learning stage, which
+reads its footage through the same ``CaptureFrames`` — no stage holds another. Metrics and the
 web read the stages' ``snapshot()``. ``run`` blocks until SIGINT/SIGTERM, the optional
 duration, or the end of every source (files that do not loop), then stops everything it
 started, in reverse order, every stop attempted even when one fails (``Lifecycle``).
 SIGHUP (or ``POST /api/reload``) calls ``reload``: the config file
 is read and checked again, and each camera that changed is stopped (alerting, inference,
-capture) and/or started (capture, inference, alerting); ``streamdet.reload`` says what changed.
+learning, capture) and/or started (capture, inference, alerting); ``streamdet.reload`` says
+what changed.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from streamdet.fleet.worker import FleetWorker
 from streamdet.frames import FrameRef, ModelState, ScoredFrame
 from streamdet.handoff import DropPolicy, Handoff
 from streamdet.inference.stage import InferenceStage
+from streamdet.learning.footage import FrameWindows, stream_fps
+from streamdet.learning.stage import LearningStage
 from streamdet.lifecycle import Lifecycle, StopErrors, stop_all
 from streamdet.metrics import PipelineMetrics
 from streamdet.reload import ReloadResult, plan
@@ -72,6 +77,8 @@ class App:
         self.metrics = PipelineMetrics(self.registry)
         self.capture = CaptureStage(config.cameras, config.capture, clips=config.alerts.clips)
         self.scored = scored_handoff(config.inference.output_queue, self.metrics)
+        frames = CaptureFrames(self.capture)
+        self.learning = LearningStage(frames, config.models.learn_seconds)
         self.inference = InferenceStage(
             self.capture,
             config.cameras,
@@ -80,11 +87,12 @@ class App:
             self.metrics,
             config.alerts.rules.release_ratio,
             scored=self.scored,
+            learning=self.learning,
         )
         self.alerts = AlertStage(
             config.alerts,
             self.scored,
-            CaptureFrames(self.capture),
+            frames,
             list(self.inference.detectors),
             self.inference.health_baseline,
         )
@@ -101,12 +109,14 @@ class App:
         self.inference.listeners.append(listener)
 
     async def start(self) -> None:
-        """Start capture, inference, alerting, the HTTP server, in that order (no-op if
-        started); a start that fails stops what had started."""
+        """Start capture, learning, inference, alerting, the HTTP server, in that order (no-op
+        if started); a start that fails stops what had started."""
         if self._lifecycle.started:
             return
         start = self._lifecycle.start
         await start("capture", self.capture.start, self.capture.stop)
+        # after inference has stopped, waits for trainings in progress (before capture stops)
+        await start("learning", self.learning.start, self.learning.stop)
         await start("inference", self.inference.start, self.inference.stop)
         await start("alerting", self.alerts.start, self.alerts.stop)
         if self.config.server.enabled:
@@ -197,7 +207,8 @@ class App:
             if detector.state is not ModelState.DETECTING:
                 continue
             newest = self.capture.ring(name).latest(analysable_only=True)
-            scored = self.inference.latest.get(name)
+            model = self.inference.snapshot(name).camera(name)
+            scored = None if model is None else model.latest
             if newest is not None and (scored is None or scored.ref.seq < newest.seq):
                 return False
         return True
@@ -292,6 +303,7 @@ class App:
         steps: list[tuple[str, Callable[[], object]]] = [
             ("alerts", lambda: self.alerts.remove_camera(name)),
             ("inference", lambda: asyncio.to_thread(self.inference.remove_camera, name)),
+            ("learning", lambda: self.learning.cancel(name)),
             ("capture", lambda: asyncio.to_thread(self.capture.remove_camera, name)),
         ]
         try:
@@ -337,7 +349,8 @@ def scored_handoff(capacity: int, metrics: PipelineMetrics) -> Handoff[ScoredFra
 
 
 class CaptureFrames:
-    """The alert stage's ``FrameReader`` on the capture stage's rings and footage."""
+    """The alert stage's ``FrameReader`` and the learning stage's ``LiveFootage`` on the
+    capture stage's rings, footage and stream rates."""
 
     def __init__(self, capture: CaptureStage) -> None:
         self._capture = capture
@@ -351,6 +364,12 @@ class CaptureFrames:
     def newest(self, camera: str, count: int) -> tuple[list[FrameRef], np.ndarray]:
         ring = self._capture.ring(camera)
         return ring.window(min(count, ring.size - 1))
+
+    def windows(self, camera: str) -> FrameWindows:
+        return self._capture.ring(camera)
+
+    def fps(self, camera: str) -> float:
+        return stream_fps(self._capture, camera)
 
     def footage(self, camera: str) -> ClipBuffer | None:
         try:

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.media import make_clip
+from tests.support.media import CLIP_FRAMES, make_clip
 from tests.support.servers import RtspServer
-
-CLIP_FRAMES = 250  # 10 s at 25 fps
 
 # The `streamdet` commands the tests start must run this tree's package, not whichever tree
 # the venv's editable install points at (a git worktree shares the venv of the main checkout).

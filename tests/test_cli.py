@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import TextIO
@@ -14,22 +12,13 @@ from typing import TextIO
 from streamdet.alert.rules import Change, EventState
 from streamdet.alert.store import EventStore
 from streamdet.capture.synthetic import ScheduledAnomaly
+from tests.support.cli import STREAMDET, run
+from tests.support.configs import alias_bomb
 from tests.support.media import make_scene_clip
 from tests.support.servers import RtspServer
 from tests.support.waiting import wait_for
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-STREAMDET = str(Path(sys.executable).with_name("streamdet"))
-
-
-def run(
-    *args: str, timeout: float = 60, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    if env is not None:  # a bare environment still runs this tree's package (tests/conftest.py)
-        env = {"PYTHONPATH": os.environ["PYTHONPATH"], **env}
-    return subprocess.run(
-        [STREAMDET, *args], capture_output=True, text=True, timeout=timeout, env=env
-    )
 
 
 def test_help_is_quick_and_lists_commands() -> None:
@@ -225,8 +214,6 @@ def test_check_config_of_a_utf16_file_exits_2_naming_it(tmp_path: Path) -> None:
 
 
 def test_check_config_refuses_a_billion_laughs_at_once(tmp_path: Path) -> None:
-    from tests.test_config import alias_bomb
-
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text(alias_bomb(9))  # 526 bytes, 387 million values once expanded
     started = time.monotonic()

@@ -14,6 +14,7 @@ from streamdet.config import Config, RtspSource, load_config, parse_config
 from streamdet.demo import demo_config
 from streamdet.errors import ConfigError
 from streamdet.yamlfile import load_yaml
+from tests.support.configs import alias_bomb
 from tests.support.media import make_clip
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -277,14 +278,6 @@ def test_config_with_a_utf8_byte_order_mark_loads(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_bytes(b"\xef\xbb\xbfcameras:\n  - {name: a, source: {kind: synthetic}}\n")
     assert load_config(path).cameras[0].name == "a"
-
-
-def alias_bomb(levels: int) -> str:
-    """A "billion laughs": each level is nine aliases of the one before (9**levels values)."""
-    lines = ['l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    for n in range(1, levels + 1):
-        lines.append(f"l{n}: &l{n} [" + ",".join([f"*l{n - 1}"] * 9) + "]")
-    return "\n".join([*lines, "cameras: [{name: a, source: {kind: synthetic}}]", ""])
 
 
 def test_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:

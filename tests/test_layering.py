@@ -146,13 +146,10 @@ MAY_IMPORT: dict[str, set[str]] = {
 # eval's dataset reader wants capture.convert, not capture's threads through capture/__init__.
 REEXPORTING = {"config"}
 
-# KNOWN: the imports that break the table today and that other branches of issue 14 remove.
-# The lead empties this set after merging them (test_known_imports_are_still_there names the
-# entries that are gone); nothing new is added to it.
-KNOWN: set[tuple[str, str]] = {
-    # helper "stages": inference still reads capture's stats (the learning poll's stream fps)
-    ("streamdet.inference.stage", "streamdet.capture.stage"),
-}
+# KNOWN: imports that break the table and are being removed (test_known_imports_are_still_there
+# names the entries that are gone). Empty since learning in place left the inference loop;
+# nothing new is added to it.
+KNOWN: set[tuple[str, str]] = set()
 
 
 def module_name(path: Path) -> str:
@@ -279,15 +276,48 @@ def test_known_imports_are_still_there() -> None:
     assert not gone, f"remove from KNOWN, these imports are gone: {gone}"
 
 
+def modules_imported(source: str) -> Iterator[str]:
+    """The modules ``source`` imports by absolute name (``from a import b``: ``a``)."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            yield node.module or ""
+
+
 def test_benchmarks_import_nothing_from_tests() -> None:
     wrong = []
     for path in sorted((ROOT / "benchmarks").glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            if isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            wrong += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "tests"]
+        names = modules_imported(path.read_text(encoding="utf-8"))
+        wrong += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "tests"]
     assert not wrong, "\n".join(wrong)
+
+
+def imports_of_other_test_modules(source: str) -> list[str]:
+    """What ``source`` (a file under tests/) imports of tests/ besides tests/support/: test
+    modules share helpers through tests/support/ only, never through each other (nor
+    through conftest.py, which pytest loads on its own)."""
+    return [
+        name
+        for name in modules_imported(source)
+        if name.split(".")[0] == "tests" and not (name + ".").startswith("tests.support.")
+    ]
+
+
+def test_test_modules_import_no_other_test_module() -> None:
+    wrong = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        names = imports_of_other_test_modules(path.read_text(encoding="utf-8"))
+        wrong += [f"{path.relative_to(ROOT)}: {n}" for n in names]
+    assert not wrong, "move what they share to tests/support/:\n" + "\n".join(wrong)
+
+
+def test_the_test_module_check_sees_one_test_module_importing_another() -> None:
+    source = "from tests.pipeline.test_run import Running\nimport tests.conftest\n"
+    source += "from tests.support.pipeline import Running\nfrom tests.support import media\n"
+    source += "from tests import support\n"
+    wrong = imports_of_other_test_modules(source)
+    assert wrong == ["tests.pipeline.test_run", "tests.conftest", "tests"]
 
 
 def test_the_checks_see_a_cycle_and_a_forbidden_import() -> None:

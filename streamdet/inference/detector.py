@@ -1,10 +1,10 @@
-"""One camera's detector: its model's life (learn in place, train, detect, keep learning on
-line, be taught by an operator, save what it learned) and its smoothing."""
+"""One camera's detector: its model's life (loaded, or learned in place by the learning stage;
+detect, keep learning on line, be taught by an operator, save what it learned) and its
+smoothing."""
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,13 +14,13 @@ import numpy as np
 import torch
 
 from streamdet.config import CameraConfig, ModelsConfig
-from streamdet.errors import ModelError, SourceError, StreamdetError
+from streamdet.errors import ModelError
 from streamdet.frames import DetectedObject, ModelState, ScoredFrame
 from streamdet.inference.online import OnlineLearner
 from streamdet.learning import saved
-from streamdet.learning.footage import FootageCollector, FrameWindows
 from streamdet.learning.health import HealthBaseline
-from streamdet.learning.workflow import MIN_HELD_OUT, Plan, Trained, learn
+from streamdet.learning.stage import Job, LearnInPlace, Outcome
+from streamdet.learning.workflow import Plan, Trained
 from streamdet.log import camera_logger
 from streamdet.models.base import AnomalyModel
 from streamdet.models.checkpoint import save_checkpoint
@@ -58,7 +58,8 @@ class Detector:
         self._models = models
         self._device = device
         self._log = camera_logger(__name__, camera.name)
-        self.state = ModelState.NO_MODEL
+        self._state = ModelState.NO_MODEL
+        self._job: Job | None = None  # learning in place (on the learning stage)
         self.model: AnomalyModel | None = None
         self.threshold: float | None = None
         self.normal_peak: float | None = None  # held-out normal footage's highest score
@@ -66,9 +67,6 @@ class Detector:
         self.error: str | None = None
         self.note: str | None = None
         self.unsaved = False  # a model learned here that could not be written to models.dir
-        self._collector: FootageCollector | None = None
-        self._learn_started = 0.0
-        self._trainer: threading.Thread | None = None
         self._zone_mask: np.ndarray | None = None
         self.health: HealthBaseline | None = None  # the normal look, for health events
         self.learner: OnlineLearner | None = None  # models that learn on line, if allowed
@@ -80,8 +78,15 @@ class Detector:
     def folder(self) -> Path:
         return self._models.dir / self.camera.name
 
-    def load_or_learn(self, ring: FrameWindows) -> None:
-        """Load the camera's checkpoint, else start learning in place (if allowed)."""
+    @property
+    def state(self) -> ModelState:
+        """The model's state; while learning in place, the learning job's."""
+        job = self._job
+        return self._state if job is None else job.state
+
+    def load_or_learn(self, learning: LearnInPlace | None = None) -> None:
+        """Load the camera's checkpoint, else start learning in place (if allowed) on the
+        learning stage."""
         if (self.folder / "model.json").exists():
             try:
                 learned = saved.load(self.folder, self._device)
@@ -99,45 +104,18 @@ class Detector:
         if not self._models.learn_in_place:
             self._log.warning("no model at %s and learn_in_place is off", self.folder)
             return
-        self._collector = FootageCollector(ring, self._plan().spec)
-        self._learn_started = time.monotonic()
-        self.state = ModelState.LEARNING
+        if learning is None:  # a stage built without the App's learning stage (tests)
+            self._log.warning("no model at %s and nothing to learn one in place", self.folder)
+            return
+        outcome = Outcome(self._learned, self._learn_again, self.fail)
+        self._job = learning.learn(self.camera.name, self._plan(), outcome)
         self._log.info("no model yet: learning normal for %.0f s", self._models.learn_seconds)
 
     def _plan(self) -> Plan:
         return Plan.for_camera(self.camera, self._models, self._device, self.kind)
 
-    def poll_learning(self, fps: float) -> None:
-        """Called by the stage often: collect frames; when the period is over, train."""
-        if self.state is not ModelState.LEARNING or self._collector is None:
-            return
-        self._collector.poll(fps)
-        if time.monotonic() - self._learn_started >= self._models.learn_seconds:
-            self.state = ModelState.TRAINING
-            self._trainer = threading.Thread(
-                target=self._train, args=(fps,), name=f"train:{self.camera.name}", daemon=True
-            )
-            self._trainer.start()
-
-    def _train(self, fps: float) -> None:
-        collector = self._collector
-        try:
-            if collector is None:
-                raise ModelError("nothing collected")
-            try:
-                data = collector.data(fps, min_frames=2 * MIN_HELD_OUT)
-            except SourceError as exc:  # the camera sent (almost) nothing: wait for footage
-                self._learn_again(str(exc))
-                return
-            self._collector = None
-            trained = learn(data, self._plan())
-        except StreamdetError as exc:
-            self.fail(f"learning failed: {exc}")
-            return
-        except Exception as exc:  # a training bug must not take the pipeline down
-            self._log.exception("learning crashed")
-            self.fail(f"learning crashed: {exc!r}")
-            return
+    def _learned(self, trained: Trained) -> None:
+        """The learning stage's outcome: install the model learned in place, then save it."""
         cal = trained.calibration
         self.health = trained.health
         self._extra = trained.metadata(self.camera.name, source="live")
@@ -152,14 +130,12 @@ class Detector:
         self._save(trained)
 
     def _learn_again(self, why: str) -> None:
-        """Too little footage came in the learning period: keep what came, learn for another
-        period (a camera may start streaming long after the pipeline)."""
+        """Too little footage came in the learning period: the job keeps what came and learns
+        for another period (a camera may start streaming long after the pipeline)."""
         self.error = (
             f"waiting for footage ({why}); learning for another {self._models.learn_seconds:.0f} s"
         )
         self._log.warning("%s", self.error)
-        self._learn_started = time.monotonic()
-        self.state = ModelState.LEARNING
 
     def _save(self, trained: Trained) -> None:
         """Write the learned model to ``models.dir``. If that fails, the model in memory keeps
@@ -185,12 +161,8 @@ class Detector:
             self.learner = OnlineLearner(
                 self._models.keep_learning_margin_s, self._models.keep_learning_fps
             )
-        self.state = ModelState.DETECTING
-
-    @property
-    def training(self) -> bool:
-        """Whether a training thread is running (it cannot be cut short safely)."""
-        return self._trainer is not None and self._trainer.is_alive()
+        self._state = ModelState.DETECTING
+        self._job = None  # (after the model: a thread seeing DETECTING finds it)
 
     def _set_health(self, learned: saved.Learned) -> None:
         """The checkpoint's health baseline; without one (trained before health events) or
@@ -255,13 +227,6 @@ class Detector:
         self._log.info("saved %d object(s) learned since the last save", self._unsaved_rows)
         self._unsaved_rows = 0
 
-    def wait_for_training(self, timeout_s: float) -> None:
-        """Let a training in progress finish (it cannot be cut short safely)."""
-        trainer = self._trainer
-        if trainer is not None and trainer.is_alive():
-            self._log.info("waiting for training to finish before stopping")
-            trainer.join(timeout_s)
-
     def _set_note(self, note: str | None) -> None:
         self.note = note
         if note:
@@ -270,7 +235,8 @@ class Detector:
     def fail(self, message: str) -> None:
         """Give up on this camera's model, with a reason for the API and metrics."""
         self.error = message
-        self.state = ModelState.FAILED
+        self._state = ModelState.FAILED
+        self._job = None
         self._log.error("%s", message)
 
     def restrict(self, score: float, anomaly_map: np.ndarray) -> tuple[float, np.ndarray]:
@@ -297,11 +263,9 @@ class Detector:
         return tuple(o for o in objects if counted(o))
 
     def status(self) -> DetectorStatus:
-        progress = 0.0
-        if self.state is ModelState.LEARNING:
-            progress = min(
-                1.0, (time.monotonic() - self._learn_started) / self._models.learn_seconds
-            )
+        progress, job = 0.0, self._job
+        if job is not None and job.state is ModelState.LEARNING:
+            progress = job.progress()
         elif self.state is ModelState.DETECTING:
             progress = 1.0
         learned = None

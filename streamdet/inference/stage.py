@@ -10,10 +10,14 @@ counted, its reader woken); the newest result per camera is kept for ``snapshot(
 ``add_camera`` / ``remove_camera``
 change the set of cameras between two steps of the loop (a config reload).
 
-The same thread lets detecting cameras keep learning on line (``Detector.observe``), teaches a
-camera what an operator said was normal (``teach``: a bounded queue of requests, answered
-through a future, so that every change to a model happens on the thread that scores it), and
-saves what was learned every ``models.save_every_s`` and at stop.
+The stage reads frames through a narrow interface (``ScoringFrames``: a camera's ring and the
+"analysable frame committed" signal), nothing else of capture. A camera without a model asks
+the learning stage the App gave it (``learning``) to learn one in place; the learned model is
+picked up here between two batches. The same thread lets detecting cameras keep learning on
+line (``Detector.observe``), teaches a camera what an operator said was normal (``teach``: a
+bounded queue of requests, answered through a future, so that every change to a model happens
+on the thread that scores it), and saves what was learned every ``models.save_every_s`` and at
+stop.
 """
 
 from __future__ import annotations
@@ -29,15 +33,16 @@ from concurrent.futures import Future
 import cv2
 import numpy as np
 
-from streamdet.capture.stage import CaptureStage
 from streamdet.config import CameraConfig, InferenceConfig, ModelsConfig
 from streamdet.errors import ModelError
 from streamdet.frames import DetectedObject, FrameRef, ModelState, ScoredFrame
 from streamdet.handoff import FULL, Handoff
 from streamdet.inference.batcher import Batcher
 from streamdet.inference.detector import Detector, DetectorStatus
+from streamdet.inference.reader import ScoringFrames
 from streamdet.inference.runner import ModelRunner, Scores
 from streamdet.learning.health import HealthBaseline
+from streamdet.learning.stage import LearnInPlace
 from streamdet.metrics import PipelineMetrics
 from streamdet.snapshots import InferenceSnapshot, ModelSnapshot
 
@@ -55,18 +60,21 @@ class InferenceStage:
 
     def __init__(
         self,
-        capture: CaptureStage,
+        capture: ScoringFrames,
         cameras: list[CameraConfig],
         models: ModelsConfig,
         inference: InferenceConfig,
         metrics: PipelineMetrics,
         release_ratio: float = 0.8,
         scored: Handoff[ScoredFrame] | None = None,
+        learning: LearnInPlace | None = None,
     ) -> None:
         """``release_ratio``: the event rules' (``alerts.rules.release_ratio``): learning on
         line treats every frame that could hold an event open as part of one. ``scored``: the
-        hand-off every scored frame is put into (None: only ``latest`` and the listeners)."""
+        hand-off every scored frame is put into (None: only ``latest`` and the listeners).
+        ``learning``: where a camera without a model learns one (None: it does not)."""
         self.capture = capture
+        self.learning = learning
         self.metrics = metrics
         self.config = inference
         threads = inference.threads or max(1, (os.cpu_count() or 2) - 1)
@@ -92,7 +100,6 @@ class InferenceStage:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # guards the hand-off structures read by other threads
         self._membership = threading.Lock()  # held by one step of the loop, and by add/remove
-        self._retired: list[Detector] = []  # removed cameras' detectors still training
         # operators' "this was normal": (camera, feature rows, the answer); bounded, refused full
         self._teach: queue.Queue[tuple[str, np.ndarray, Future[int]]] = queue.Queue(16)
 
@@ -102,7 +109,7 @@ class InferenceStage:
             return
         for name, detector in self.detectors.items():
             self._init_drops(name)
-            detector.load_or_learn(self.capture.ring(name))
+            detector.load_or_learn(self.learning)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
         self._thread.start()
@@ -113,10 +120,7 @@ class InferenceStage:
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
-        for detector in [*self.detectors.values(), *self._retired]:
-            # a model still training runs native code (OpenCV, torch) on its thread: exiting
-            # under it aborts the process ("terminate called without an active exception")
-            detector.wait_for_training(120.0)
+        for detector in self.detectors.values():
             detector.save_learned()  # what it learned on line since the last save
         self._answer_teaching(ModelError("the pipeline is stopping"))
 
@@ -126,7 +130,7 @@ class InferenceStage:
         detector = Detector(camera, self._models, self._device, self._release_ratio)
         running = self._thread is not None  # else start() loads every camera's model
         if running:  # (outside the lock: loading a checkpoint must not hold up scoring)
-            detector.load_or_learn(self.capture.ring(name))
+            detector.load_or_learn(self.learning)
         with self._membership:
             self.detectors = {**self.detectors, name: detector}
             self._last_offered[name] = -1
@@ -138,10 +142,7 @@ class InferenceStage:
     def remove_camera(self, camera: str) -> None:
         """Stop scoring ``camera``: its model, pending frames, results and metric series go."""
         with self._membership:
-            detector = self.detectors.get(camera)
             self.detectors = {k: d for k, d in self.detectors.items() if k != camera}
-            # Kept while training, for stop() to wait on (exiting under it aborts the process).
-            self._retired = [d for d in (*self._retired, detector) if d is not None and d.training]
             self.runner.remove(camera)
             self.batcher.discard(camera)
             for table in (self._last_offered, self._buffers, self._grey):
@@ -157,11 +158,19 @@ class InferenceStage:
     def status(self) -> list[DetectorStatus]:
         return [d.status() for d in self.detectors.values()]
 
-    def snapshot(self) -> InferenceSnapshot:
-        """What metrics and the web read of this stage: plain copies, no live objects."""
+    def snapshot(self, camera: str | None = None) -> InferenceSnapshot:
+        """What metrics and the web read of this stage: plain copies, no live objects.
+        ``camera``: of that camera alone (the live view's overlay asks for each frame)."""
         with self._lock:
-            latest, analysed = dict(self.latest), dict(self.analysed)
+            if camera is None:
+                latest, analysed = dict(self.latest), dict(self.analysed)
+            else:
+                latest = {camera: self.latest[camera]} if camera in self.latest else {}
+                analysed = {camera: self.analysed.get(camera, 0)}
         superseded = self.batcher.superseded
+        detectors = self.detectors
+        if camera is not None:
+            detectors = {k: d for k, d in detectors.items() if k == camera}
         cameras = tuple(
             ModelSnapshot(
                 camera=s.camera,
@@ -176,7 +185,7 @@ class InferenceStage:
                 superseded=superseded.get(s.camera, 0),
                 latest=latest.get(s.camera),
             )
-            for s in self.status()
+            for s in (d.status() for d in detectors.values())
         )
         scored = None if self.scored is None else self.scored.snapshot()
         return InferenceSnapshot(cameras, len(self.batcher), scored)
@@ -237,10 +246,6 @@ class InferenceStage:
                     self._grey[name] = np.empty(shape[:3], np.uint8)
                 # The first call allocates and picks kernels: pay for it now, not in a live batch.
                 self.runner.warm_up({name: shape[:3]})
-            elif detector.state is ModelState.LEARNING:
-                worker = self.capture.worker(name)
-                stream = worker.stats.stream
-                detector.poll_learning(stream.fps if stream and stream.fps else 25.0)
 
     def _offer_new_frames(self, now: float) -> None:
         for name in self.runner.cameras:

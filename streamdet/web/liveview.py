@@ -5,7 +5,8 @@ anomaly heatmap and score drawn on it (from an object-level model, each object a
 threshold boxed and labelled with its reason; WebRTC sends the same overlay), as
 ``multipart/x-mixed-replace`` JPEGs at the viewer's frame rate. Each viewer gets the newest
 frame only — nothing is queued for a slow viewer, so it cannot grow memory or latency — and its
-loop ends when the viewer goes.
+loop ends when the viewer goes. The newest score comes from the inference stage's read-only
+``snapshot()`` (``NewestScore``), never from its live objects.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from streamdet.alert.snapshot import render_snapshot
 from streamdet.capture.ring import FrameRing
 from streamdet.config import MjpegConfig
 from streamdet.errors import StreamdetError
-from streamdet.inference.stage import InferenceStage
+from streamdet.frames import ScoredFrame
 from streamdet.web.errors import bad_request, unavailable
 from streamdet.web.keys import CAPTURE, INFERENCE
 
@@ -31,12 +32,24 @@ BOUNDARY = "frame"
 
 # ``newest(after_seq)``: the camera's newest frame if newer than ``after_seq``, as (seq, pixels).
 NewestImage = Callable[[int], tuple[int, np.ndarray] | None]
+# ``score(camera)``: the camera's newest scored frame (None before the first).
+NewestScore = Callable[[str], ScoredFrame | None]
 
 
-def overlay(frame: np.ndarray, inference: InferenceStage, camera: str) -> np.ndarray:
-    """The frame with the newest heatmap, the unusual objects boxed with their reasons (else
-    no region), and the score against the threshold."""
-    scored = inference.latest.get(camera)
+def newest_score(request: web.Request) -> NewestScore:
+    """The newest score of a camera, read from the inference stage's snapshot of it."""
+    inference = request.app[INFERENCE]
+
+    def score(camera: str) -> ScoredFrame | None:
+        model = inference.snapshot(camera).camera(camera)
+        return None if model is None else model.latest
+
+    return score
+
+
+def overlay(frame: np.ndarray, scored: ScoredFrame | None) -> np.ndarray:
+    """The frame with the heatmap of ``scored`` (the camera's newest score), the unusual
+    objects boxed with their reasons (else no region), and the score against the threshold."""
     if scored is None or not np.isfinite(scored.threshold):
         return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame
     unusual = [o for o in scored.objects if o.score > scored.threshold]
@@ -64,16 +77,17 @@ class CameraGone(Exception):
 
 
 def newest_image(
-    ring: FrameRing, inference: InferenceStage, show_overlay: bool, after_seq: int
+    ring: FrameRing, score: NewestScore | None, after_seq: int
 ) -> tuple[int, np.ndarray] | None:
-    """The newest frame if it is newer than ``after_seq``: its seq and pixels (overlaid).
-    Raises ``CameraGone`` once the camera's ring is closed."""
+    """The newest frame if it is newer than ``after_seq``: its seq and pixels (overlaid with
+    the camera's newest score, unless ``score`` is None: the raw view). Raises ``CameraGone``
+    once the camera's ring is closed."""
     if ring.closed:
         raise CameraGone(ring.camera)
     ref = ring.latest()
     if ref is None or ref.seq == after_seq or (pixels := ring.read(ref)) is None:
         return None
-    return ref.seq, overlay(pixels, inference, ring.camera) if show_overlay else pixels
+    return ref.seq, pixels if score is None else overlay(pixels, score(ring.camera))
 
 
 class MjpegViewers:
@@ -89,7 +103,7 @@ MJPEG: web.AppKey[MjpegViewers] = web.AppKey("mjpeg_viewers", MjpegViewers)
 
 
 async def mjpeg(request: web.Request) -> web.StreamResponse:
-    ring, inference, viewers = camera_ring(request), request.app[INFERENCE], request.app[MJPEG]
+    ring, viewers = camera_ring(request), request.app[MJPEG]
     raw = request.query.get("fps", "5")
     try:
         fps = float(raw)
@@ -98,7 +112,7 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
     if math.isnan(fps):  # clamping would quietly make it 0.5
         raise bad_request(f"fps: expected a number, got {raw!r}")
     fps = min(30.0, max(0.5, fps))
-    show_overlay = request.query.get("overlay", "1") != "0"
+    score = newest_score(request) if request.query.get("overlay", "1") != "0" else None
     if viewers.open >= viewers.config.max_viewers:
         limit = viewers.config.max_viewers
         raise unavailable(f"{limit} MJPEG viewers already (server.mjpeg.max_viewers): try later")
@@ -111,9 +125,7 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
     viewers.open += 1
     try:
         await response.prepare(request)
-        await _stream(
-            response, lambda after: newest_image(ring, inference, show_overlay, after), fps
-        )
+        await _stream(response, lambda after: newest_image(ring, score, after), fps)
     finally:
         viewers.open -= 1
     return response

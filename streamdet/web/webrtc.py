@@ -34,8 +34,13 @@ from av import VideoFrame
 
 from streamdet.config import WebRtcConfig
 from streamdet.web.errors import bad_request, unavailable
-from streamdet.web.keys import INFERENCE
-from streamdet.web.liveview import CameraGone, NewestImage, camera_ring, newest_image
+from streamdet.web.liveview import (
+    CameraGone,
+    NewestImage,
+    camera_ring,
+    newest_image,
+    newest_score,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -274,10 +279,10 @@ async def offer(request: web.Request) -> web.Response:
     """``POST /api/cameras/{name}/webrtc``: an SDP offer in, the answer out."""
     ring, viewers = camera_ring(request), request.app[VIEWERS]
     description, show_overlay = await read_offer(request)
-    inference = request.app[INFERENCE]
+    score = newest_score(request) if show_overlay else None
     track = NewestFrameTrack(
         ring.camera,
-        lambda after: newest_image(ring, inference, show_overlay, after),
+        lambda after: newest_image(ring, score, after),
         viewers.config.fps,
         ring.shape,
     )

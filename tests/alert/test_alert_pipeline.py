@@ -18,9 +18,9 @@ import pytest
 from streamdet.alert.store import EventStore
 from streamdet.config import parse_config
 from streamdet.frames import FrameRef, ScoredFrame
-from tests.alert.scripted import PEAK_FIRST, run_script, stages
-from tests.pipeline.test_run import Running
 from tests.support.http import Receiver, ThreadedApp
+from tests.support.pipeline import Running
+from tests.support.scripted import PEAK_FIRST, run_script, stages
 from tests.support.waiting import wait_for
 
 

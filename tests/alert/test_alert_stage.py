@@ -26,8 +26,8 @@ from streamdet.config import AlertsConfig
 from streamdet.frames import FrameRef, ScoredFrame
 from streamdet.handoff import Handoff
 from streamdet.metrics import PipelineMetrics
-from tests.alert.scripted import PEAK_FIRST
 from tests.support.http import Receiver, ThreadedApp
+from tests.support.scripted import PEAK_FIRST
 
 SHAPE = (72, 96)  # the ring's frames: grey, at a model's size
 FPS = 10.0

@@ -20,9 +20,8 @@ from streamdet.learning.workflow import Budget, Plan, learn
 from streamdet.models.base import TrainingData, TrainSettings
 from streamdet.models.checkpoint import METADATA, save_checkpoint
 from streamdet.models.registry import default_spec
-from tests.learning.test_health import footage
-from tests.pipeline.test_run import Running
-from tests.support.media import make_scene_clip
+from tests.support.media import footage, make_scene_clip
+from tests.support.pipeline import Running
 from tests.support.servers import RtspServer
 from tests.support.waiting import wait_for
 
@@ -100,7 +99,7 @@ def test_a_blurred_camera_is_one_health_event_stored_delivered_listed_and_counte
     # The baseline was saved with the model: a restart loads both.
     parsed = parse_config(config(tmp_path))
     restarted = Detector(parsed.cameras[0], parsed.models, "cpu")
-    restarted.load_or_learn(run.app.capture.ring("gate"))
+    restarted.load_or_learn()
     assert (
         restarted.health is not None
         and restarted.health == run.app.inference.detectors["gate"].health
@@ -151,6 +150,6 @@ def test_a_checkpoint_from_before_health_events_runs_without_them(
     save_checkpoint(trained.model, learner.folder, meta)
     assert "health" not in json.loads((learner.folder / METADATA).read_text())
     with caplog.at_level(logging.INFO, logger="streamdet"):
-        learner.load_or_learn(None)  # type: ignore[arg-type]  # a checkpoint: no ring needed
+        learner.load_or_learn()  # a checkpoint: nothing to learn
     assert learner.model is not None and learner.health is None
     assert "no health baseline" in caplog.text

@@ -18,8 +18,8 @@ from streamdet.alert.store import EventStore
 from streamdet.config import parse_config
 from streamdet.footage import Chunk, ClipFormat, Footage
 from streamdet.frames import DetectedObject, FrameRef, ScoredFrame
-from tests.alert.scripted import PEAK_FIRST, run_script, stages
 from tests.support.media import BAND_FRACTION, make_clip, read_frame_index
+from tests.support.scripted import PEAK_FIRST, run_script, stages
 from tests.support.servers import RtspServer
 
 FPS = 25

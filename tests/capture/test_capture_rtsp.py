@@ -15,20 +15,12 @@ from streamdet.capture.worker import CameraWorker
 from streamdet.console import LiveTable
 from streamdet.frames import SourceState
 from streamdet.log import setup_logging
-from tests.capture.helpers import indices_in_ring, stage_for, steps
-from tests.conftest import CLIP_FRAMES
+from tests.support.capture import indices_in_ring, rtsp_camera, stage_for, steps
+from tests.support.media import CLIP_FRAMES
 from tests.support.servers import RtspServer, silent_tcp_server
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.rtsp
-
-
-def rtsp_camera(name: str, url: str, **source: object) -> dict[str, object]:
-    return {
-        "name": name,
-        "source": {"kind": "rtsp", "url": url, "open_timeout_s": 2, "read_timeout_s": 2, **source},
-        "frame": {"width": 256, "height": 144},
-    }
 
 
 @pytest.mark.parametrize("transport", ["tcp", "udp"])

@@ -28,7 +28,7 @@ from streamdet.capture.stage import CaptureStage
 from streamdet.capture.synthetic import SyntheticScene
 from streamdet.config import CameraConfig, CaptureConfig, FileSource, SyntheticSource
 from streamdet.frames import SourceState
-from tests.capture.helpers import indices_in_ring, make_config, stage_for, steps
+from tests.support.capture import indices_in_ring, make_config, stage_for, steps
 from tests.support.http import ThreadedApp
 from tests.support.media import make_clip, make_scene_clip
 from tests.support.servers import jpeg_frames

@@ -18,10 +18,8 @@ from streamdet.capture.clips import ClipBuffer
 from streamdet.capture.stage import CaptureStage
 from streamdet.config import ClipsConfig, Config
 from streamdet.footage import Chunk, ClipFormat, Footage
-from tests.capture.helpers import make_config, steps
-from tests.capture.test_capture_rtsp import rtsp_camera
-from tests.conftest import CLIP_FRAMES
-from tests.support.media import read_frame_index
+from tests.support.capture import make_config, rtsp_camera, steps
+from tests.support.media import CLIP_FRAMES, read_frame_index
 from tests.support.servers import RtspServer
 from tests.support.waiting import wait_for
 

@@ -23,8 +23,8 @@ from streamdet.capture.remote import RemoteWorker, resolve_processes, restart_de
 from streamdet.capture.ring import FrameRing
 from streamdet.capture.stage import CaptureStage
 from streamdet.frames import SourceState
-from tests.capture.helpers import indices_in_ring, make_config, stage_for, steps
-from tests.conftest import CLIP_FRAMES
+from tests.support.capture import indices_in_ring, make_config, stage_for, steps
+from tests.support.media import CLIP_FRAMES
 from tests.support.servers import RtspServer
 from tests.support.waiting import wait_for
 

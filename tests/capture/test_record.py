@@ -23,8 +23,8 @@ from streamdet.capture.stage import CaptureStage
 from streamdet.config import ClipsConfig, parse_config
 from streamdet.errors import ConfigError
 from streamdet.frames import FrameRef, ScoredFrame, SourceState
-from tests.alert.scripted import PEAK_FIRST, run_script, stages
 from tests.support.media import make_clip, read_frame_index
+from tests.support.scripted import PEAK_FIRST, run_script, stages
 from tests.support.servers import RtspServer, free_port
 from tests.support.waiting import wait_for
 

@@ -8,7 +8,7 @@ import pytest
 
 from streamdet.capture.ring import FrameRing
 from streamdet.capture.worker import CameraWorker, _RateLimiter
-from tests.capture.helpers import make_config
+from tests.support.capture import make_config
 
 
 def worker(**capture: object) -> CameraWorker:

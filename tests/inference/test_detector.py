@@ -11,7 +11,7 @@ import pytest
 
 from streamdet.config import parse_config
 from streamdet.frames import ModelState
-from tests.pipeline.test_run import Running
+from tests.support.pipeline import Running
 from tests.support.servers import RtspServer, free_port
 from tests.support.waiting import wait_for
 

@@ -184,7 +184,7 @@ def test_a_detector_never_learns_frames_that_could_hold_an_event_open(tmp_path: 
         }
     )
     detector = Detector(config.cameras[0], config.models, "cpu", release_ratio=0.8)
-    detector.load_or_learn(None)  # type: ignore[arg-type]  # a checkpoint: no ring needed
+    detector.load_or_learn()  # a checkpoint: nothing to learn
     assert detector.state is ModelState.DETECTING and isinstance(detector.model, ObjectModel)
     learned = 0
     for n in range(200):  # 40 s at 5 fps; 10 s to 30 s at 4.2: above the release level 4.0

@@ -14,7 +14,7 @@ from streamdet.inference.stage import InferenceStage
 from streamdet.metrics import PipelineMetrics
 from streamdet.models.motion import MotionModel
 from streamdet.models.registry import default_spec
-from tests.pipeline.test_run import pipeline_config
+from tests.support.pipeline import pipeline_config
 
 
 class BrokenMotion(MotionModel):

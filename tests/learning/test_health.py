@@ -27,23 +27,10 @@ from streamdet.learning.health import (
     learn_baseline,
     to_size,
 )
+from tests.support.media import footage
 
 FPS = 25.0
-MODEL_SIZE = (240, 160)  # the default model input: footage is learned at this size
 FAULT = (110.0, 20.0)  # scene seconds: start, duration; checked from 100 s to 140 s
-
-
-def footage(
-    scene: SyntheticScene, seconds: float, size: tuple[int, int] = MODEL_SIZE
-) -> np.ndarray:
-    """The scene's first ``seconds`` as training sees them: grey at the model's size."""
-    out = np.empty((scene.height, scene.width, 3), np.uint8)
-    frames = []
-    for n in range(round(seconds * FPS)):
-        scene.render(n, out)
-        grey = cv2.cvtColor(out, cv2.COLOR_BGR2GRAY)
-        frames.append(cv2.resize(grey, size, interpolation=cv2.INTER_AREA))
-    return np.stack(frames)
 
 
 def checks(

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from streamdet.config import parse_config
-from tests.pipeline.test_run import Running, pipeline_config
 from tests.support.media import make_clip
+from tests.support.pipeline import Running, pipeline_config
 from tests.support.waiting import wait_for
 
 # Nothing listens on port 1: each camera fails to connect, and its errors quote its URL.

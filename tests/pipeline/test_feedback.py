@@ -29,7 +29,7 @@ from streamdet.models.checkpoint import load_checkpoint, save_checkpoint
 from streamdet.models.objects import ObjectModel
 from streamdet.models.registry import entry
 from streamdet.scoring.calibration import release_level
-from tests.pipeline.test_run import Running
+from tests.support.pipeline import Running
 from tests.support.waiting import wait_for
 
 W, H, FPS, SEED, ANALYSIS_FPS = 320, 240, 25.0, 3, 5

@@ -19,8 +19,8 @@ from pydantic import SecretStr
 
 from streamdet.frames import DetectedObject, FrameRef, ModelState, ScoredFrame
 from streamdet.web.liveview import overlay
-from tests.alert.scripted import stages
-from tests.pipeline.test_run import Running, pipeline_config
+from tests.support.pipeline import Running, pipeline_config
+from tests.support.scripted import stages
 from tests.support.waiting import wait_for
 
 
@@ -167,7 +167,11 @@ def test_the_overlay_boxes_each_unusual_object_with_its_reason(tmp_path: Path) -
     inference._publish(
         ScoredFrame(ref, 7.0, 7.0, 4.0, cells, time.time(), objects=(unusual, usual))
     )
-    image = overlay(np.full((240, 320), 128, np.uint8), inference, "cam-0")
+    snapshot = inference.snapshot("cam-0")  # what the views read: that camera's alone
+    assert [c.camera for c in snapshot.cameras] == ["cam-0"]
+    scored = snapshot.camera("cam-0")
+    assert scored is not None and scored.latest is not None and scored.latest.score == 7.0
+    image = overlay(np.full((240, 320), 128, np.uint8), scored.latest)
     b, g, r = (image[..., i].astype(int) for i in range(3))
     red = (r > 200) & (g < 60) & (b < 60)
     assert red[121, 162:254].mean() > 0.9 and red[214, 162:254].mean() > 0.9  # the box

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from streamdet.frames import ModelState
-from tests.pipeline.test_run import Running, pipeline_config
+from tests.support.pipeline import Running, pipeline_config
 from tests.support.prometheus import Prometheus, PrometheusError, binary
 from tests.support.waiting import wait_for
 

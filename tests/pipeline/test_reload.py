@@ -22,9 +22,9 @@ import yaml
 
 from streamdet.config import load_config
 from streamdet.frames import ModelState
-from tests.pipeline.test_run import Running
+from tests.support.cli import STREAMDET
+from tests.support.pipeline import Running
 from tests.support.waiting import wait_for
-from tests.test_cli import STREAMDET
 
 TOKEN = "reload-token-1"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

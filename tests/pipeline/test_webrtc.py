@@ -9,7 +9,6 @@ import threading
 import time
 import tracemalloc
 from pathlib import Path
-from typing import cast
 
 import aiohttp
 import pytest
@@ -23,13 +22,10 @@ from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 
 from streamdet.capture.ring import FrameRing
-from streamdet.inference.stage import InferenceStage
 from streamdet.web.liveview import newest_image
 from streamdet.web.webrtc import VIEWERS, NewestFrameTrack, WebRtcViewers
-from tests.pipeline.test_run import Running, pipeline_config
+from tests.support.pipeline import Running, pipeline_config
 from tests.support.waiting import wait_for
-
-NO_SCORES = cast(InferenceStage, None)  # the raw view (overlay off) never asks for scores
 
 
 class Viewer:
@@ -135,7 +131,7 @@ def test_webrtc_slow_viewer_gets_the_newest_frame_and_nothing_piles_up() -> None
 
     async def slow_viewer() -> tuple[list[int], list[int], int]:
         track = NewestFrameTrack(
-            "cam", lambda after: newest_image(ring, NO_SCORES, False, after), 20, ring.shape
+            "cam", lambda after: newest_image(ring, None, after), 20, ring.shape
         )
         sent, newest = [], []
         tracemalloc.start()
@@ -237,9 +233,7 @@ def test_webrtc_track_ends_when_its_camera_is_removed_by_a_reload() -> None:
     ring = FrameRing("cam", 4, (120, 160))
     ring.writable()[:] = 7
     ring.commit(time.time(), None, False)
-    track = NewestFrameTrack(
-        "cam", lambda after: newest_image(ring, NO_SCORES, False, after), 20, ring.shape
-    )
+    track = NewestFrameTrack("cam", lambda after: newest_image(ring, None, after), 20, ring.shape)
 
     async def watch() -> None:
         assert (await track.recv()).width == 160

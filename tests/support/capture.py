@@ -1,4 +1,5 @@
-"""Building capture stages for tests from plain dicts, the way a config file would."""
+"""Building capture stages for tests from plain dicts, the way a config file would, and reading
+what their rings hold."""
 
 from __future__ import annotations
 
@@ -14,6 +15,14 @@ from tests.support.media import read_frame_index
 
 def make_config(cameras: list[dict[str, Any]], **capture: Any) -> Config:
     return parse_config({"cameras": cameras, "capture": capture}, check_paths=False)
+
+
+def rtsp_camera(name: str, url: str, **source: object) -> dict[str, object]:
+    return {
+        "name": name,
+        "source": {"kind": "rtsp", "url": url, "open_timeout_s": 2, "read_timeout_s": 2, **source},
+        "frame": {"width": 256, "height": 144},
+    }
 
 
 def stage_for(cameras: list[dict[str, Any]], **capture: Any) -> CaptureStage:
