@@ -215,9 +215,15 @@ class FleetWorker:
         )
 
     async def _stop(self, name: str) -> None:
-        await self._control.stop_fleet_camera(name)
+        await self._control.stop_fleet_camera(name)  # saves what it learned on line
         self.running.pop(name, None)
         if self._models is not None:
+            # before the heartbeat that no longer lists it: the next owner starts it only
+            # after that one, and fetches this upload
+            try:
+                await self._models.publish(name)
+            except (NatsError, TimeoutError, OSError) as exc:
+                logger.warning("[%s] fleet: last checkpoint not published (%r)", name, exc)
             self._models.forget(name)
         logger.info("[%s] fleet: stopped here (runs elsewhere or left the list)", name)
 

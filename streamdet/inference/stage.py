@@ -140,9 +140,14 @@ class InferenceStage:
                 self._init_drops(name)
 
     def remove_camera(self, camera: str) -> None:
-        """Stop scoring ``camera``: its model, pending frames, results and metric series go."""
+        """Stop scoring ``camera``: its model, pending frames, results and metric series go;
+        what it learned on line since the last save is saved first (a reload or a fleet move
+        would lose it: the camera's next start, here or on another worker, loads the file)."""
         with self._membership:
+            removed = self.detectors.get(camera)
             self.detectors = {k: d for k, d in self.detectors.items() if k != camera}
+            if removed is not None:
+                removed.save_learned()
             self.runner.remove(camera)
             self.batcher.discard(camera)
             for table in (self._last_offered, self._buffers, self._grey):

@@ -9,13 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from prometheus_client import CollectorRegistry
 
 from streamdet.alert.samples import EventSamples
+from streamdet.capture.stage import CaptureStage
 from streamdet.config import parse_config
 from streamdet.errors import ModelError
 from streamdet.frames import DetectedObject, FrameRef, ModelState, ScoredFrame
 from streamdet.inference.detector import Detector
 from streamdet.inference.online import OnlineLearner
+from streamdet.inference.stage import InferenceStage
+from streamdet.metrics import PipelineMetrics
 from streamdet.models.base import ModelSpec
 from streamdet.models.checkpoint import load_checkpoint, save_checkpoint
 from streamdet.models.objects import FAR, ObjectModel
@@ -216,3 +220,34 @@ def test_a_checkpoint_from_before_subspace_scores_keeps_scoring_one_joint_distan
     save_checkpoint(loaded, tmp_path / "again", {"calibration": {}})
     again, _ = load_checkpoint(tmp_path / "again")
     assert isinstance(again, ObjectModel) and again.params["scoring"] == "joint"
+
+
+def test_a_removed_camera_saves_what_it_learned_on_line(tmp_path: Path) -> None:
+    """A reload that removes a camera, or a fleet move, must not lose the rows it learned since
+    the last periodic save: its next start (here or on another worker) loads the file."""
+    save_checkpoint(
+        small_model(),
+        tmp_path / "models" / "cam",
+        {"calibration": {"threshold": 5.0, "smoothing_alpha": 0.5, "held_out_max": 3.0}},
+    )
+    config = parse_config(
+        {
+            "cameras": [{"name": "cam", "source": {"kind": "synthetic"}}],
+            "models": {"dir": str(tmp_path / "models"), "save_every_s": 3600},
+        }
+    )
+    stage = InferenceStage(
+        CaptureStage(config.cameras, config.capture),
+        config.cameras,
+        config.models,
+        config.inference,
+        PipelineMetrics(CollectorRegistry()),
+    )
+    detector = stage.detectors["cam"]
+    detector.load_or_learn()
+    assert detector.state is ModelState.DETECTING
+    assert detector._learn(np.full((3, D), 1.0, np.float32), "online") == 3
+    stage.remove_camera("cam")
+    loaded, _ = load_checkpoint(tmp_path / "models" / "cam")
+    assert isinstance(loaded, ObjectModel)
+    assert loaded.online_next.tolist() == [3, 0]
