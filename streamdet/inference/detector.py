@@ -73,6 +73,8 @@ class Detector:
         self._extra: dict[str, Any] = {}  # the checkpoint's metadata besides the model's own
         self._unsaved_rows = 0  # objects learned (on line or taught) since the last save
         self._saved_at = time.monotonic()
+        self._settled_at: float | None = None  # wall time of the last frame the background took
+        self._view_unsaved = False  # the background took frames since the last save
 
     @property
     def folder(self) -> Path:
@@ -174,6 +176,23 @@ class Detector:
             self._log.info("the checkpoint has no health baseline: retrain for health events")
 
     # ------------------------------------------------------------------ learning on line
+    def settle(self, grey: np.ndarray, rows: np.ndarray | None, wall_time: float) -> bool:
+        """Let an objects model's background keep learning from the frame just scored
+        (``grey``: its newest frame as scored; ``rows``: the model's object rows, all of them,
+        zones or not) for the footage time since the last one. Returns whether it changed (the
+        runner's stacked copy must be refreshed). (On the inference thread.)"""
+        if not isinstance(self.model, ObjectModel) or self.state is not ModelState.DETECTING:
+            return False
+        last, self._settled_at = self._settled_at, wall_time
+        if last is None or wall_time <= last:
+            return False
+        boxes = np.zeros((0, 4)) if rows is None else rows[rows[:, 6] > 0, :4]
+        # a gap (the stream was down) counts as one analysed frame's time at most
+        seconds = min(wall_time - last, 1.0)
+        self.model.settle(grey, boxes, seconds)
+        self._view_unsaved = True
+        return True
+
     def observe(self, frame: ScoredFrame) -> int:
         """Learn on line from a scored frame, as ``OnlineLearner`` releases frames far from
         every hot one. Returns the objects learned now. (On the inference thread.)"""
@@ -210,10 +229,11 @@ class Detector:
         return learned
 
     def save_learned(self, now: float | None = None) -> None:
-        """Save the checkpoint if objects were learned since the last save: with ``now``,
-        only every ``models.save_every_s``; without, at once (taught, stopping)."""
+        """Save the checkpoint if objects were learned (or the background took frames) since
+        the last save: with ``now``, only every ``models.save_every_s``; without, at once
+        (taught, stopping)."""
         model = self.model
-        if not self._unsaved_rows or model is None or not self._extra:
+        if not (self._unsaved_rows or self._view_unsaved) or model is None or not self._extra:
             return
         if now is not None and now - self._saved_at < self._models.save_every_s:
             return
@@ -224,8 +244,12 @@ class Detector:
             why = folder_problem("models.dir", self.folder) or f"{self.folder}: {exc!r}"
             self._log.error("what was learned on line is not saved (%s)", why)
             return
-        self._log.info("saved %d object(s) learned since the last save", self._unsaved_rows)
-        self._unsaved_rows = 0
+        self._log.info(
+            "saved %d object(s) learned since the last save%s",
+            self._unsaved_rows,
+            " and the view as it is now" if self._view_unsaved else "",
+        )
+        self._unsaved_rows, self._view_unsaved = 0, False
 
     def _set_note(self, note: str | None) -> None:
         self.note = note

@@ -245,16 +245,18 @@ class ModelRunner:
         return score.squeeze(1), amap.squeeze(1), None, None
 
     @torch.inference_mode()
-    def refresh(self, camera: str) -> None:
-        """``camera``'s model changed its buffers in place (it learned objects on line): copy
-        them into its group's stacked state, which the grouped call reads."""
+    def refresh(self, camera: str, names: tuple[str, ...] | None = None) -> None:
+        """``camera``'s model changed its buffers in place (it learned objects on line, its
+        background took a frame): copy them (``names``: only these) into its group's stacked
+        state, which the grouped call reads."""
         group = self._group(camera)
         if group.stacked is None:
             return
         i = group.cameras.index(camera)
         buffers = group.stacked[1]
         for name, value in group.models[i].named_buffers():
-            buffers[name][i].copy_(value)
+            if names is None or name in names:
+                buffers[name][i].copy_(value)
 
     def warm_up(self, shape: dict[str, tuple[int, ...]]) -> None:
         """One call per group at the real input shapes, so the first live batch is not slow."""

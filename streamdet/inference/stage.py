@@ -305,6 +305,8 @@ class InferenceStage:
             if learned:
                 self.runner.refresh(camera)
                 self.metrics.objects_learned.labels(camera, "online").inc(learned)
+            if detector.settle(windows[camera][-1], result.objects, frame.ref.wall_time):
+                self.runner.refresh(camera, ("background",))  # the view keeps being learned
 
     # ------------------------------------------------------------------ operator feedback
     def teach(self, camera: str, rows: np.ndarray) -> Future[int]:

@@ -277,3 +277,44 @@ def test_a_checkpoint_from_before_16_objects_keeps_scoring_8() -> None:
     same = objects.ObjectModel(ModelSpec("objects", W, H, 16))
     same.load_state_dict(model.state_dict())
     assert int(same.params["max_objects"]) == 16
+
+
+def test_the_background_takes_in_a_scene_change_slowly_under_an_object_fast_elsewhere() -> None:
+    """A car parks (a thing that was not in the learned view): it is an object at once and
+    still after a minute (long enough for its event), and part of the view after 20 minutes
+    of live frames; a change where no object is (light) is taken in within minutes."""
+    model = objects.ObjectModel(ModelSpec("objects", W, H, 16))
+    model.background.fill_(100.0)
+    parked = np.full((H, W), 100, np.uint8)
+    parked[100:140, 150:190] = 200  # the car
+    parked[:40, :] = 110  # the sky got brighter: 10 grey levels, under any object's limit
+
+    def settle_for(seconds: int) -> int:
+        """Settle one frame a second (the objects found in it masked) -> objects found now."""
+        found = 0
+        for _ in range(seconds + 1):
+            bands = objects.background_bands(
+                np.rint(model.background.numpy()).astype(np.int16), int(model.shift)
+            )
+            limit = model.finder.limits(model.noise.numpy())
+            rows, _ = model.finder.regions(parked, bands, limit)
+            found = len(rows)
+            boxes = np.column_stack(
+                [
+                    rows[:, 0] / W,
+                    rows[:, 1] / H,
+                    (rows[:, 0] + rows[:, 2]) / W,
+                    (rows[:, 1] + rows[:, 3]) / H,
+                ]
+            )
+            model.settle(parked, boxes, 1.0)
+        return found
+
+    assert settle_for(0) == 1
+    assert settle_for(60) == 1  # a minute on: still there to be seen
+    sky = float(model.background[10, 10])
+    assert 105.0 < sky < 110.0  # light: 1 - 1/e of it in settle_free_s (60 s)
+    car = float(model.background[120, 170])
+    assert 100.0 < car < 120.0  # under the car: ~10 % of the change in a minute
+    assert settle_for(20 * 60) == 0  # part of the view now
+    assert float(model.background[120, 170]) > 180.0

@@ -32,6 +32,12 @@ OBJECT_DEFAULTS: dict[str, Any] = {
     "embed": 8,  # embedding size
     "crop": 24,  # crop side, pixels
     "ae_steps": 200,  # autoencoder training steps (batch 64)
+    # the background keeps learning while the camera runs (``ObjectModel.settle``): seconds
+    # for a change to be taken in (1 - 1/e of it) where no object is (light, shadows), and
+    # under objects (a car that parked, a chair that moved: it is an object first, e.g. "left
+    # behind", and part of the view after ~this x 1.4)
+    "settle_free_s": 60.0,
+    "settle_object_s": 600.0,
     # DIS optical flow over the objects' rectangle (as ``motionflow``'s keys): only each
     # object's median vector is used
     **{key: MOTIONFLOW_DEFAULTS[key] for key in DIS_KEYS},

@@ -9,6 +9,8 @@ import time
 from dataclasses import replace
 from typing import Any, ClassVar
 
+import cv2
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
@@ -133,6 +135,30 @@ class ObjectModel(AnomalyModel):
             "online": (trained, online),
             "taught": (trained + online, self.bank.shape[0] - trained - online),
         }
+
+    @torch.no_grad()
+    def settle(self, frame: np.ndarray, boxes: np.ndarray, seconds: float) -> None:
+        """Let the background keep learning from a live frame (grey, any size; ``boxes``
+        (n, 4) x0 y0 x1 y1 in 0..1: the objects found in it) after ``seconds`` of footage:
+        each pixel moves toward the frame by 1 - exp(-seconds / tau), tau ``settle_free_s``
+        where no object is and ``settle_object_s`` under one. Scene changes after learning
+        (light, a parked car) stop being objects instead of scoring high for ever; an object
+        that appears is found as one long before it is taken in. Not used in training or
+        offline evaluation (they score a fixed background)."""
+        h, w = self.background.shape
+        if frame.shape != (h, w):
+            frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+        free = 1.0 - math.exp(-max(seconds, 0.0) / float(self.params["settle_free_s"]))
+        under = 1.0 - math.exp(-max(seconds, 0.0) / float(self.params["settle_object_s"]))
+        rate = np.full((h, w), free, np.float32)
+        pad = 2  # pixels around a box: the object's blurred edge
+        for x0, y0, x1, y1 in np.asarray(boxes, np.float64).reshape(-1, 4):
+            rate[
+                max(int(y0 * h) - pad, 0) : math.ceil(y1 * h) + pad,
+                max(int(x0 * w) - pad, 0) : math.ceil(x1 * w) + pad,
+            ] = under
+        change = torch.from_numpy(rate * (frame.astype(np.float32) - self.background.cpu().numpy()))
+        self.background.add_(change.to(self.background.device, self.background.dtype))
 
     @torch.no_grad()
     def learn_normal(self, z_rows: Tensor, ring: str = "online") -> int:
