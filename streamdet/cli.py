@@ -347,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run on the built-in synthetic cameras (no camera needed)")
     p.add_argument("--config", default=None, help="use this config instead of the built-in one")
-    p.add_argument("--duration", type=float, default=75.0, help="seconds to run (default 75)")
+    p.add_argument("--duration", type=float, default=90.0, help="seconds to run (default 90)")
     p.add_argument("--learn-seconds", type=float, default=30.0, help="learning period (30)")
     p.add_argument("--port", type=int, default=8686, help="HTTP port (default 8686; 0: any)")
     p.add_argument("--events", default="runs/demo/events", help="where events are written")
