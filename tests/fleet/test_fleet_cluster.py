@@ -106,11 +106,11 @@ def test_a_fleet_shares_cameras_and_survives_a_dead_worker_and_a_dead_nats_node(
         victim.start()
         wait_for(lambda: _has(workers, victim.name), 30, "the restarted worker runs cameras")
         wait_for(lambda: placed_once(workers, CAMERAS) is not None, 30, "settled again")
-        where = placed_once(workers, CAMERAS)
-        assert where is not None
         # each worker's /api/fleet says which camera runs where (from the heartbeats: a beat
-        # or two behind the workers' own lists), since when, and sees every member beat
-        wait_for(lambda: _agrees(survivors[0], where), 5, "/api/fleet agrees", 0.2)
+        # or two behind the workers' own lists), since when, and sees every member beat. The
+        # placement is read again on every poll: "settled" can be seen between two moves of a
+        # rejoin, and a beat can take seconds while a dead node's streams elect new leaders.
+        wait_for(lambda: _agrees_now(survivors[0], workers), 15, "/api/fleet agrees", 0.2)
         view = survivors[0].fleet()
         assert view is not None and len(view["members"]) == 4
         assert all(m["heartbeat_age_s"] < 3.0 for m in view["members"]), view["members"]
@@ -136,6 +136,12 @@ def test_a_fleet_shares_cameras_and_survives_a_dead_worker_and_a_dead_nats_node(
         stop_all(workers)
         for worker in workers:
             print(f"--- {worker.name}\n{worker.log()[-1500:]}")
+
+
+def _agrees_now(worker: Worker, workers: list[Worker]) -> bool:
+    """The worker's /api/fleet says what the workers' own lists say, each camera once."""
+    where = placed_once(workers, CAMERAS)
+    return where is not None and _agrees(worker, where)
 
 
 def _agrees(worker: Worker, where: dict[str, str]) -> bool:
