@@ -138,6 +138,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run_pipeline(config, args.duration, "streamdet run", args.config)
 
 
+def cmd_fleet_cameras(args: argparse.Namespace) -> int:
+    import os
+
+    from streamdet.fleet import admin
+    from streamdet.fleet.connect import CAMERAS_KEY, FleetError
+
+    config = _load(args.config)
+    if config is None:
+        return EXIT_USAGE
+    fleet = config.fleet
+    if not fleet.enabled or fleet.cameras != "kv":
+        print(
+            f"error: {args.config}: the fleet's camera list is in the KV entry only with"
+            " fleet.enabled: true and fleet.cameras: kv (else each worker runs its file's list)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        if args.set is None:
+            revision, text = admin.show(fleet)
+            print(f"# {fleet.prefix}-config {CAMERAS_KEY}, revision {revision}")
+            print(text, end="")
+            return EXIT_OK
+        raw, count = admin.read_list_file(Path(args.set), os.environ)
+        revision = admin.replace(fleet, raw)
+    except FleetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(
+        f"{fleet.prefix}-config {CAMERAS_KEY}: revision {revision}, {count} camera(s);"
+        " the workers apply it at their next heartbeat"
+    )
+    return EXIT_OK
+
+
 def cmd_capture(args: argparse.Namespace) -> int:
     return _run_capture(args.config, args.duration, "streamdet capture")
 
@@ -344,6 +379,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="YAML config file (read again on SIGHUP)")
     p.add_argument("--duration", type=float, default=None, help="stop after S seconds")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "fleet-cameras",
+        help="show or replace the fleet's camera list (fleet.cameras: kv)",
+        description="Print the camera list that a fleet's workers read from the <prefix>-config"
+        " KV bucket, or replace it with a YAML file's (a list, or a mapping with `cameras:`),"
+        " checked as a config's cameras are before it is written. ${VAR} references are kept"
+        " for each worker to fill from its own environment.",
+    )
+    p.add_argument("--config", required=True, help="a worker's YAML config (its fleet: section)")
+    p.add_argument("--set", metavar="FILE", help="write this file's cameras as the list")
+    p.set_defaults(func=cmd_fleet_cameras)
 
     p = sub.add_parser("demo", help="run on the built-in synthetic cameras (no camera needed)")
     p.add_argument("--config", default=None, help="use this config instead of the built-in one")

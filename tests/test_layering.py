@@ -129,6 +129,7 @@ MAY_IMPORT: dict[str, set[str]] = {
         "demo",
         "errors",
         "eval",
+        "fleet",  # fleet-cameras: the fleet's camera list
         "learning",
         "log",
         "models",

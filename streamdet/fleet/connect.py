@@ -39,8 +39,12 @@ class Buckets:
     models: ObjectStore
 
 
-async def connect(servers: list[str], timeout_s: float, name: str) -> Client:
-    """A client that reconnects for ever (to any server of the list) once connected."""
+async def connect(
+    servers: list[str], timeout_s: float, name: str, keep_trying: bool = True
+) -> Client:
+    """A client that reconnects for ever (to any server of the list) once connected; without
+    ``keep_trying`` (a command's one request) it tries each server once and does not
+    reconnect."""
 
     async def disconnected() -> None:
         logger.warning("fleet: disconnected from NATS; reconnecting")
@@ -56,9 +60,9 @@ async def connect(servers: list[str], timeout_s: float, name: str) -> Client:
             servers,
             name=name,
             connect_timeout=timeout_s,
-            max_reconnect_attempts=-1,
+            max_reconnect_attempts=-1 if keep_trying else 1,  # 1: each server once or twice
             reconnect_time_wait=0.5,
-            allow_reconnect=True,
+            allow_reconnect=keep_trying,
             disconnected_cb=disconnected,
             reconnected_cb=reconnected,
             error_cb=error,
@@ -68,8 +72,10 @@ async def connect(servers: list[str], timeout_s: float, name: str) -> Client:
         raise FleetError(f"cannot reach NATS at {where}: {exc or type(exc).__name__}") from exc
 
 
-async def open_buckets(config: FleetConfig, name: str) -> Buckets:
-    nc = await connect(config.servers, config.connect_timeout_s, f"streamdet:{name}")
+async def open_buckets(config: FleetConfig, name: str, keep_trying: bool = True) -> Buckets:
+    nc = await connect(
+        config.servers, config.connect_timeout_s, f"streamdet:{name}", keep_trying=keep_trying
+    )
     # Short requests: a beat that waits on a dead node must not outlast the member timeout.
     js = nc.jetstream(timeout=max(min(config.connect_timeout_s, config.member_timeout_s / 2), 0.5))
     try:
