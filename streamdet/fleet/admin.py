@@ -19,8 +19,7 @@ from typing import Any
 import yaml
 from nats.js.errors import KeyNotFoundError
 
-from streamdet.config import FleetConfig, parse_config
-from streamdet.errors import ConfigError
+from streamdet.config import FleetConfig
 from streamdet.fleet.cameras import parse_cameras
 from streamdet.fleet.connect import CAMERAS_KEY, FleetError, open_buckets
 from streamdet.log import redact
@@ -57,10 +56,10 @@ def read_list_file(path: Path, env: Mapping[str, str]) -> tuple[bytes, int]:
     if not isinstance(data, list):
         raise FleetError(f"{path}: a list of cameras, or a mapping with `cameras:`, expected")
     raw = json.dumps(data).encode()
-    try:  # the loader's own checks, ${VAR} kept for the workers to fill
-        cameras = parse_config({"cameras": data}, source=str(path), env=_AnyVariable(env)).cameras
-    except ConfigError as exc:
-        raise FleetError(f"{path}: the list is refused: " + "; ".join(exc.problems)) from None
+    try:  # the workers' own check, ${VAR} kept in ``raw`` for them to fill
+        cameras = parse_cameras(raw, source=str(path), env=_AnyVariable(env))
+    except ValueError as exc:
+        raise FleetError(f"{path}: the list is refused: {exc}") from None
     return raw, len(cameras)
 
 

@@ -9,6 +9,7 @@ environment (camera passwords need not be written into the bucket).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import yaml
 
@@ -20,13 +21,16 @@ def encode_cameras(cameras: list[CameraConfig]) -> bytes:
     return json.dumps([c.model_dump(mode="json") for c in cameras]).encode()
 
 
-def parse_cameras(raw: bytes, source: str = "the fleet's camera list") -> list[CameraConfig]:
-    """The list in ``raw``. Raises ValueError naming every problem."""
+def parse_cameras(
+    raw: bytes, source: str = "the fleet's camera list", env: Mapping[str, str] | None = None
+) -> list[CameraConfig]:
+    """The list in ``raw``, ``${VAR}`` filled from ``env`` (default: this process's
+    environment). Raises ValueError naming every problem."""
     try:
         data = yaml.safe_load(raw.decode("utf-8"))
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ValueError(f"not JSON or YAML: {exc}") from None
     try:
-        return parse_config({"cameras": data}, source=source).cameras
+        return parse_config({"cameras": data}, source=source, env=env).cameras
     except ConfigError as exc:
         raise ValueError("; ".join(exc.problems)) from None

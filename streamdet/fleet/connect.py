@@ -43,8 +43,8 @@ async def connect(
     servers: list[str], timeout_s: float, name: str, keep_trying: bool = True
 ) -> Client:
     """A client that reconnects for ever (to any server of the list) once connected; without
-    ``keep_trying`` (a command's one request) it tries each server once and does not
-    reconnect."""
+    ``keep_trying`` (a command's one request) it gives up after trying each server once or
+    twice (nats-py's least: 0 would retry for ever) and does not reconnect."""
 
     async def disconnected() -> None:
         logger.warning("fleet: disconnected from NATS; reconnecting")
@@ -60,7 +60,7 @@ async def connect(
             servers,
             name=name,
             connect_timeout=timeout_s,
-            max_reconnect_attempts=-1 if keep_trying else 1,  # 1: each server once or twice
+            max_reconnect_attempts=-1 if keep_trying else 1,
             reconnect_time_wait=0.5,
             allow_reconnect=keep_trying,
             disconnected_cb=disconnected,
