@@ -24,6 +24,7 @@ from streamdet.models import objects
 from streamdet.models.base import ModelSpec, TrainingData, TrainSettings
 from streamdet.models.export import export_onnx
 from streamdet.models.kinds import DEFAULT_KIND
+from streamdet.models.objects.register import Anchors
 from streamdet.scoring.smoothing import ema
 
 W, H, FPS = 320, 240, 25.0
@@ -252,6 +253,39 @@ def test_a_camera_shaken_by_a_pixel_shows_no_object_a_real_one_still_shows() -> 
     assert found(0, shaken) > 0  # without the tolerance, the moved edges are "objects"
     assert found(1, shaken) == 0
     assert found(1, with_object) == 1
+
+
+def test_a_view_that_drifted_by_pixels_is_registered_and_a_real_object_still_shows() -> None:
+    """The whole view moved by 4 pixels right and 2 up since the background was learned (a
+    sagging mount): more than the tolerance's pixel, so its edges are "objects" that stand
+    still. The background's tiles are found where they moved to, the background is moved by
+    as much, and only the object that came in is found, at its own place."""
+    rng = np.random.default_rng(0)
+    tiles = rng.choice(np.array([30, 220], np.uint8), ((H + 16) // 16, (W + 16) // 16))
+    wide = cv2.resize(tiles, (W + 16, H + 16), interpolation=cv2.INTER_NEAREST)
+    scene = cv2.GaussianBlur(wide, (0, 0), 1.5)  # more than the camera sees: the drift brings
+    background = scene[8 : 8 + H, 8 : 8 + W]  # some in at an edge
+    drifted = scene[10 : 10 + H, 4 : 4 + W].copy()  # drifted[y, x] = background[y + 2, x - 4]
+    with_object = drifted.copy()
+    with_object[100:140, 150:170] = 250
+    bg16 = background.astype(np.int16)
+    assert Anchors(bg16, 6).shift(drifted) == (4, -2)
+    assert Anchors(bg16, 6).shift(rng.integers(0, 255, (H, W), dtype=np.uint8)) == (0, 0)
+
+    def boxes(reach: int, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
+        model = objects.ObjectModel(ModelSpec("objects", W, H, 16, {"register_px": reach}))
+        bands = objects.background_bands(bg16, 1)
+        limit = np.full((H, W), 20, np.int16)
+        anchors = Anchors(bg16, reach) if reach else None
+        pair = np.stack([prev, cur])
+        return model.finder.describe(pair, bands, limit, model.perspective.numpy(), anchors)[2]
+
+    assert len(boxes(0, drifted, drifted)) > 0  # without registration: the moved edges
+    assert len(boxes(6, drifted, drifted)) == 0
+    found = boxes(6, drifted, with_object)
+    assert len(found) == 1, found
+    assert np.allclose(found[0], [150 / W, 100 / H, 170 / W, 140 / H], atol=0.02), found
+    assert len(boxes(0, drifted, with_object)) > 1  # (the edges again beside it)
 
 
 def test_a_checkpoint_from_before_the_shift_tolerance_keeps_its_foreground() -> None:

@@ -26,6 +26,10 @@ OBJECT_DEFAULTS: dict[str, Any] = {
     # brightest within this distance, so a camera's shake or jitter (an edge moved by a
     # pixel) is no object
     "shift_tolerance": 1,
+    # pixels: a view that drifted by up to this since the background was learned is found
+    # (the background's textured tiles looked for in the frame) and the background moved by
+    # it, when a frame has an object that stands still (``register``); 0: never
+    "register_px": 6,
     "scoring": "groups",  # groups: the highest of the subspaces' scores; joint: one k-NN
     "place_weight": 0.5,  # weight of the position features against the others
     "look_weight": 0.5,  # weight of the embedding (spread over its dimensions)

@@ -14,6 +14,7 @@ from torch import Tensor
 from streamdet.models.base import TrainingData
 from streamdet.models.motionflow import flow_pool, thread_dis
 from streamdet.models.objects.features import FEATURES
+from streamdet.models.objects.register import Anchors, moved, still_objects
 
 
 class Finder:
@@ -55,16 +56,29 @@ class Finder:
         return rows.reshape(-1, 7), labels
 
     def describe(
-        self, pair: np.ndarray, bands: np.ndarray, limit: np.ndarray, perspective: np.ndarray
+        self,
+        pair: np.ndarray,
+        bands: np.ndarray,
+        limit: np.ndarray,
+        perspective: np.ndarray,
+        anchors: Anchors | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One window -> (features (n, F), crops (n, 2, c, c), boxes (n, 4) x0 y0 x1 y1 in 0..1);
-        ``bands`` as ``regions`` takes them."""
+        ``bands`` as ``regions`` takes them. With ``anchors`` (of the same background), a frame
+        with an object that stands still is looked at for a drifted view, and its objects are
+        found again against the background moved by the drift (``register``)."""
         prev, cur = pair[-2], pair[-1]
         h, w = bands.shape[1:]
         if cur.shape != (h, w):  # a window at another size than the model learned at
             prev = cv2.resize(prev, (w, h), interpolation=cv2.INTER_AREA)
             cur = cv2.resize(cur, (w, h), interpolation=cv2.INTER_AREA)
         found, labels = self.regions(cur, bands, limit)
+        diff = cv2.absdiff(prev, cur)
+        moving = diff > float(self.params["motion_level"])
+        if anchors is not None and len(found) and still_objects(found, moving):
+            dx, dy = anchors.shift(cur)
+            if dx or dy:
+                found, labels = self.regions(cur, moved(bands, dx, dy), moved(limit, dx, dy))
         boxes = found[:, :5].astype(np.int32)
         c = int(self.params["crop"])
         feats = np.zeros((len(boxes), len(FEATURES)), np.float32)
@@ -73,8 +87,6 @@ class Finder:
         if not len(boxes):
             return feats, crops, norm_boxes
         flow = self._flow(prev, cur, boxes)
-        diff = cv2.absdiff(prev, cur)
-        moving = diff > float(self.params["motion_level"])
         # every object's pixels at once: its index in ``boxes`` per pixel (-1: none)
         index = np.full(int(labels.max()) + 1, -1, np.int64)
         index[boxes[:, 4]] = np.arange(len(boxes))
@@ -126,10 +138,13 @@ class Finder:
         bands = [background_bands(bg, int(r)) for bg, r in zip(backgrounds, shifts, strict=True)]
         limits = self.limits(state["noise"].cpu().numpy())
         persp = state["perspective"].cpu().numpy()
+        reach = int(self.params["register_px"])
+        anchors = [Anchors(bg, reach) for bg in backgrounds] if reach > 0 else None
 
         def one(b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             s = b if len(bands) > 1 else 0
-            return self.describe(pairs[b], bands[s], limits[s], persp[s])
+            found = None if anchors is None else anchors[s]
+            return self.describe(pairs[b], bands[s], limits[s], persp[s], found)
 
         if len(pairs) == 1:
             return [one(0)]

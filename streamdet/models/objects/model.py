@@ -106,6 +106,8 @@ class ObjectModel(AnomalyModel):
         # rows written so far into the online and the taught ring (the next slot is this modulo
         # the ring's size): a buffer, so that a checkpoint keeps where each ring stands
         self.register_buffer("online_next", torch.zeros(2, dtype=torch.int64))
+        if int(p["register_px"]) < 0:
+            raise ModelError(f"objects: register_px must be >= 0; got {p['register_px']}")
         if int(p["shift_tolerance"]) < 0:
             raise ModelError(f"objects: shift_tolerance must be >= 0; got {p['shift_tolerance']}")
         # a buffer, so that a checkpoint keeps the foreground its threshold was calibrated on
