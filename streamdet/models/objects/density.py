@@ -40,9 +40,11 @@ def knn_means(
     cross = torch.bmm(masked, bank.transpose(1, 2)).view(b, s, n, bank.shape[1])  # (B, S, N, M)
     z_sq = (z * z) @ masks.T  # (B, N, S)
     bank_sq = (bank * bank) @ masks.T  # (B, M, S)
-    sq = cross.mul_(-2).add_(z_sq.transpose(1, 2).unsqueeze(-1))
-    sq.add_(bank_sq.transpose(1, 2).unsqueeze(2))
-    _, idx = sq.topk(k + skip, dim=-1, largest=False)  # (B, S, N, k + skip)
+    # minus the squared distances: torch's CPU top-k of the largest is ~1.7x faster than of
+    # the smallest (same rows, exact negation)
+    near = cross.mul_(2).sub_(z_sq.transpose(1, 2).unsqueeze(-1))
+    near.sub_(bank_sq.transpose(1, 2).unsqueeze(2))
+    _, idx = near.topk(k + skip, dim=-1)  # (B, S, N, k + skip)
     idx = idx[..., skip:]
     # the chosen neighbours' distances again, exactly: the expansion cancels to a float's
     # rounding (1e-3 after the root for a copy of a normal object, and shape-dependent)
