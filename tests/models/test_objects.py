@@ -313,21 +313,6 @@ def test_a_checkpoint_from_before_16_objects_keeps_scoring_8() -> None:
     assert int(same.params["max_objects"]) == 16
 
 
-def test_a_checkpoint_from_before_the_unrefined_flow_keeps_its_refinement() -> None:
-    """Its bank's speeds were measured with 5 iterations of DIS's variational refinement: it
-    keeps measuring with 5 (and a later save says so); a checkpoint of now keeps none."""
-    model = objects.ObjectModel(ModelSpec("objects", W, H, 16))
-    assert int(model.params["dis_refine"]) == 0 == int(model.refine)
-    again = objects.ObjectModel(ModelSpec("objects", W, H, 16))
-    again.load_state_dict({k: v for k, v in model.state_dict().items() if k != "refine"})
-    assert int(again.params["dis_refine"]) == 5 == int(again.refine)
-    assert again.spec.params["dis_refine"] == 5
-    assert again.finder.params["dis_refine"] == 5  # what the flow is computed with
-    same = objects.ObjectModel(ModelSpec("objects", W, H, 16))
-    same.load_state_dict(model.state_dict())
-    assert int(same.params["dis_refine"]) == 0
-
-
 def test_the_background_takes_in_a_scene_change_slowly_under_an_object_fast_elsewhere() -> None:
     """A car parks (a thing that was not in the learned view): it is an object at once and
     still after a minute (long enough for its event), and part of the view after 20 minutes

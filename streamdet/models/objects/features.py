@@ -45,10 +45,6 @@ OBJECT_DEFAULTS: dict[str, Any] = {
     # DIS optical flow over the objects' rectangle (as ``motionflow``'s keys): only each
     # object's median vector is used
     **{key: MOTIONFLOW_DEFAULTS[key] for key in DIS_KEYS},
-    # but no variational refinement: only each object's median vector is used, and the
-    # refinement's smoother field cost 0.3 of the model's time for 0.008 of Ped2's validation
-    # AUC (0.930 with 5 iterations, 0.922 without) and 0.003 of the real clips' (0.943, 0.940)
-    "dis_refine": 0,
 }
 # Feature columns. Groups give an event its reason.
 FEATURES = (

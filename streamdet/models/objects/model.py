@@ -114,8 +114,6 @@ class ObjectModel(AnomalyModel):
         self.register_buffer("shift", torch.tensor(int(p["shift_tolerance"])))
         # and the objects kept per frame (a frame's score is their highest)
         self.register_buffer("kept", torch.tensor(int(p["max_objects"])))
-        # and the flow's refinement its objects' speeds were measured with
-        self.register_buffer("refine", torch.tensor(int(p["dis_refine"])))
         self._weights = self._feature_weights(dims)
         self.finder = Finder(self.params)  # finds and describes a window's objects (OpenCV)
         # seconds spent, and windows scored, since built: finding and describing objects
@@ -206,9 +204,6 @@ class ObjectModel(AnomalyModel):
         kept = int(state.setdefault(prefix + "kept", torch.tensor(8)))  # from before 16 kept
         if kept != int(self.params["max_objects"]):  # the threshold was calibrated on these
             self._pin("max_objects", kept)
-        refine = int(state.setdefault(prefix + "refine", torch.tensor(5)))  # before 0 was the
-        if refine != int(self.params["dis_refine"]):  # default, the bank's speeds had 5
-            self._pin("dis_refine", refine)
         if prefix + "sub_ref" not in state:  # from before subspace scores: its threshold was
             # calibrated on one joint distance, so it keeps scoring that way (and says so in
             # its spec, which a later save writes)
