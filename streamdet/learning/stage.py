@@ -148,6 +148,8 @@ class LearningStage:
                 try:
                     self._collect(job)
                 except Exception:  # the stage boundary: the other cameras go on learning
+                    if self._jobs.get(job.camera) is not job:  # cancelled while it was read
+                        continue  # (a reload removed the camera, its ring with it): no error
                     logger.exception("[%s] collecting footage failed", job.camera)
 
     def _collect(self, job: Job) -> None:

@@ -4,6 +4,7 @@ waits for a training in progress."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -149,3 +150,36 @@ def test_a_cancelled_camera_collects_no_more(camera: Camera) -> None:
     finally:
         stage.stop()
     assert told.learned == [] and told.waiting == []
+
+
+def test_a_camera_removed_while_its_footage_is_read_is_no_error(
+    camera: Camera, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reload removes the camera between the loop's look at its jobs and its read of the
+    camera's footage: the read fails (the ring and the stream are gone). The job was
+    cancelled, so that is no error: nothing is logged (CI once had this traceback in a
+    reload's log), and the stage goes on."""
+
+    class Removed:
+        stage: LearningStage
+
+        def windows(self, name: str) -> FrameWindows:
+            return camera.windows(name)
+
+        def fps(self, name: str) -> float:
+            self.stage.cancel(name)  # the reload, just then
+            raise KeyError(name)
+
+    footage = Removed()
+    stage, told = LearningStage(footage, learn_seconds=60.0), Told()
+    footage.stage = stage
+    stage.start()
+    try:
+        job = stage.learn("cam", plan(), told.outcome())
+        wait_for(lambda: "cam" not in stage._jobs, 5, "the cancel")
+        time.sleep(0.2)
+        assert stage._thread is not None and stage._thread.is_alive()
+    finally:
+        stage.stop()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.records
+    assert job.state is ModelState.LEARNING and told.failed == []
