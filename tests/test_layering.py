@@ -33,12 +33,13 @@ MAY_IMPORT: dict[str, set[str]] = {
     "yamlfile": set(),
     "progress": set(),
     "scoring": set(),
+    "views": set(),  # where a view is against a reference (health, the objects' registration)
     # the configuration, and its checks against the machine
     "config": {"errors", "log", "yamlfile"},
     "preflight": {"config", "errors"},
     "reload": {"config"},
     # pure nn.Modules: they know no stage and no config (but the kinds' names, kept there)
-    "models": {"config.models", "errors", "frames"},
+    "models": {"config.models", "errors", "frames", "views"},
     # the stages, in the order frames flow; metrics holds the counters they update. A stage
     # never imports a later stage, and an earlier one only through its hand-off (inference
     # reads capture's frame ring); alert sees neither capture nor inference.
@@ -56,6 +57,7 @@ MAY_IMPORT: dict[str, set[str]] = {
         "frames",
         "models",
         "scoring",
+        "views",
     },
     "inference": {
         "capture.ring",

@@ -40,6 +40,7 @@ import cv2
 import numpy as np
 
 from streamdet.errors import ModelError
+from streamdet.views import find_tile, half
 
 CONDITIONS = ("covered", "blurred", "moved", "frozen")
 
@@ -110,11 +111,6 @@ class HealthBaseline:
         return baseline
 
 
-def _half(grey: np.ndarray) -> np.ndarray:
-    h, w = grey.shape
-    return cv2.resize(grey, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-
-
 class Meter:
     """Measures frames against one reference image (keeps its tiles ready).
 
@@ -145,7 +141,7 @@ class Meter:
         change = None
         if before is not None:
             change = float(cv2.absdiff(image, before.astype(np.float32)).mean())
-        shift, match = self._where(_half(image))
+        shift, match = self._where(half(image))
         return Measures(
             brightness=float(image.mean()),
             contrast=float(image.std()),
@@ -155,16 +151,15 @@ class Meter:
             match=match,
         )
 
-    def _where(self, half: np.ndarray) -> tuple[float, float]:
+    def _where(self, image: np.ndarray) -> tuple[float, float]:
         """The view's shift (px at half size) and match against the reference's tiles."""
         if not self._tiles:  # a flat reference: nothing to place the view by
             return 0.0, 1.0
         dxs, dys, matches = [], [], []
-        for tile, (x0, y0, x1, y1), (ax, ay) in self._tiles:
-            scores = cv2.matchTemplate(half[y0:y1, x0:x1], tile, cv2.TM_CCOEFF_NORMED)
-            _, best, _, (x, y) = cv2.minMaxLoc(scores)
-            dxs.append(x - ax)
-            dys.append(y - ay)
+        for tile, area, at in self._tiles:
+            dx, dy, best = find_tile(image, tile, area, at)
+            dxs.append(dx)
+            dys.append(dy)
             matches.append(best)
         # a turned camera moves every tile; an object standing in front of a few (a parked car,
         # a left bag) moves only theirs: the shift is what two thirds of the tiles agree on
@@ -181,7 +176,7 @@ def learn_baseline(clips: list[np.ndarray]) -> HealthBaseline:
     picks = np.unique(np.linspace(0, len(frames) - 1, min(SAMPLE_FRAMES, len(frames))).astype(int))
     sample = np.stack([frames[k][0][frames[k][1]] for k in picks])
     height, width = sample.shape[1:]
-    reference = np.median(np.stack([_half(f) for f in sample]), axis=0).round().astype(np.uint8)
+    reference = np.median(np.stack([half(f) for f in sample]), axis=0).round().astype(np.uint8)
     meter = Meter(reference)
     measures = []
     for k in picks:

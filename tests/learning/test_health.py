@@ -21,12 +21,12 @@ from streamdet.errors import ModelError
 from streamdet.learning.health import (
     HealthBaseline,
     Meter,
-    _half,
     findings,
     frozen_check_possible,
     learn_baseline,
     to_size,
 )
+from streamdet.views import half
 from tests.support.media import footage
 
 FPS = 25.0
@@ -173,7 +173,7 @@ def test_an_object_in_front_of_a_few_tiles_does_not_move_the_view_but_a_turn_doe
     rng = np.random.default_rng(5)
     view = cv2.GaussianBlur(rng.integers(0, 255, (240, 320), dtype=np.uint8), (5, 5), 0)
     view[:, 180:] = 128  # a bare wall on the right: its 3 tiles place nothing, 6 are left
-    meter = Meter(_half(view))
+    meter = Meter(half(view))
     assert meter.measure(view, None).shift < 1.0
     occluded = view.copy()  # the left third covered by something textured (3 of the 6 tiles)
     occluded[:, :107] = np.roll(view, 16, axis=1)[:, :107]

@@ -26,6 +26,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from streamdet.views import find_tile, half
+
 TILE = 16  # pixels at half size: side of a background tile looked for in the frame
 GRID = (3, 3)  # one tile per cell: spread over the view
 MATCH = 0.7  # least normalised cross-correlation for a tile to count as found
@@ -45,7 +47,7 @@ class Anchors:
         """(top, left, tile uint8) at half size: each cell's most textured tile that can move
         by ``reach`` pixels and stay in the frame."""
         if self._tiles is None:
-            self._tiles = _choose(_half(self.background), _half_reach(self.reach))
+            self._tiles = _choose(half(_grey8(self.background)), _half_reach(self.reach))
         return self._tiles
 
     def shift(self, frame: np.ndarray) -> tuple[int, int]:
@@ -54,14 +56,13 @@ class Anchors:
         if self.reach <= 0:
             return 0, 0
         r = _half_reach(self.reach)
-        small = _half(frame)
+        small = half(_grey8(frame))
         found = []
         for top, left, tile in self.tiles():
-            patch = small[top - r : top + TILE + r, left - r : left + TILE + r]
-            match = cv2.matchTemplate(patch, tile, cv2.TM_CCOEFF_NORMED)
-            _, best, _, (x, y) = cv2.minMaxLoc(match)
+            area = (left - r, top - r, left + TILE + r, top + TILE + r)
+            dx, dy, best = find_tile(small, tile, area, (r, r), subpixel=True)
             if best >= MATCH:
-                found.append((x - r + _vertex(match[y, :], x), y - r + _vertex(match[:, x], y)))
+                found.append((dx, dy))
         if len(found) < AGREE:
             return 0, 0
         moves = 2.0 * np.array(found, np.float64)  # at the model's size
@@ -72,23 +73,13 @@ class Anchors:
         return int(np.rint(dx)), int(np.rint(dy))
 
 
-def _half(image: np.ndarray) -> np.ndarray:
-    grey = np.clip(np.rint(image), 0, 255).astype(np.uint8) if image.dtype != np.uint8 else image
-    h, w = grey.shape
-    return cv2.resize(grey, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+def _grey8(image: np.ndarray) -> np.ndarray:
+    """A background (int16, float) as the frames are: uint8."""
+    return image if image.dtype == np.uint8 else np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
 def _half_reach(reach: int) -> int:
     return -(-reach // 2)
-
-
-def _vertex(values: np.ndarray, at: int) -> float:
-    """Sub-pixel offset of a peak at ``at`` from the parabola through it and its neighbours."""
-    if at <= 0 or at >= len(values) - 1:
-        return 0.0
-    left, mid, right = (float(v) for v in values[at - 1 : at + 2])
-    bend = left - 2 * mid + right
-    return 0.0 if bend >= 0 else float(np.clip(0.5 * (left - right) / bend, -0.5, 0.5))
 
 
 def _choose(background: np.ndarray, reach: int) -> list[tuple[int, int, np.ndarray]]:
