@@ -73,18 +73,18 @@ class Finder:
             prev = cv2.resize(prev, (w, h), interpolation=cv2.INTER_AREA)
             cur = cv2.resize(cur, (w, h), interpolation=cv2.INTER_AREA)
         found, labels = self.regions(cur, bands, limit)
+        c = int(self.params["crop"])
+        if not len(found):  # (most of a quiet camera's frames: nothing more to do)
+            return _described(0, c)
         diff = cv2.absdiff(prev, cur)
         moving = diff > float(self.params["motion_level"])
-        if anchors is not None and len(found) and still_objects(found, moving):
+        if anchors is not None and still_objects(found, moving):
             dx, dy = anchors.shift(cur)
             if dx or dy:
                 found, labels = self.regions(cur, moved(bands, dx, dy), moved(limit, dx, dy))
         boxes = found[:, :5].astype(np.int32)
-        c = int(self.params["crop"])
-        feats = np.zeros((len(boxes), len(FEATURES)), np.float32)
-        crops = np.zeros((len(boxes), 2, c, c), np.float32)
-        norm_boxes = np.zeros((len(boxes), 4), np.float32)
-        if not len(boxes):
+        feats, crops, norm_boxes = _described(len(boxes), c)
+        if not len(boxes):  # the drifted edges were all there was
             return feats, crops, norm_boxes
         flow = self._flow(prev, cur, boxes)
         # every object's pixels at once: its index in ``boxes`` per pixel (-1: none)
@@ -157,6 +157,15 @@ class Finder:
 
 FLOW_MARGIN = 32  # pixels around the objects' rectangle that the flow is computed over
 FLOW_STEP = 32  # its sides are rounded up to multiples of this (a DIS object per size)
+
+
+def _described(n: int, crop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Room for ``n`` objects' features, crops and boxes (zeros)."""
+    return (
+        np.zeros((n, len(FEATURES)), np.float32),
+        np.zeros((n, 2, crop, crop), np.float32),
+        np.zeros((n, 4), np.float32),
+    )
 
 
 def group_medians(values: np.ndarray, group: np.ndarray, groups: int) -> np.ndarray:
