@@ -288,6 +288,35 @@ def test_a_view_that_drifted_by_pixels_is_registered_and_a_real_object_still_sho
     assert len(boxes(0, drifted, with_object)) > 1  # (the edges again beside it)
 
 
+@pytest.mark.parametrize("move", [4, 12, 30, 45])
+def test_an_object_moving_farther_than_it_is_wide_gets_its_own_speed(move: int) -> None:
+    """A textured 12 x 30 pixel object on a textured background moves ``move`` pixels between
+    two frames. DIS follows it while it moves less than its width; farther, it gives the
+    background's vector. The move is checked against the frames and taken from where the
+    object was in the frame before: its speed feature is the move it made either way."""
+    rng = np.random.default_rng(1)
+    background = cv2.GaussianBlur(rng.integers(60, 200, (H, W), dtype=np.uint8), (0, 0), 2.0)
+    sprite = np.clip(rng.normal(20, 10, (30, 12)), 0, 255).astype(np.uint8)
+    prev, cur = background.copy(), background.copy()
+    prev[120:150, 100 : 100 + 12] = sprite
+    cur[120:150, 100 + move : 112 + move] = sprite
+    bg16 = background.astype(np.int16)
+
+    def speed(verify: bool) -> float:
+        model = objects.ObjectModel(ModelSpec("objects", W, H, 16, {"verify_moves": verify}))
+        bands = objects.background_bands(bg16, 1)
+        limit = np.full((H, W), 20, np.int16)
+        pair = np.stack([prev, cur])
+        feats, _, boxes = model.finder.describe(pair, bands, limit, model.perspective.numpy())
+        assert len(boxes) == 1, boxes
+        column = objects.FEATURES.index("speed")
+        return float(feats[0, column]) * H / 100.0  # pixels a frame
+
+    assert speed(True) == pytest.approx(move, abs=1.0)
+    if move >= 30:  # (what the flow alone measured: the reason for the check)
+        assert abs(speed(False) - move) > 5.0
+
+
 def test_a_checkpoint_from_before_the_shift_tolerance_keeps_its_foreground() -> None:
     """Its threshold was calibrated on the foreground without the tolerance: it loads with 0."""
     model = objects.ObjectModel(ModelSpec("objects", W, H, 16))

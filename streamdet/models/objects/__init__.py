@@ -21,7 +21,9 @@ Per window (the newest frame and the one before), at the model's input size:
    registered, its watched normal maximum fell from 0.99 to 0.87 of the threshold and the
    pooled pasted AUC rose 0.924 -> 0.943 (Ped2's fixed camera: no change).
 2. **Per object:** where its foot is, how tall and wide it is, how fast and which way it moves
-   (DIS optical flow, as ``motionflow``: the median vector over the object's pixels), how
+   (DIS optical flow, as ``motionflow``: the median vector over the object's pixels, checked
+   against the frames: an object that moved farther than it is wide, which DIS loses, takes
+   the move from where it was in the frame before, ``motion``), how
    much of it is still (a lingering person, a left bag), and an appearance/motion embedding
    from a small convolutional autoencoder trained on this camera's own object crops (grey and
    frame difference, 24x24). Size and speed are given twice: raw, and divided by the object height

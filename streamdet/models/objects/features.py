@@ -30,6 +30,11 @@ OBJECT_DEFAULTS: dict[str, Any] = {
     # (the background's textured tiles looked for in the frame) and the background moved by
     # it, when a frame has an object that stands still (``register``); 0: never
     "register_px": 6,
+    # an object's flow vector is checked against the frames (its pixels moved back by it land
+    # on the same grey levels before), and one that does not explain it is replaced by the
+    # move from an object of the frame before (``motion``): DIS loses objects that move
+    # farther than they are wide between frames
+    "verify_moves": True,
     "scoring": "groups",  # groups: the highest of the subspaces' scores; joint: one k-NN
     "place_weight": 0.5,  # weight of the position features against the others
     "look_weight": 0.5,  # weight of the embedding (spread over its dimensions)

@@ -14,6 +14,7 @@ from torch import Tensor
 from streamdet.models.base import TrainingData
 from streamdet.models.motionflow import flow_pool, thread_dis
 from streamdet.models.objects.features import FEATURES
+from streamdet.models.objects.motion import verified_moves
 from streamdet.models.objects.register import Anchors, moved, still_objects
 
 
@@ -81,7 +82,8 @@ class Finder:
         if anchors is not None and still_objects(found, moving):
             dx, dy = anchors.shift(cur)
             if dx or dy:
-                found, labels = self.regions(cur, moved(bands, dx, dy), moved(limit, dx, dy))
+                bands, limit = moved(bands, dx, dy), moved(limit, dx, dy)
+                found, labels = self.regions(cur, bands, limit)
         boxes = found[:, :5].astype(np.int32)
         feats, crops, norm_boxes = _described(len(boxes), c)
         if not len(boxes):  # the drifted edges were all there was
@@ -95,6 +97,18 @@ class Finder:
         owner = owner[mine]
         # medians: DIS makes up wild vectors where content enters from outside the frame
         vx, vy = (group_medians(flow[..., a][mine], owner, len(boxes)) for a in (0, 1))
+        if self.params["verify_moves"]:  # a move farther than the object is wide: not DIS's
+            ys, xs = np.nonzero(mine)
+            vx, vy = verified_moves(
+                prev,
+                cur,
+                bands[0],
+                found,
+                (ys, xs, owner),
+                np.column_stack([vx, vy]),
+                mine,
+                lambda: self.regions(prev, bands, limit)[0],
+            ).T
         counts = np.bincount(owner, minlength=len(boxes))
         still = 1.0 - np.bincount(owner, weights=moving[mine], minlength=len(boxes)) / counts
         x, y, bw, bh = (boxes[:, i].astype(np.float64) for i in range(4))
