@@ -33,6 +33,8 @@ from streamdet.scoring.smoothing import Ema
 
 logger = logging.getLogger(__name__)
 
+SETTLE_EVERY_S = 1.0  # footage seconds between two frames an objects model's background takes
+
 
 @dataclass(frozen=True)
 class DetectorStatus:
@@ -73,7 +75,8 @@ class Detector:
         self._extra: dict[str, Any] = {}  # the checkpoint's metadata besides the model's own
         self._unsaved_rows = 0  # objects learned (on line or taught) since the last save
         self._saved_at = time.monotonic()
-        self._settled_at: float | None = None  # wall time of the last frame the background took
+        self._settled_at: float | None = None  # wall time of the last frame offered to settle
+        self._unsettled_s = 0.0  # footage seconds since the background last took a frame
         self._view_unsaved = False  # the background took frames since the last save
 
     @property
@@ -176,22 +179,31 @@ class Detector:
             self._log.info("the checkpoint has no health baseline: retrain for health events")
 
     # ------------------------------------------------------------------ learning on line
-    def settle(self, grey: np.ndarray, rows: np.ndarray | None, wall_time: float) -> bool:
+    def settle(
+        self, grey: np.ndarray, rows: np.ndarray | None, wall_time: float
+    ) -> tuple[str, ...]:
         """Let an objects model's background keep learning from the frame just scored
         (``grey``: its newest frame as scored; ``rows``: the model's object rows, all of them,
-        zones or not) for the footage time since the last one. Returns whether it changed (the
-        runner's stacked copy must be refreshed). (On the inference thread.)"""
+        zones or not) for the footage time since it last did, once ``SETTLE_EVERY_S`` of
+        footage has gone by (a change is taken in over a minute or more: a frame a second
+        samples it as well as every frame, and what the finder derives from a background is
+        derived again only when it changed). Returns the names of the buffers that changed
+        (the runner's stacked copy must be refreshed), none when it did not settle. (On the
+        inference thread.)"""
         if not isinstance(self.model, ObjectModel) or self.state is not ModelState.DETECTING:
-            return False
+            return ()
         last, self._settled_at = self._settled_at, wall_time
         if last is None or wall_time <= last:
-            return False
-        boxes = np.zeros((0, 4)) if rows is None else rows[rows[:, 6] > 0, :4]
+            return ()
         # a gap (the stream was down) counts as one analysed frame's time at most
-        seconds = min(wall_time - last, 1.0)
+        self._unsettled_s += min(wall_time - last, 1.0)
+        if self._unsettled_s < SETTLE_EVERY_S:
+            return ()
+        seconds, self._unsettled_s = self._unsettled_s, 0.0
+        boxes = np.zeros((0, 4)) if rows is None else rows[rows[:, 6] > 0, :4]
         self.model.settle(grey, boxes, seconds)
         self._view_unsaved = True
-        return True
+        return ObjectModel.SETTLED
 
     def observe(self, frame: ScoredFrame) -> int:
         """Learn on line from a scored frame, as ``OnlineLearner`` releases frames far from

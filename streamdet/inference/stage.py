@@ -305,8 +305,9 @@ class InferenceStage:
             if learned:
                 self.runner.refresh(camera)
                 self.metrics.objects_learned.labels(camera, "online").inc(learned)
-            if detector.settle(windows[camera][-1], result.objects, frame.ref.wall_time):
-                self.runner.refresh(camera, ("background",))  # the view keeps being learned
+            settled = detector.settle(windows[camera][-1], result.objects, frame.ref.wall_time)
+            if settled:  # the view keeps being learned
+                self.runner.refresh(camera, settled)
 
     # ------------------------------------------------------------------ operator feedback
     def teach(self, camera: str, rows: np.ndarray) -> Future[int]:

@@ -381,3 +381,28 @@ def test_the_background_takes_in_a_scene_change_slowly_under_an_object_fast_else
     assert 100.0 < car < 120.0  # under the car: ~10 % of the change in a minute
     assert settle_for(20 * 60) == 0  # part of the view now
     assert float(model.background[120, 170]) > 180.0
+
+
+def test_a_background_that_settled_is_the_one_objects_are_found_against() -> None:
+    """What the finder derives from a background (bands, limits, tiles) is kept between
+    windows under the model's view token; a background that took in a frame has a new one,
+    so the next window is measured against the background as it is now, not as it was."""
+    model = objects.ObjectModel(ModelSpec("objects", W, H, 16))
+    model.background.fill_(100.0)
+    model.new_view()
+    frame = np.full((H, W), 100, np.uint8)
+    frame[100:140, 150:190] = 200  # a car parked
+    pair = torch.from_numpy(np.stack([frame, frame])[None])
+
+    def found() -> int:
+        with torch.inference_mode():
+            rows = model(pair).objects
+        assert rows is not None
+        return int((rows[0, :, 6] > 0).sum())
+
+    assert found() == 1
+    assert found() == 1  # (the same view, from what was kept)
+    token = int(model.view_token)
+    model.settle(frame, np.zeros((0, 4)), 1e6)  # long enough to take the car in entirely
+    assert int(model.view_token) != token
+    assert found() == 0

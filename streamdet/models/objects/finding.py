@@ -5,6 +5,8 @@ perspective line its size and speed are measured against. See ``streamdet.models
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -18,11 +20,23 @@ from streamdet.models.objects.motion import verified_moves
 from streamdet.models.objects.register import Anchors, moved, still_objects
 
 
+@dataclass(frozen=True)
+class View:
+    """What the finder derives from one camera's learned view (``Finder.views``)."""
+
+    bands: np.ndarray  # background_bands
+    limit: np.ndarray  # the least difference from the background that is foreground, per pixel
+    anchors: Anchors | None  # its registration tiles (None: registration off)
+
+
 class Finder:
     """A window's objects at one model's settings (``params``: the model's, shared)."""
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.params = params
+        # views by their model's view token (a new one whenever the background changes): a
+        # camera's bands and limits cost ~1 ms to derive, more than the window's regions
+        self._views: OrderedDict[tuple[int, int], View] = OrderedDict()
 
     def regions(
         self, frame: np.ndarray, bands: np.ndarray, limit: np.ndarray
@@ -147,28 +161,50 @@ class Finder:
         self, pairs: np.ndarray, state: dict[str, Tensor]
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Every window's objects, spread over ``flow_pool()`` (the flow is the cost)."""
-        backgrounds = np.rint(state["background"].cpu().numpy()).astype(np.int16)
-        shifts = state["shift"].cpu().numpy().reshape(-1)
-        bands = [background_bands(bg, int(r)) for bg, r in zip(backgrounds, shifts, strict=True)]
-        limits = self.limits(state["noise"].cpu().numpy())
+        views = self.views(state)
         persp = state["perspective"].cpu().numpy()
-        reach = int(self.params["register_px"])
-        anchors = [Anchors(bg, reach) for bg in backgrounds] if reach > 0 else None
 
         def one(b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            s = b if len(bands) > 1 else 0
-            found = None if anchors is None else anchors[s]
-            return self.describe(pairs[b], bands[s], limits[s], persp[s], found)
+            s = b if len(views) > 1 else 0  # (one camera's state for every window)
+            view = views[s]
+            return self.describe(pairs[b], view.bands, view.limit, persp[s], view.anchors)
 
         if len(pairs) == 1:
             return [one(0)]
         return list(flow_pool().map(one, range(len(pairs))))
+
+    def views(self, state: dict[str, Tensor]) -> list[View]:
+        """Each camera's view (of the stacked ``state``), derived again only for a view token
+        not seen lately: a background changes when it settles (about once a second live),
+        not for every window. (On the thread that scores; a model that writes its background
+        otherwise must take ``ObjectModel.new_view``.)"""
+        tokens = state["view_token"].cpu().numpy().reshape(-1)
+        shifts = state["shift"].cpu().numpy().reshape(-1)
+        reach = int(self.params["register_px"])
+        out = []
+        for i, (token, shift) in enumerate(zip(tokens, shifts, strict=True)):
+            key = (int(token), int(shift))
+            view = self._views.get(key)
+            if view is None:
+                background = np.rint(state["background"][i].cpu().numpy()).astype(np.int16)
+                view = View(
+                    background_bands(background, int(shift)),
+                    self.limits(state["noise"][i].cpu().numpy()),
+                    Anchors(background, reach) if reach > 0 else None,
+                )
+                self._views[key] = view
+            self._views.move_to_end(key)
+            out.append(view)
+        while len(self._views) > max(VIEWS_KEPT, 2 * len(out)):
+            self._views.popitem(last=False)
+        return out
 
     def limits(self, noise: np.ndarray) -> np.ndarray:
         level = float(self.params["bg_level"])
         return np.maximum(level, float(self.params["noise_k"]) * noise).astype(np.int16)
 
 
+VIEWS_KEPT = 8  # views kept at least (twice the cameras of the last batch, if more)
 FLOW_MARGIN = 32  # pixels around the objects' rectangle that the flow is computed over
 FLOW_STEP = 32  # its sides are rounded up to multiples of this (a DIS object per size)
 

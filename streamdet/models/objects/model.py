@@ -5,6 +5,7 @@ normal objects on line. See ``streamdet.models.objects`` for what it does and wh
 from __future__ import annotations
 
 import math
+import secrets
 import time
 from dataclasses import replace
 from typing import Any, ClassVar
@@ -78,6 +79,9 @@ class ObjectModel(AnomalyModel):
     sub_ref: Tensor
     online_next: Tensor
     shift: Tensor
+    view_token: Tensor
+    # what ``settle`` changes: the runner copies these into its stacked state after it
+    SETTLED: ClassVar[tuple[str, ...]] = ("background", "view_token")
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
@@ -114,6 +118,11 @@ class ObjectModel(AnomalyModel):
         self.register_buffer("shift", torch.tensor(int(p["shift_tolerance"])))
         # and the objects kept per frame (a frame's score is their highest)
         self.register_buffer("kept", torch.tensor(int(p["max_objects"])))
+        # a new random number whenever the background changes: what the finder derives from
+        # a view (its bands, limits and registration tiles) is kept under it, not computed
+        # again for every window (``Finder.views``)
+        self.register_buffer("view_token", torch.tensor(0, dtype=torch.int64))
+        self.new_view()
         self._weights = self._feature_weights(dims)
         self.finder = Finder(self.params)  # finds and describes a window's objects (OpenCV)
         # seconds spent, and windows scored, since built: finding and describing objects
@@ -128,6 +137,10 @@ class ObjectModel(AnomalyModel):
         embed = int(self.params["embed"])
         weights[len(FEATURES) :] = float(self.params["look_weight"]) / math.sqrt(max(embed, 1))
         return weights
+
+    def new_view(self) -> None:
+        """Say that the background (or its variation) changed: a fresh ``view_token``."""
+        self.view_token.fill_(secrets.randbits(62))
 
     # ------------------------------------------------------------------ learning on line
     def rings(self) -> dict[str, tuple[int, int]]:
@@ -161,6 +174,7 @@ class ObjectModel(AnomalyModel):
             ] = under
         change = torch.from_numpy(rate * (frame.astype(np.float32) - self.background.cpu().numpy()))
         self.background.add_(change.to(self.background.device, self.background.dtype))
+        self.new_view()
 
     @torch.no_grad()
     def learn_normal(self, z_rows: Tensor, ring: str = "online") -> int:
@@ -201,6 +215,7 @@ class ObjectModel(AnomalyModel):
             state[prefix + "bank"] = torch.cat([bank, pad.to(bank.dtype)])
         state.setdefault(prefix + "online_next", torch.zeros(2, dtype=torch.int64))
         state.setdefault(prefix + "shift", torch.tensor(0))  # from before the tolerance
+        state.setdefault(prefix + "view_token", torch.tensor(secrets.randbits(62)))
         kept = int(state.setdefault(prefix + "kept", torch.tensor(8)))  # from before 16 kept
         if kept != int(self.params["max_objects"]):  # the threshold was calibrated on these
             self._pin("max_objects", kept)
@@ -296,8 +311,14 @@ class ObjectModel(AnomalyModel):
             idx = torch.zeros(b, k_max, k, dtype=torch.int64, device=full.device)
             found, found_idx = density.knn_means(z[valid][None].float(), bank.float(), masks, k)
             near[valid], idx[valid] = found[0], found_idx[0]
-        else:
-            near, idx = density.knn_means(z.float(), bank.float(), masks, k)  # (B, K, 1 + S)
+        else:  # each camera's own bank: up to the most objects any window has (a window's
+            # objects come first), not every one of the K rows
+            n = int(valid.sum(dim=1).max())
+            near = torch.zeros(b, k_max, len(masks), device=full.device)
+            idx = torch.zeros(b, k_max, k, dtype=torch.int64, device=full.device)
+            if n:
+                found, found_idx = density.knn_means(z[:, :n].float(), bank.float(), masks, k)
+                near[:, :n], idx[:, :n] = found, found_idx  # (B, K, 1 + S), (B, K, k)
         banks, bank = bank, bank.expand(b, -1, -1)
         obj = near[..., 0] / state["bank_ref"].view(-1, 1)  # (B, K)
         if self.params["scoring"] != "joint":

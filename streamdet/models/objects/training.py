@@ -33,6 +33,7 @@ def train_objects(
     background, spread = learn_background(data, int(p["background_frames"]))
     model.background.copy_(torch.from_numpy(background))
     model.noise.copy_(torch.from_numpy(spread))
+    model.new_view()
     batches = sample_windows(data, model.context, int(p["samples"]), settings.seed)
     windows_all = np.concatenate(batches) if batches else np.zeros((0, 2, 1, 1), np.uint8)
     flat = torch.zeros(3)
