@@ -1,7 +1,11 @@
 """Turning one camera's stream of scored frames into events. Pure code: no threads, no clock.
 
 An event **starts** when the smoothed score stays above the threshold for ``min_duration_s``
-(its start time is the first frame above), **updates** while it lasts (peak score, where), and
+(its start time is the first frame above), or at once when it reaches ``instant_ratio`` x the
+threshold: a thrown bag or a car crossing a narrow view is gone before ``min_duration_s``,
+and a score that far above the threshold is evidence enough (the threshold is calibrated
+for every up-crossing to count as an event; ``min_duration_s`` is a margin on top for scores
+just above it). It **updates** while it lasts (peak score, where), and
 **ends** once the score has stayed below the lower release level for ``end_after_s``. The release
 level is ``release_ratio`` x threshold (hysteresis), raised to the highest score the camera's
 held-out normal footage reached when that is higher (never above the threshold): a threshold
@@ -28,6 +32,7 @@ _EPS = 1e-6  # frame times are sums of 1/fps: 0.6 - 0.2 must count as 0.4
 @dataclass(frozen=True)
 class RuleSettings:
     min_duration_s: float = 0.6
+    instant_ratio: float = 2.0
     end_after_s: float = 2.0
     release_ratio: float = 0.8
     cooldown_s: float = 10.0
@@ -151,7 +156,8 @@ class EventTracker:
         if self._above_since is None:
             self._above_since, self._first_above = obs.time, obs
         reason = self._vote(obs)
-        if obs.time - self._above_since + _EPS < self.settings.min_duration_s:
+        strong = obs.smoothed >= self.settings.instant_ratio * obs.threshold
+        if not strong and obs.time - self._above_since + _EPS < self.settings.min_duration_s:
             return []
         first = self._first_above or obs
         self.event = EventState(

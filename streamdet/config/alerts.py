@@ -21,6 +21,13 @@ class RulesConfig(ConfigModel):
     """When scores become events."""
 
     min_duration_s: float = Field(0.6, ge=0, le=600, description="Above threshold this long.")
+    instant_ratio: float = Field(
+        2.0,
+        ge=1,
+        le=1e6,
+        description="A smoothed score this many times the threshold starts an event at once,"
+        " without min_duration_s (a thrown bag is gone sooner); a large value turns it off.",
+    )
     end_after_s: float = Field(2.0, ge=0, le=3600, description="Below the release level this long.")
     release_ratio: float = Field(
         0.8,

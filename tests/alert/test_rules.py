@@ -40,6 +40,17 @@ def test_short_blip_raises_nothing() -> None:
     assert run([0, 0, 5, 0, 0, 0]) == []
 
 
+def test_a_short_blip_far_above_the_threshold_starts_an_event_at_once() -> None:
+    """instant_ratio (2) x the threshold: no min_duration_s wait (a thrown bag is gone by
+    then); just below it, a blip that short still raises nothing."""
+    changes = run([0, 0, 8, 0, 0, 0, 0, 0])  # threshold 4: 8 is 2x it
+    assert [c for c, _ in changes] == [Change.STARTED, Change.ENDED]
+    assert changes[0][1] == 8
+    assert run([0, 0, 7.9, 0, 0, 0, 0, 0]) == []
+    off = RuleSettings(min_duration_s=0.4, end_after_s=0.6, instant_ratio=1e6)
+    assert run([0, 0, 80, 0, 0, 0, 0, 0], off) == []
+
+
 def test_sustained_anomaly_is_one_event_with_its_peak() -> None:
     changes = run([0, 5, 5, 6, 7, 6, 0, 0, 0, 0, 0])
     kinds = [c for c, _ in changes]
