@@ -45,6 +45,9 @@ def our_blocks(stage: CaptureStage) -> list[str]:
     return [n for n in os.listdir("/dev/shm") if n in names]
 
 
+BEFORE_KILL = 10  # frames before the kill whose order is checked with the ones after it
+
+
 def largest_gap(ring: FrameRing, since: float) -> float:
     """The longest wait between two frames the ring still holds from ``since`` on."""
     refs, _ = ring.window(ring.size - 1)
@@ -76,6 +79,10 @@ def test_sigkill_blinks_only_that_process_cameras(rtsp_server: RtspServer) -> No
     with stage:
         workers = {n: stage.worker(n) for n in names}
         wait_for(lambda: all(w.stats.frames >= 25 for w in workers.values()), 30, "streams")
+        # past the streams' start: the test server's shared media can open with a burst of
+        # repeated frames (CI once had indices 0, 2, 3, 0, 1, 0, ... and every frame of the
+        # ring newer than 0.5 s before the kill), which is not what this test is about
+        time.sleep(1.0)
         victim = stage.processes[0]
         killed = [n for n, w in workers.items() if getattr(w, "process", None) is victim]
         kept = [n for n in names if n not in killed]
@@ -99,7 +106,8 @@ def test_sigkill_blinks_only_that_process_cameras(rtsp_server: RtspServer) -> No
         gaps = {n: largest_gap(stage.ring(n), killed_at - 0.5) for n in kept}
         since = {n: stage.ring(n).frames_written - written[n] for n in kept}
         elapsed = time.time() - killed_at
-        indices = {n: indices_in_ring(stage.ring(n)) for n in kept}
+        # the frames from just before the kill on (BEFORE_KILL of them before it)
+        indices = {n: indices_in_ring(stage.ring(n))[-(since[n] + BEFORE_KILL) :] for n in kept}
         status = {s.name: s for s in stage.status()}
         assert victim.pid != pid
     print(
@@ -112,7 +120,7 @@ def test_sigkill_blinks_only_that_process_cameras(rtsp_server: RtspServer) -> No
         assert any("died (signal 9)" in e for e in status[n].errors), status[n].errors
     for n in kept:  # every frame of the clip, in order, across the kill (none missed)
         assert status[n].reconnects == reconnects[n] and status[n].state is SourceState.RUNNING
-        assert len(indices[n]) >= 75 and steps(indices[n], CLIP_FRAMES) == {1}, indices[n]
+        assert since[n] >= 40 and steps(indices[n], CLIP_FRAMES) == {1}, (since, indices[n])
         # 25 fps: a frame each 0.04 s; bounded loosely, as the host is shared (printed above)
         assert gaps[n] < 0.2, (gaps, since, elapsed)
     assert our_blocks(stage) == []
