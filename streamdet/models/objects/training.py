@@ -123,6 +123,21 @@ def _fill_bank(model: ObjectModel, full: Tensor, reference: Tensor, seed: int) -
     else:
         skip = 0
     near, _ = knn_means(ref[None], rest[None], model._masks(zall.shape[1]), k, skip)
-    scales = near[0].median(dim=0).values.clamp(min=1e-3)  # (1 + S,)
+    scales = torch.stack([_spread(d) for d in near[0].T])  # (1 + S,)
     model.bank_ref.fill_(float(scales[0]))
     model.sub_ref.copy_(scales[1:])
+
+
+COPY = 1e-3  # standardised distance: below it, a reference object's neighbours are copies
+
+
+def _spread(distances: Tensor) -> Tensor:
+    """The median distance of the reference objects that are not copies (``COPY``). A thing
+    that stood still all along (furniture the background did not take in) is found again in
+    every block of the footage at the same box, so the subspaces without the embedding give
+    it a distance of 0. Where such copies were about half of all objects, the plain median
+    jumped between ~0 and the moving objects' distance: one clip's two encodings (0.3 grey
+    levels apart) had its size scale 10x apart, and that subspace outscored every other."""
+    moved = distances[distances > COPY]
+    pick = moved if len(moved) else distances
+    return pick.median().clamp(min=COPY)
