@@ -433,3 +433,16 @@ def test_a_thing_that_stood_still_all_along_leaves_the_scale_of_scores_as_it_was
     # fewer moving objects stand a little farther apart: a few % more, not a jump
     ratio = over / under
     assert bool(((ratio > 0.9) & (ratio < 1.3)).all()), ratio
+
+
+def test_the_medians_of_all_objects_at_once_are_numpys_medians_of_each() -> None:
+    from streamdet.models.objects.finding import group_medians
+
+    rng = np.random.default_rng(1)
+    for n, groups in [(3000, 5), (20000, 16), (7, 3), (1, 1)]:
+        values = (rng.standard_normal(n) * 5).astype(np.float32)
+        values[: min(n, 3)] = [-0.0, 0.0, -1e-30][: min(n, 3)]
+        group = rng.integers(0, groups, n)
+        group[:groups] = np.arange(groups)
+        each = [np.median(values[group == g]) for g in range(groups)]
+        assert np.array_equal(group_medians(values, group, groups), np.array(each))

@@ -219,12 +219,19 @@ def _described(n: int, crop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def group_medians(values: np.ndarray, group: np.ndarray, groups: int) -> np.ndarray:
-    """The median of ``values`` in each of ``groups`` groups (``group``: each value's, 0 ..
-    groups - 1, every group non-empty), as ``np.median`` takes it (the mean of the two middle
-    values of an even count): one sort for all groups instead of a median call per object."""
-    order = np.argsort(values, kind="stable")
-    order = order[np.argsort(group[order], kind="stable")]  # by group, ascending within
-    ordered = values[order]
+    """The median of ``values`` (float32) in each of ``groups`` groups (``group``: each
+    value's, 0 .. groups - 1, every group non-empty), as ``np.median`` takes it (the mean of
+    the two middle values of an even count). One sort of 64-bit keys, the group above the
+    value's bits made unsigned in the same order, for all groups at once: a median call per
+    object, and then two stable argsorts, each cost more (~3-6x at a frame's 3-20k pixels)."""
+    bits = np.ascontiguousarray(values, np.float32).view(np.uint32)
+    negative = (bits >> 31).astype(bool)
+    key = np.where(negative, ~bits, bits | np.uint32(0x80000000)).astype(np.uint64)
+    key |= group.astype(np.uint64) << np.uint64(32)
+    key.sort()
+    low_bits = key.astype(np.uint32)  # (the value's 32 bits: the group is cut off)
+    ordered = np.where(low_bits >> 31, low_bits & np.uint32(0x7FFFFFFF), ~low_bits)
+    ordered = ordered.view(np.float32)
     counts = np.bincount(group, minlength=groups)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     low, high = ordered[starts + (counts - 1) // 2], ordered[starts + counts // 2]
