@@ -20,8 +20,9 @@ from streamdet.frames import ModelState
 def _event_line(event: dict[str, Any]) -> str:
     start = time.strftime("%H:%M:%S", time.localtime(event["start"]))
     state = "open" if event["end"] is None else f"{event['end'] - event['start']:.1f} s"
+    why = f"{event['reason']}, " if event.get("reason") else ""  # the model's (objects)
     return (
-        f"{start} EVENT {event['camera']}: peak {event['peak_score']:.2f} "
+        f"{start} EVENT {event['camera']}: {why}peak {event['peak_score']:.2f} "
         f"(threshold {event['threshold']:.2f}), {state}, id {event['id']}"
     )
 

@@ -12,6 +12,7 @@ from typing import TextIO
 from streamdet.alert.rules import Change, EventState
 from streamdet.alert.store import EventStore
 from streamdet.capture.synthetic import ScheduledAnomaly
+from streamdet.pipeline_console import _event_line
 from tests.support.cli import STREAMDET, run
 from tests.support.configs import alias_bomb
 from tests.support.media import make_scene_clip
@@ -129,6 +130,16 @@ def test_demo_learns_then_detects_and_finishes_by_itself(tmp_path: Path) -> None
     assert summary.count(" scored, ") == 3
     assert "earlier-run-event" not in result.stdout
     assert "earlier runs' events are kept in the store too" in summary
+
+
+def test_the_console_says_why_an_event_was_raised() -> None:
+    event = {"camera": "gate", "start": 1e9, "end": 1e9 + 2.5, "peak_score": 31.0}
+    event.update(threshold=12.0, id="e1", reason="wrong way")
+    line = _event_line(event)
+    assert " EVENT gate: wrong way, peak 31.00 (threshold 12.00), 2.5 s, id e1" in line
+    # a model without reasons (motionflow): none said, and no "None"
+    assert " EVENT gate: peak 31.00" in _event_line({**event, "reason": None, "end": None})
+    assert "open" in _event_line({**event, "end": None})
 
 
 def start_run(config: Path, out_file: TextIO, *args: str) -> subprocess.Popen[str]:
