@@ -24,7 +24,8 @@ _CAPTURE = (
     f"{'camera':<16} {'state':<12} {'fps':>6} {'analysed/s':>10} {'frames':>8} "
     f"{'reconn':>6} {'stalls':>6} {'1st frame':>9}"
 )
-_MODEL = f" {'model':<14} {'score':>7} {'thresh':>7}"
+MODEL_WIDTH = 17  # "detecting (short)" whole: learned from short footage
+_MODEL = f" {'model':<{MODEL_WIDTH}} {'score':>7} {'thresh':>7}"
 
 
 class LiveTable:
@@ -109,7 +110,7 @@ class LiveTable:
 
 def _model_cells(columns: ModelColumns | None) -> str:
     if columns is None:
-        return f" {'-':<14} {'-':>7} {'-':>7}"
+        return f" {'-':<{MODEL_WIDTH}} {'-':>7} {'-':>7}"
     score = "-" if columns.score is None else f"{columns.score:.2f}"
     threshold = "-" if columns.threshold is None else f"{columns.threshold:.2f}"
-    return f" {columns.state[:14]:<14} {score:>7} {threshold:>7}"
+    return f" {columns.state[:MODEL_WIDTH]:<{MODEL_WIDTH}} {score:>7} {threshold:>7}"

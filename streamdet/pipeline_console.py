@@ -42,7 +42,7 @@ class PipelineConsole:
             if status.state is ModelState.LEARNING:
                 state = f"learning {status.learn_progress:.0%}"
             elif status.state is ModelState.DETECTING and status.note:
-                state = "detecting (short footage)"
+                state = "detecting (short)"  # footage: a conservative threshold
             latest = status.latest
             columns[status.camera] = ModelColumns(
                 state, None if latest is None else latest.smoothed, status.threshold
