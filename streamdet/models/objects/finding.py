@@ -57,7 +57,7 @@ class Finder:
             fg &= cv2.dilate(core, np.ones((5, 5), np.uint8))
         fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
         fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
-        # Grana's block-based labelling: the same labels as OpenCV's default (Spaghetti), and
+        # Grana's block-based labelling: the same labels as OpenCV's default algorithm, and
         # 2.7x faster on one thread here (0.23 vs 0.64 ms at 360x240)
         _, labels, stats, centres = cv2.connectedComponentsWithStatsWithAlgorithm(
             fg, 8, cv2.CV_32S, cv2.CCL_GRANA
