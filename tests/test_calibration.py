@@ -97,3 +97,19 @@ def test_extrapolated_budget_is_not_exceeded() -> None:
     fresh = ema(rng.normal(size=180000), alpha)  # ten hours at 5 fps
     assert upcrossings(fresh, cal.threshold) / 10 <= 4
     assert cal.threshold < held_out.max() + 3 * held_out.std()  # conservative, not absurd
+
+
+def test_footage_shorter_than_the_budgets_period_never_puts_the_threshold_under_its_peak() -> None:
+    rng = np.random.default_rng(5)
+    scores = rng.normal(size=3000)
+    scores[1500] = 40.0  # one moment far above the rest: the exponential tail stays below it
+    ten_minutes = calibrate(
+        [scores], analysis_fps=5, false_events_per_hour=1, smoothing_alpha=1.0, seconds=600
+    )
+    assert not ten_minutes.short_footage
+    assert ten_minutes.threshold == 40.0  # reached once in 10 min: 6 an hour, not 1
+    # two hours of footage that reached it once: under the budget of one an hour
+    two_hours = calibrate(
+        [scores], analysis_fps=5, false_events_per_hour=1, smoothing_alpha=1.0, seconds=7200
+    )
+    assert two_hours.threshold < 40.0

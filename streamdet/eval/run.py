@@ -1,7 +1,8 @@
 """``streamdet eval``: train on a dataset's normal clips, score its test clips causally, report.
 
 Streaming rules: the score of frame t uses frames <= t only (``score_clip``), normalisation and
-the threshold come from training footage only (held-out train clips), and smoothing is a causal
+the threshold come from training footage only (train clips the scoring model did not learn:
+``streamdet.learning.workflow``), and smoothing is a causal
 EMA. Frames a model cannot score yet (the first ``context`` of each clip) get the clip's first
 available score. The papers' per-video min-max normalisation is reported beside, never instead.
 """
@@ -43,7 +44,7 @@ class EvalSettings:
     checkpoint: Path | None = None
     seed: int = 0
     max_train_seconds: float = 900.0
-    holdout_clips: float = 0.15  # share of train clips kept for calibration
+    holdout_clips: float = 0.15  # share of train clips kept for calibration (kinds without folds)
     false_events_per_hour: float = 1.0
     smoothing_alpha: float | None = None  # None: the model kind's default
     batch_size: int = 32

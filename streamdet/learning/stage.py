@@ -24,7 +24,7 @@ from typing import Protocol
 from streamdet.errors import SourceError, StreamdetError
 from streamdet.frames import ModelState
 from streamdet.learning.footage import FootageCollector, FrameWindows
-from streamdet.learning.workflow import MIN_HELD_OUT, Plan, Trained, learn
+from streamdet.learning.workflow import Plan, Trained, frames_needed, learn
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ class LearningStage:
     def _train(self, job: Job, collector: FootageCollector, fps: float) -> None:
         try:
             try:
-                data = collector.data(fps, min_frames=2 * MIN_HELD_OUT)
+                data = collector.data(fps, min_frames=frames_needed(job.plan))
             except SourceError as exc:  # the camera sent (almost) nothing: wait for footage
                 job.started = time.monotonic()  # keep what came, learn for another period
                 job.state = ModelState.LEARNING

@@ -16,6 +16,7 @@ model's per-cell scales are floored by their row's scale for that reason).
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
@@ -85,6 +86,13 @@ class AnomalyModel(nn.Module):
         normalised = (raw - self.norm_mean) / self.norm_std
         return ModelOutput(normalised.amax(dim=(1, 2)), normalised)
 
+    def leaving_out(self, first: int, end: int) -> AbstractContextManager[AnomalyModel] | None:
+        """Right after training: the model scoring as if it had not learned the footage's
+        frames ``first`` .. ``end`` - 1 (counted over its clips one after the other), for
+        calibrating on footage it did not learn (``streamdet.learning.workflow``); None when
+        it cannot, and a model is then trained without them."""
+        return None
+
     @torch.no_grad()
     def set_normalisation(self, raw_maps: Tensor) -> None:
         """Global mean/std of raw patch scores on normal footage (robust: median and MAD)."""
@@ -135,19 +143,11 @@ def windows(clip: np.ndarray, context: int) -> np.ndarray:
 
 
 @torch.inference_mode()
-def score_clip(
-    model: AnomalyModel, clip: np.ndarray, batch_size: int = 32, device: str = "cpu"
+def score_windows(
+    model: AnomalyModel, view: np.ndarray, batch_size: int = 32, device: str = "cpu"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Score every frame of a clip causally: frame t sees frames <= t only.
-
-    Returns ``(scores (N,), maps (N, gh, gw))``. The first ``model.context`` frames cannot be
-    scored yet; they get the clip's first available score and map (documented in eval output).
-    """
+    """Scores and maps (N,), (N, gh, gw) of ``view``'s windows (N, T, H, W), any strided view."""
     model.eval()
-    k = model.context
-    if len(clip) <= k:
-        raise ValueError(f"a clip of {len(clip)} frames is too short for context {k}")
-    view = windows(clip, k)
     scores, maps = [], []
     for start in range(0, len(view), batch_size):
         # a writable, contiguous copy of the strided windows (torch wants to own writable memory)
@@ -157,8 +157,22 @@ def score_clip(
         out = model(batch.to(device))
         scores.append(out.score.float().cpu().numpy())
         maps.append(out.anomaly_map.float().cpu().numpy())
-    score = np.concatenate(scores)
-    amap = np.concatenate(maps)
+    return np.concatenate(scores), np.concatenate(maps)
+
+
+@torch.inference_mode()
+def score_clip(
+    model: AnomalyModel, clip: np.ndarray, batch_size: int = 32, device: str = "cpu"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Score every frame of a clip causally: frame t sees frames <= t only.
+
+    Returns ``(scores (N,), maps (N, gh, gw))``. The first ``model.context`` frames cannot be
+    scored yet; they get the clip's first available score and map (documented in eval output).
+    """
+    k = model.context
+    if len(clip) <= k:
+        raise ValueError(f"a clip of {len(clip)} frames is too short for context {k}")
+    score, amap = score_windows(model, windows(clip, k), batch_size, device)
     score = np.concatenate([np.repeat(score[:1], k), score])
     amap = np.concatenate([np.repeat(amap[:1], k, axis=0), amap])
     return score, amap

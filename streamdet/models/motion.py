@@ -78,13 +78,28 @@ def pool_to_grid(x: Tensor, window: int, grid: tuple[int, int]) -> Tensor:
 
 def sample_windows(data: TrainingData, context: int, limit: int, seed: int) -> list[np.ndarray]:
     """Up to ``limit`` training windows spread evenly over all clips, in batches of <= 64."""
-    every = [windows(c, context) for c in data.clips if len(c) > context]
-    total = sum(len(w) for w in every)
+    return sample_window_frames(data, context, limit, seed)[0]
+
+
+def sample_window_frames(
+    data: TrainingData, context: int, limit: int, seed: int
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """``sample_windows``, and the footage frame each window ends at (counted over the clips
+    one after the other)."""
+    starts = np.cumsum([0] + [len(c) for c in data.clips])[:-1]
+    pairs = zip(data.clips, starts, strict=True)
+    every = [(windows(c, context), s) for c, s in pairs if len(c) > context]
+    total = sum(len(w) for w, _ in every)
     step = max(total // max(limit, 1), 1)
-    picked = np.concatenate([w[i % step :: step] for i, w in enumerate(every)])
+    picked = np.concatenate([w[i % step :: step] for i, (w, _) in enumerate(every)])
+    ends = np.concatenate(
+        [s + context + np.arange(len(w))[i % step :: step] for i, (w, s) in enumerate(every)]
+    )
     rng = np.random.default_rng(seed)
-    picked = picked[np.sort(rng.permutation(len(picked))[:limit])]
-    return [np.ascontiguousarray(picked[i : i + 64]) for i in range(0, len(picked), 64)]
+    keep = np.sort(rng.permutation(len(picked))[:limit])
+    picked, ends = picked[keep], ends[keep]
+    batches = [np.ascontiguousarray(picked[i : i + 64]) for i in range(0, len(picked), 64)]
+    return batches, ends
 
 
 @torch.no_grad()

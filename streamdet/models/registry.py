@@ -34,6 +34,11 @@ class ModelEntry:
     spec: ModelSpec  # defaults: input size, patch size, params
     smoothing_alpha: float  # causal EMA applied to its frame scores (1.0: none)
     summary: str
+    # its threshold is calibrated on every part of the footage, each scored by a model that
+    # did not learn it (``streamdet.learning.workflow``): this many contiguous blocks, each
+    # one more training unless the model can leave a block out; 0: on a held-out tail (kinds
+    # that take minutes to train)
+    calibration_folds: int = 0
 
 
 MODELS: dict[str, ModelEntry] = {
@@ -59,6 +64,7 @@ MODELS: dict[str, ModelEntry] = {
         0.5,
         "objects from a learned background (place, size, speed, direction, stillness, a crop "
         "embedding) against a k-NN bank of the camera's normal objects, with a reason",
+        calibration_folds=8,
     ),
     "motion": ModelEntry(
         motion.build,

@@ -10,16 +10,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from streamdet.capture.ring import FrameRing
 from streamdet.config import parse_config
 from streamdet.errors import ModelError, SourceError
 from streamdet.learning import saved
 from streamdet.learning.footage import FootageCollector, collect_files
-from streamdet.learning.workflow import MIN_HELD_OUT, Budget, Plan, Trained, learn
-from streamdet.models.base import ModelSpec, TrainSettings, score_clip
+from streamdet.learning.workflow import (
+    MIN_HELD_OUT,
+    Budget,
+    Plan,
+    Trained,
+    folds_for,
+    learn,
+    split_blocks,
+)
+from streamdet.models.base import ModelSpec, TrainingData, TrainSettings, score_clip
 from streamdet.models.checkpoint import save_checkpoint
-from streamdet.models.registry import build_model, default_spec, entry
+from streamdet.models.registry import build_model, default_spec, entry, train_model
 from streamdet.scoring.calibration import Calibration, calibrate
 from streamdet.scoring.smoothing import ema
 from tests.support.media import make_scene_clip
@@ -87,6 +96,53 @@ def test_footage_too_short_to_hold_out_is_a_model_error(scene: Path) -> None:
     data.clips = [data.clips[0][: 2 * MIN_HELD_OUT - 1]]
     with pytest.raises(ModelError, match=r"only 99 frames of footage: need at least 100"):
         learn(data, plan())
+
+
+def test_footage_is_cut_into_contiguous_blocks_in_order() -> None:
+    clips = [np.arange(70), np.arange(70, 200)]
+    blocks = split_blocks(clips, 4)
+    assert [first for first, _ in blocks] == [0, 50, 100, 150]
+    assert [[len(c) for c in b] for _, b in blocks] == [[50], [20, 30], [50], [50]]
+    assert np.array_equal(np.concatenate([c for _, b in blocks for c in b]), np.arange(200))
+
+
+def test_folds_are_fewer_where_a_block_would_be_too_short_and_none_below_two() -> None:
+    eight = Plan(default_spec("objects"), TrainSettings(), Budget(5.0, 1.0, 0.5))
+    assert entry("objects").calibration_folds == 8 and entry(KIND).calibration_folds == 0
+    assert folds_for(eight, 10_000) == 8
+    assert folds_for(eight, 3 * MIN_HELD_OUT + 10) == 3
+    assert folds_for(eight, 2 * MIN_HELD_OUT - 1) == 0  # a held-out tail (which then refuses)
+    assert folds_for(plan(), 10_000) == 0  # the kind's own: a tail
+
+
+def test_with_folds_a_model_that_cannot_leave_a_block_out_is_trained_per_block(
+    scene: Path,
+) -> None:
+    """A kind without ``leaving_out`` (``motion``) calibrated on 2 folds: a model is trained
+    on each block's other half and scores it; the camera's model learns all of the footage."""
+    data = collect_files([scene], plan().spec, lambda *_: None)
+    folded = Plan(plan().spec, plan().settings, Budget(ANALYSIS_FPS, 1.0, 1.0, folds=2))
+    trained = learn(data, folded)
+    assert trained.summary["folds"] == 2 and trained.summary["frames"] == FRAMES
+    half = FRAMES // 2
+    series, seconds = [], 0.0
+    for first, end in ((0, half), (half, FRAMES)):
+        rest = np.concatenate([data.clips[0][:first], data.clips[0][end:]])
+        torch.manual_seed(0)
+        model = build_model(folded.spec)
+        train_model(model, TrainingData([rest], FPS), folded.settings, lambda *_: None)
+        raw = score_clip(model, data.clips[0][first:end])[0][model.context :]
+        series += [raw[0::5], raw[2::5]]  # two of the five analysis-rate series
+        seconds += len(raw) / FPS
+    expected = calibrate(
+        series,
+        analysis_fps=ANALYSIS_FPS,
+        false_events_per_hour=1.0,
+        smoothing_alpha=1.0,
+        seconds=seconds,
+    )
+    assert trained.calibration.threshold == pytest.approx(expected.threshold, rel=1e-6)
+    assert trained.calibration.held_out_frames == sum(map(len, series))
 
 
 def test_a_checkpoint_without_a_calibration_cannot_detect(tmp_path: Path) -> None:

@@ -83,6 +83,32 @@ def test_windows_without_any_object_score_zero(trained: Trained) -> None:
     assert torch.allclose(out.score, expected.expand(4))
 
 
+def test_footage_left_out_scores_against_the_rest_of_the_footage_only(trained: Trained) -> None:
+    """The first 30 s of the training footage, left out of the bank (as calibration scores each
+    block of footage out of fold): its objects lose their own copies as neighbours, so no
+    window scores lower and most score higher; afterwards the bank is as it was."""
+    model = trained.model
+    assert isinstance(model, objects.ObjectModel) and model.bank_frames is not None
+    assert trained.summary["folds"] == 4 and trained.summary["frames"] == 4500  # learned all
+    clip = render(SyntheticScene(W, H, FPS, seed=3), range(0, 300))  # the footage's start
+    pairs = torch.from_numpy(
+        np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(clip, 2, axis=0))
+    ).permute(0, 3, 1, 2)
+    bank = model.bank.clone()
+    with torch.inference_mode():
+        full = torch.cat([model(pairs[i : i + 64]).score for i in range(0, len(pairs), 64)])
+    left_out = model.leaving_out(0, 750)
+    assert left_out is not None
+    with left_out as scorer, torch.inference_mode():
+        assert (scorer.bank[: model.bank_frames.shape[0]] < objects.FAR / 2).any(dim=1).sum() < (
+            (bank[: model.bank_frames.shape[0]] < objects.FAR / 2).any(dim=1).sum()
+        )
+        out = torch.cat([scorer(pairs[i : i + 64]).score for i in range(0, len(pairs), 64)])
+    assert torch.equal(model.bank, bank)
+    assert bool((out >= full - 1e-4).all())
+    assert float((out > full + 1e-3).float().mean()) > 0.5
+
+
 def test_normal_footage_raises_no_event(trained: Trained) -> None:
     """20 s of new walkers, every frame scored and smoothed as calibrated (EMA 0.5), through
     the product's event rules (``streamdet.eval.events``): no event. The threshold is set for

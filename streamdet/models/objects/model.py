@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -125,6 +127,9 @@ class ObjectModel(AnomalyModel):
         self.new_view()
         self._weights = self._feature_weights(dims)
         self.finder = Finder(self.params)  # finds and describes a window's objects (OpenCV)
+        # the footage frame each trained bank row's window ends at (``leaving_out``); set by
+        # training, not saved
+        self.bank_frames: np.ndarray | None = None
         # seconds spent, and windows scored, since built: finding and describing objects
         # (OpenCV, CPU), the crop CNN (on the model's device), the density (k-NN)
         self.stage_seconds: dict[str, float] = dict.fromkeys(
@@ -141,6 +146,25 @@ class ObjectModel(AnomalyModel):
     def new_view(self) -> None:
         """Say that the background (or its variation) changed: a fresh ``view_token``."""
         self.view_token.fill_(secrets.randbits(62))
+
+    @contextmanager
+    def _left_out(self, rows: Tensor) -> Iterator[ObjectModel]:
+        kept = self.bank[rows].clone()
+        self.bank[rows] = FAR  # never anyone's neighbour (``_score``)
+        try:
+            yield self
+        finally:
+            self.bank[rows] = kept
+
+    def leaving_out(self, first: int, end: int) -> AbstractContextManager[ObjectModel] | None:
+        """The bank without the objects of training windows that end at frames ``first`` ..
+        ``end`` - 1 (background, embedding and scales as trained on all of the footage): what
+        an object there scores against the rest of the footage. None once the model was not
+        just trained (a loaded checkpoint does not know its objects' frames)."""
+        if self.bank_frames is None:
+            return None
+        rows = np.flatnonzero((self.bank_frames >= first) & (self.bank_frames < end))
+        return self._left_out(torch.from_numpy(rows))
 
     # ------------------------------------------------------------------ learning on line
     def rings(self) -> dict[str, tuple[int, int]]:

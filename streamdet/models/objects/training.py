@@ -10,7 +10,7 @@ from torch import Tensor
 
 from streamdet.errors import ModelError
 from streamdet.models.base import AnomalyModel, Progress, TrainingData, TrainSettings
-from streamdet.models.motion import sample_windows
+from streamdet.models.motion import sample_window_frames
 from streamdet.models.objects.density import knn_means
 from streamdet.models.objects.features import FAR, FLOORS
 from streamdet.models.objects.finding import (
@@ -34,7 +34,7 @@ def train_objects(
     model.background.copy_(torch.from_numpy(background))
     model.noise.copy_(torch.from_numpy(spread))
     model.new_view()
-    batches = sample_windows(data, model.context, int(p["samples"]), settings.seed)
+    batches, ends = sample_window_frames(data, model.context, int(p["samples"]), settings.seed)
     windows_all = np.concatenate(batches) if batches else np.zeros((0, 2, 1, 1), np.uint8)
     flat = torch.zeros(3)
     model.perspective.copy_(flat + torch.tensor([0.0, 0.1 * model.spec.height, 4.0]))
@@ -69,7 +69,10 @@ def train_objects(
         )
     full = torch.cat([torch.from_numpy(feats), embed], dim=1)
     block = np.concatenate([np.full(len(d[0]), i // REF_BLOCK) for i, d in enumerate(described)])
-    _fill_bank(model, full, torch.from_numpy(block % REF_EVERY == REF_EVERY - 1), settings.seed)
+    frame = np.concatenate([np.full(len(d[0]), ends[i]) for i, d in enumerate(described)])
+    reference = torch.from_numpy(block % REF_EVERY == REF_EVERY - 1)
+    kept = _fill_bank(model, full, reference, settings.seed)
+    model.bank_frames = frame[kept]
     progress("objects", 1.0, {"objects": float(len(full))})
 
 
@@ -95,8 +98,9 @@ REF_BLOCK, REF_EVERY = 20, 5  # windows per block; every 5th block measures the 
 
 
 @torch.no_grad()
-def _fill_bank(model: ObjectModel, full: Tensor, reference: Tensor, seed: int) -> None:
-    """Standardise, weight and store (a sample of) the normal objects. The scale object scores
+def _fill_bank(model: ObjectModel, full: Tensor, reference: Tensor, seed: int) -> np.ndarray:
+    """Standardise, weight and store (a sample of) the normal objects; returns which of them
+    (indices into ``full``) the bank kept. The scale object scores
     are measured in is the median distance of ``reference`` objects (every fifth block of
     training windows) to their k nearest among the *other* blocks' objects: neighbours from
     the same moment are near-copies of an object, and a leave-one-out distance among them
@@ -110,8 +114,10 @@ def _fill_bank(model: ObjectModel, full: Tensor, reference: Tensor, seed: int) -
     z = (full - mean) / std * model._weights
     size = int(model.params["bank"])  # the rows after it are the rings learned on line
     rng = np.random.default_rng(seed)
+    kept = np.arange(len(z))
     if len(z) > size:
-        z = z[torch.from_numpy(np.sort(rng.permutation(len(z))[:size]))]
+        kept = np.sort(rng.permutation(len(z))[:size])
+        z = z[torch.from_numpy(kept)]
     model.bank.fill_(FAR)
     model.bank[: len(z)] = z
     model.online_next.zero_()
@@ -126,6 +132,7 @@ def _fill_bank(model: ObjectModel, full: Tensor, reference: Tensor, seed: int) -
     scales = torch.stack([_spread(d) for d in near[0].T])  # (1 + S,)
     model.bank_ref.fill_(float(scales[0]))
     model.sub_ref.copy_(scales[1:])
+    return kept
 
 
 COPY = 1e-3  # standardised distance: below it, a reference object's neighbours are copies
