@@ -28,6 +28,9 @@ from streamdet.models.objects.register import Anchors
 from streamdet.scoring.smoothing import ema
 
 W, H, FPS = 320, 240, 25.0
+# the module's model learns 3 minutes of footage and scores all of it out of fold (every
+# frame: analysed at 25 fps) in its first test: ~60 s alone, more beside other work
+pytestmark = pytest.mark.timeout(300)
 
 
 def test_it_is_the_default_kind() -> None:
