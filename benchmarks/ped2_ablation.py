@@ -22,10 +22,12 @@ seeing Ped2 test results (see ``streamdet.eval.validation``): settings chosen wi
 free of test influence.
 
 ``--calibrate`` (validation only) learns each row as a camera does instead
-(``streamdet.learning.workflow.learn``: the last 15 % of the training footage held out, the
-threshold calibrated for 1 false event/hour at Ped2's 10 fps) and adds ``at_threshold``: the
-up-crossings of the smoothed score over the threshold in the three normal validation clips
-(every one a false event) and, per anomaly kind, how many pasted copies reach it.
+(``streamdet.learning.workflow.learn``: the threshold calibrated on out-of-fold or held-out
+training footage, as the kind's registry entry says, for 1 false event/hour at Ped2's 10 fps)
+and adds ``at_threshold``: the up-crossings of the smoothed score over the threshold in the
+three normal validation clips (every one a false event) and their highest smoothed score
+(``normal_max``), and, per anomaly kind, how many pasted copies reach it, with each copy's
+highest smoothed score over its anomalous frames (``peaks``).
 
 Progress goes to stderr; the last stdout line is one JSON object.
 
@@ -158,12 +160,20 @@ def at_threshold(
     scores: dict[str, np.ndarray], split: Split, threshold: float, alpha: float
 ) -> dict[str, Any]:
     """False events in the normal validation clips and pasted copies reaching ``threshold``."""
-    out: dict[str, Any] = {"threshold": round(threshold, 3), "false_events": 0, "hits": {}}
+    out: dict[str, Any] = {
+        "threshold": round(threshold, 3),
+        "false_events": 0,
+        "normal_max": 0.0,
+        "hits": {},
+        "peaks": [],
+    }
     for name, raw in scores.items():
         smoothed, labels, kind = ema(raw, alpha), split.labels[name], split.kinds[name]
         if kind == "normal":
             out["false_events"] += upcrossings(smoothed, threshold)
+            out["normal_max"] = round(max(out["normal_max"], float(smoothed.max())), 3)
             continue
+        out["peaks"].append(round(float(smoothed[labels == 1].max()), 3))
         hit = bool((smoothed[labels == 1] > threshold).any())
         done, total = out["hits"].get(kind, (0, 0))
         out["hits"][kind] = (done + hit, total + 1)

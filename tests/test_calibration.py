@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from streamdet.scoring.calibration import calibrate, short_margin, upcrossings
+from streamdet.scoring.calibration import (
+    calibrate,
+    short_margin,
+    tail_fit,
+    tail_level,
+    upcrossings,
+)
 from streamdet.scoring.smoothing import Ema, ema
 
 
@@ -36,6 +42,45 @@ def test_budget_is_met_on_fresh_normal_data() -> None:
     fresh = ema(rng.normal(size=180000), alpha)
     events_per_hour = upcrossings(fresh, cal.threshold) / 10
     assert 30 <= events_per_hour <= 75, events_per_hour
+
+
+def pareto(rng: np.random.Generator, shape: float, n: int) -> np.ndarray:
+    """``n`` generalised Pareto draws of scale 1 (inverse of its survival function)."""
+    p = rng.random(n)
+    return -np.log(p) if shape == 0 else (p**-shape - 1) / shape
+
+
+def test_tail_shape_is_the_estimate_plus_its_error_never_heavier_than_exponential() -> None:
+    rng = np.random.default_rng(5)
+    light = tail_fit(pareto(rng, -0.3, 4000), clusters=4000)
+    # one standard error above -0.3 at 4000 independent excesses: about +0.02
+    assert -0.3 < light[0] < -0.25 and light[1] == pytest.approx(1.0, rel=0.05)
+    fewer = tail_fit(pareto(rng, -0.3, 4000), clusters=40)  # the same tail, dependent excesses
+    assert light[0] < fewer[0] <= 0.0
+    assert tail_fit(pareto(rng, -0.3, 4000), clusters=9)[0] == 0.0  # too few to tell
+    assert tail_fit(pareto(rng, 0.3, 4000), clusters=4000)[0] == 0.0  # heavy: exponential
+    # uniform, xi -1: the lightest shape kept (-0.5) plus its error
+    assert -0.5 < tail_fit(rng.random(4000), clusters=4000)[0] < -0.45
+    # the level is continuous where the shape reaches the exponential
+    assert tail_level(-1e-7, 2.0, 500.0) == pytest.approx(tail_level(0.0, 2.0, 500.0), rel=1e-5)
+
+
+def test_light_tailed_scores_get_a_threshold_near_their_budget_not_far_beyond_it() -> None:
+    # Smoothed Gaussian scores: a light tail. The exponential tail put the threshold where
+    # 1.85 of the 6 allowed events an hour came (5000 simulated hours would be needed for the
+    # rare crossings at 1 event an hour; 6 an hour keeps it at 3 x 20 hours). Bound: the mean
+    # over three cameras within half and 1.5 x the budget.
+    rates = []
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        held_out = ema(rng.normal(size=3000), 0.5)  # 10 min at 5 fps, an hour's worth said
+        cal = calibrate(
+            [held_out], analysis_fps=5, false_events_per_hour=6, smoothing_alpha=0.5, seconds=3600
+        )
+        assert cal.tail_shape < 0
+        fresh = ema(rng.normal(size=20 * 3600 * 5), 0.5)
+        rates.append(upcrossings(fresh, cal.threshold) / 20)
+    assert 3.0 <= float(np.mean(rates)) <= 9.0, rates
 
 
 def test_threshold_grows_with_a_stricter_budget() -> None:
