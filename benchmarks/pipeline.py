@@ -222,7 +222,11 @@ def build_config(setup: Setup, count: int) -> Config:
             "capture": capture,
             "models": models,
             "alerts": alerts,
-            "inference": {"backlog": setup.args.backlog, "max_batch": setup.args.max_batch},
+            "inference": {
+                "backlog": setup.args.backlog,
+                "max_batch": setup.args.max_batch,
+                "threads": setup.args.threads,
+            },
             "server": {"enabled": False},
         }
     )
@@ -856,6 +860,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=InferenceConfig().max_batch,
         help="inference.max_batch (the product's default: %(default)s)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=InferenceConfig().threads,
+        help="inference.threads: torch threads of the scoring (the product's default: all but"
+        " one core)",
     )
     parser.add_argument(
         "--decoder-threads",
