@@ -413,6 +413,21 @@ def test_a_checkpoint_from_before_16_objects_keeps_scoring_8() -> None:
     assert int(same.params["max_objects"]) == 16
 
 
+def test_a_checkpoint_from_before_the_lighter_refinement_keeps_its_flow() -> None:
+    """Its threshold was calibrated on speeds from 5 refinement iterations of the flow: it
+    keeps 5 (its finder computes the flow so, and a later save says so); one of now keeps 3."""
+    model = objects.ObjectModel(ModelSpec("objects", W, H, 16))
+    assert int(model.params["dis_refine"]) == 3 == int(model.refine)
+    old = {k: v for k, v in model.state_dict().items() if k != "refine"}
+    again = objects.ObjectModel(ModelSpec("objects", W, H, 16))
+    again.load_state_dict(old)
+    assert int(again.params["dis_refine"]) == 5 == int(again.refine)
+    assert again.finder.params["dis_refine"] == 5 == again.spec.params["dis_refine"]
+    same = objects.ObjectModel(ModelSpec("objects", W, H, 16))
+    same.load_state_dict(model.state_dict())
+    assert int(same.params["dis_refine"]) == 3
+
+
 def test_the_background_takes_in_a_scene_change_slowly_under_an_object_fast_elsewhere() -> None:
     """A car parks (a thing that was not in the learned view): it is an object at once and
     still after a minute (long enough for its event), and part of the view after 20 minutes

@@ -120,6 +120,8 @@ class ObjectModel(AnomalyModel):
         self.register_buffer("shift", torch.tensor(int(p["shift_tolerance"])))
         # and the objects kept per frame (a frame's score is their highest)
         self.register_buffer("kept", torch.tensor(int(p["max_objects"])))
+        # and the flow's refinement its objects' speeds were measured with
+        self.register_buffer("refine", torch.tensor(int(p["dis_refine"])))
         # a new random number whenever the background changes: what the finder derives from
         # a view (its bands, limits and registration tiles) is kept under it, not computed
         # again for every window (``Finder.views``)
@@ -243,6 +245,9 @@ class ObjectModel(AnomalyModel):
         kept = int(state.setdefault(prefix + "kept", torch.tensor(8)))  # from before 16 kept
         if kept != int(self.params["max_objects"]):  # the threshold was calibrated on these
             self._pin("max_objects", kept)
+        refine = int(state.setdefault(prefix + "refine", torch.tensor(5)))  # from before 3
+        if refine != int(self.params["dis_refine"]):
+            self._pin("dis_refine", refine)
         if prefix + "sub_ref" not in state:  # from before subspace scores: its threshold was
             # calibrated on one joint distance, so it keeps scoring that way (and says so in
             # its spec, which a later save writes)
