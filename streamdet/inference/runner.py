@@ -126,7 +126,11 @@ class ModelRunner:
             by_group.setdefault(self._camera_group[camera], []).append(camera)
         results: dict[str, Scores] = {}
         for key, cameras in by_group.items():
-            results.update(self._run_group(self._groups[key], cameras, windows))
+            group = self._groups[key]
+            # in the group's own order: a batch of all its cameras then reads the stacked
+            # state as it is, without a copy of each camera's part (``_vmapped``)
+            cameras.sort(key=group.cameras.index)
+            results.update(self._run_group(group, cameras, windows))
         return results
 
     def _run_group(
@@ -224,8 +228,10 @@ class ModelRunner:
         if grouped is not None:  # the model's own grouped computation (e.g. OpenCV inside)
             # its per-camera state: buffers and (for a model with weights) parameters
             params, buffers = group.stacked
-            index = torch.tensor([group.cameras.index(c) for c in cameras], device=self.device)
-            state = {k: v.index_select(0, index) for k, v in {**params, **buffers}.items()}
+            state = {**params, **buffers}
+            if cameras != group.cameras:  # some of its cameras: their rows (a copy)
+                index = torch.tensor([group.cameras.index(c) for c in cameras], device=self.device)
+                state = {k: v.index_select(0, index) for k, v in state.items()}
             out = grouped(frames, state)
             return out.score, out.anomaly_map, out.objects, out.features
         if group.call is None:

@@ -129,7 +129,10 @@ def unvisited(place: Tensor, bank_place: Tensor, valid: Tensor) -> Tensor:
         near = torch.cdist(place[valid].float(), bank_place[0].float())
         out[valid] = near.amin(dim=1) > PLACE_FAR
         return out
-    for i in torch.nonzero(valid.any(dim=1)).flatten().tolist():
-        near = torch.cdist(place[i][valid[i]].float(), bank_place[i].float())
-        out[i, valid[i]] = near.amin(dim=1) > PLACE_FAR
+    # each camera's own bank: one batched call over the rows up to the most objects any window
+    # has (a window's objects come first), not a call per camera
+    n = int(valid.sum(dim=1).max())
+    if n:
+        near = torch.cdist(place[:, :n].float(), bank_place.float()).amin(dim=2)
+        out[:, :n] = (near > PLACE_FAR) & valid[:, :n]
     return out
