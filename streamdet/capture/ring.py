@@ -274,8 +274,12 @@ class FrameRing:
         available = min(count, int(self._header[_NEXT_SEQ]))
         return [self._ref((newest - back) % self.size) for back in range(available - 1, -1, -1)]
 
-    def window_ending(self, ref: FrameRef, count: int, out: np.ndarray) -> bool:
-        """Copy the ``count`` frames ending at ``ref`` (oldest first) into ``out``.
+    def window_ending(
+        self, ref: FrameRef, count: int, out: np.ndarray, times: np.ndarray | None = None
+    ) -> bool:
+        """Copy the ``count`` frames ending at ``ref`` (oldest first) into ``out``, and their
+        presentation times (seconds; NaN for a frame the stream gave none) into ``times``,
+        when given. (Not the wall times they were decoded at: frames arrive in bursts.)
 
         False if any of them is gone (overwritten, being written) or a reconnect lies between.
         """
@@ -295,6 +299,8 @@ class FrameRing:
         if not self._untouched_since(oldest) or not self._consistent(whole, False):
             return False
         np.take(self._pixels, slots, axis=0, out=out)
+        if times is not None:
+            times[:] = self._pts[slots]
         return self._untouched_since(oldest)
 
     def _ref(self, slot: int) -> FrameRef:

@@ -119,8 +119,12 @@ class ModelRunner:
         return self._groups[self._camera_group[camera]]
 
     @torch.inference_mode()
-    def run(self, windows: dict[str, np.ndarray]) -> dict[str, Scores]:
-        """Score one window (T, H, W) uint8 per camera; cameras grouped into batched calls."""
+    def run(
+        self, windows: dict[str, np.ndarray], time_scales: dict[str, float] | None = None
+    ) -> dict[str, Scores]:
+        """Score one window (T, H, W) uint8 per camera; cameras grouped into batched calls.
+        ``time_scales``: each camera's usual frame interval over its window's last one, for
+        models that measure moves in time (``AnomalyModel.timed``; others ignore it)."""
         by_group: dict[str, list[str]] = {}
         for camera in windows:
             by_group.setdefault(self._camera_group[camera], []).append(camera)
@@ -130,18 +134,25 @@ class ModelRunner:
             # in the group's own order: a batch of all its cameras then reads the stacked
             # state as it is, without a copy of each camera's part (``_vmapped``)
             cameras.sort(key=group.cameras.index)
-            results.update(self._run_group(group, cameras, windows))
+            results.update(self._run_group(group, cameras, windows, time_scales))
         return results
 
     def _run_group(
-        self, group: _Group, cameras: list[str], windows: dict[str, np.ndarray]
+        self,
+        group: _Group,
+        cameras: list[str],
+        windows: dict[str, np.ndarray],
+        time_scales: dict[str, float] | None = None,
     ) -> dict[str, Scores]:
         frames = torch.from_numpy(np.stack([windows[c] for c in cameras])).to(self.device)
+        timed = None  # (the first calls of auto grouping's timing go without)
+        if time_scales is not None and group.models[0].timed:
+            timed = torch.tensor([time_scales.get(c, 1.0) for c in cameras], dtype=torch.float64)
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda"):
             if len(cameras) > 1 and self._mode(group, cameras, frames) == "vmap":
-                score, amap, objects, features = self._vmapped(group, cameras, frames)
+                score, amap, objects, features = self._vmapped(group, cameras, frames, timed)
             else:
-                score, amap, objects, features = self._looped(group, cameras, frames)
+                score, amap, objects, features = self._looped(group, cameras, frames, timed)
         score_np = score.float().cpu().numpy()
         map_np = amap.float().cpu().numpy()
         obj_np = None if objects is None else objects.float().cpu().numpy()
@@ -212,16 +223,24 @@ class ModelRunner:
         """Per group (its first camera's name): how its cameras are scored, once chosen."""
         return {g.cameras[0]: g.mode for g in self._groups.values()}
 
-    def _looped(self, group: _Group, cameras: list[str], frames: Tensor) -> _Batch:
-        outs = [
-            group.models[group.cameras.index(c)](frames[i : i + 1]) for i, c in enumerate(cameras)
-        ]
+    def _looped(
+        self, group: _Group, cameras: list[str], frames: Tensor, scales: Tensor | None = None
+    ) -> _Batch:
+        def one(i: int, camera: str) -> Any:  # a ModelOutput
+            model = group.models[group.cameras.index(camera)]
+            if scales is None:
+                return model(frames[i : i + 1])
+            return model(frames[i : i + 1], time_scales=scales[i : i + 1])
+
+        outs = [one(i, c) for i, c in enumerate(cameras)]
         objects = None if outs[0].objects is None else torch.cat([o.objects for o in outs])
         features = None if outs[0].features is None else torch.cat([o.features for o in outs])
         score, amap = torch.cat([o.score for o in outs]), torch.cat([o.anomaly_map for o in outs])
         return score, amap, objects, features
 
-    def _vmapped(self, group: _Group, cameras: list[str], frames: Tensor) -> _Batch:
+    def _vmapped(
+        self, group: _Group, cameras: list[str], frames: Tensor, scales: Tensor | None = None
+    ) -> _Batch:
         grouped = getattr(group.models[0], "forward_grouped", None)
         if group.stacked is None or (group.call is None and grouped is None):
             group.stacked = stack_module_state(group.models)
@@ -232,7 +251,7 @@ class ModelRunner:
             if cameras != group.cameras:  # some of its cameras: their rows (a copy)
                 index = torch.tensor([group.cameras.index(c) for c in cameras], device=self.device)
                 state = {k: v.index_select(0, index) for k, v in state.items()}
-            out = grouped(frames, state)
+            out = grouped(frames, state) if scales is None else grouped(frames, state, scales)
             return out.score, out.anomaly_map, out.objects, out.features
         if group.call is None:
             base = copy.deepcopy(group.models[0]).to("meta")

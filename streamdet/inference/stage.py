@@ -27,6 +27,7 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 
@@ -95,6 +96,7 @@ class InferenceStage:
         self._last_offered: dict[str, int] = dict.fromkeys(self.detectors, -1)
         self._buffers: dict[str, np.ndarray] = {}  # a window as the ring holds it
         self._grey: dict[str, np.ndarray] = {}  # the same window in grey, for colour cameras
+        self._pace: dict[str, Pace] = {}  # each camera's usual frame interval
         self._stop = threading.Event()
         self._seen = 0  # the capture's frame-signal generation the loop last saw
         self._thread: threading.Thread | None = None
@@ -150,7 +152,7 @@ class InferenceStage:
                 removed.save_learned()
             self.runner.remove(camera)
             self.batcher.discard(camera)
-            for table in (self._last_offered, self._buffers, self._grey):
+            for table in (self._last_offered, self._buffers, self._grey, self._pace):
                 table.pop(camera, None)
             with self._lock:
                 self.latest.pop(camera, None)
@@ -271,16 +273,22 @@ class InferenceStage:
     def _score(self, refs: list[FrameRef]) -> None:
         windows: dict[str, np.ndarray] = {}
         kept: dict[str, FrameRef] = {}
+        # each window's time scale: a model that measures moves in time is not fooled by a
+        # frame the camera dropped between the window's last two (``Pace``)
+        scales: dict[str, float] = {}
         for ref in refs:
             buf = self._buffers[ref.camera]
-            if self.capture.ring(ref.camera).window_ending(ref, len(buf), buf):
+            times = np.empty(len(buf))
+            if self.capture.ring(ref.camera).window_ending(ref, len(buf), buf, times):
                 windows[ref.camera], kept[ref.camera] = self._as_grey(ref.camera, buf), ref
+                pace = self._pace.setdefault(ref.camera, Pace())
+                scales[ref.camera] = pace.scale(times)
             else:
                 self._count_drop(ref.camera, "window_unavailable")
         if not windows:
             return
         started = time.monotonic()
-        results = self._run_batch(windows)
+        results = self._run_batch(windows, scales)
         self.metrics.inference_seconds.observe(time.monotonic() - started)
         self.metrics.batch_size.observe(len(windows))
         scored_at = time.time()
@@ -344,16 +352,18 @@ class InferenceStage:
             self.metrics.objects_learned.labels(camera, "taught").inc(taught)
             answer.set_result(taught)
 
-    def _run_batch(self, windows: dict[str, np.ndarray]) -> dict[str, Scores]:
+    def _run_batch(
+        self, windows: dict[str, np.ndarray], scales: dict[str, float] | None = None
+    ) -> dict[str, Scores]:
         """Score the batch; if it fails, find the camera whose model fails and take it out."""
         try:
-            return self.runner.run(windows)
+            return self.runner.run(windows, scales)
         except Exception:
             logger.exception("batch of %d camera(s) failed: scoring them one by one", len(windows))
         results: dict[str, Scores] = {}
         for camera, window in windows.items():
             try:
-                results.update(self.runner.run({camera: window}))
+                results.update(self.runner.run({camera: window}, scales))
             except Exception as exc:  # this camera's model is broken; the others go on
                 logger.exception("[%s] model failed: camera taken out of scoring", camera)
                 self.runner.remove(camera)
@@ -382,6 +392,37 @@ class InferenceStage:
                 listener(frame)
             except Exception:  # one bad listener must not stop scoring
                 logger.exception("[%s] score listener failed", camera)
+
+
+class Pace:
+    """A camera's usual frame interval (the median of its last ``KEPT`` windows' last
+    intervals, from the stream's presentation times) and each window's time scale against
+    it: the usual interval over the window's own (a stream without timestamps keeps 1: the
+    wall times of decoding come in bursts). A camera that dropped a frame between a window's
+    last two (a lost packet, a stalled encoder) moved everything twice as far in that pair;
+    scaled, nobody is fast for it. 1 until ``LEAST`` intervals were seen, and where the
+    window's interval is not positive or over ``LIMIT`` times off the usual one (timestamps
+    that jumped or restarted, not a dropped frame). A camera that changes its rate for good
+    (fewer frames at night) changes its usual interval within ``KEPT`` windows."""
+
+    KEPT, LEAST, LIMIT = 25, 5, 8.0
+
+    def __init__(self) -> None:
+        self.intervals: deque[float] = deque(maxlen=self.KEPT)
+
+    def scale(self, times: np.ndarray) -> float:
+        """The time scale of a window whose frames came at ``times`` (seconds)."""
+        if len(times) < 2:
+            return 1.0
+        interval = float(times[-1] - times[-2])
+        if not interval > 0:  # (also NaN: no timestamps)
+            return 1.0
+        usual = float(np.median(self.intervals)) if len(self.intervals) >= self.LEAST else 0.0
+        self.intervals.append(interval)
+        if usual <= 0:
+            return 1.0
+        ratio = usual / interval
+        return ratio if 1 / self.LIMIT <= ratio <= self.LIMIT else 1.0
 
 
 def model_id(detector: Detector) -> str:

@@ -68,6 +68,10 @@ class AnomalyModel(nn.Module):
     version: ClassVar[int] = 1  # bump when weights or features change meaning
     context: int = 1  # past frames needed before the newest
     onnx_exportable: ClassVar[bool] = True  # False when forward leaves torch (e.g. OpenCV)
+    # True when forward (and forward_grouped) take ``time_scales``: each window's moves
+    # multiplied by it, its camera's usual frame interval over the interval between its last
+    # two frames, from the stream's timestamps (the inference stage's runner)
+    timed: ClassVar[bool] = False
     norm_mean: Tensor  # buffers, registered in __init__
     norm_std: Tensor
 

@@ -149,3 +149,19 @@ def test_analysable_refs_between() -> None:
     assert [r.seq for r in ring.analysable_refs(0, 3)] == [2]  # only 2
     assert [r.seq for r in ring.analysable_refs(-1, 5)] == [0, 2, 4]  # oldest first
     assert [r.seq for r in ring.analysable_refs(0, 4)] == [2, 4]  # the upper end counts
+
+
+def test_a_window_comes_with_its_frames_presentation_times() -> None:
+    """Its frames' stream timestamps (NaN for a frame without one), never the wall clock."""
+    ring = FrameRing("cam", 6, (1,))
+    for value in range(3):
+        write(ring, value)
+    ref = ring.latest()
+    assert ref is not None
+    out, times = np.empty((2, 1), np.uint8), np.empty(2)
+    assert ring.window_ending(ref, 2, out, times)
+    assert times.tolist() == pytest.approx([0.1, 0.2])
+    ring.writable()[:] = 3
+    late = ring.commit(wall_time=3.0, pts_s=None, analyse=True)
+    assert ring.window_ending(late, 2, out, times)
+    assert times[0] == pytest.approx(0.2) and np.isnan(times[1])

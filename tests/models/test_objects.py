@@ -349,6 +349,36 @@ def test_an_object_moving_farther_than_it_is_wide_gets_its_own_speed(move: int) 
         assert abs(speed(False) - move) > 5.0
 
 
+def test_a_pair_a_frame_apart_counts_its_moves_per_usual_frame_interval() -> None:
+    """A frame dropped between a window's two frames: the object moved 8 pixels in twice the
+    usual interval. At the time scale of 0.5 the stage gives such a pair, it moves as fast as
+    the same object 4 pixels on in a usual pair, through the model's grouped call."""
+    rng = np.random.default_rng(1)
+    background = cv2.GaussianBlur(rng.integers(60, 200, (H, W), dtype=np.uint8), (0, 0), 2.0)
+    sprite = np.clip(rng.normal(20, 10, (30, 12)), 0, 255).astype(np.uint8)
+    model = objects.ObjectModel(ModelSpec("objects", W, H, 16, {"register_px": 0}))
+    model.background.copy_(torch.from_numpy(background.astype(np.float32)))
+    model.new_view()
+    column = objects.FEATURES.index("speed")
+
+    def speed(move: int, scale: float | None) -> float:
+        prev, cur = background.copy(), background.copy()
+        prev[120:150, 100:112] = sprite
+        cur[120:150, 100 + move : 112 + move] = sprite
+        frames = torch.from_numpy(np.stack([prev, cur])[None])
+        scales = None if scale is None else torch.tensor([scale])
+        with torch.inference_mode():
+            z = model(frames, time_scales=scales).features
+        assert z is not None
+        raw = z[0, 0] / model._weights * model.feat_std + model.feat_mean
+        return float(raw[column]) * H / 100.0  # pixels a usual frame interval
+
+    assert speed(4, None) == pytest.approx(4.0, abs=0.5)
+    assert speed(4, 1.0) == pytest.approx(speed(4, None))
+    assert speed(8, None) == pytest.approx(8.0, abs=0.5)
+    assert speed(8, 0.5) == pytest.approx(4.0, abs=0.5)
+
+
 def test_a_move_within_what_the_flow_follows_keeps_the_flow_vector() -> None:
     """A small 9 x 9 textured object 5 pixels on, which leaves most of where it was. A flow
     vector of 4.4 pixels rounds to 4, which does not explain its pixels, and the move of the

@@ -81,11 +81,14 @@ class Finder:
         limit: np.ndarray,
         perspective: np.ndarray,
         anchors: Anchors | None = None,
+        time_scale: float = 1.0,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One window -> (features (n, F), crops (n, 2, c, c), boxes (n, 4) x0 y0 x1 y1 in 0..1);
         ``bands`` as ``regions`` takes them. With ``anchors`` (of the same background), a frame
         with an object that stands still is looked at for a drifted view, and its objects are
-        found again against the background moved by the drift (``register``)."""
+        found again against the background moved by the drift (``register``). ``time_scale``:
+        the camera's usual frame interval over this pair's (moves are measured per usual
+        frame interval: a frame the camera dropped between the two makes no one fast)."""
         prev, cur = pair[-2], pair[-1]
         h, w = bands.shape[1:]
         if cur.shape != (h, w):  # a window at another size than the model learned at
@@ -127,6 +130,7 @@ class Finder:
                 mine,
                 lambda: self.regions(prev, bands, limit)[0],
             ).T
+        vx, vy = vx * time_scale, vy * time_scale
         counts = np.bincount(owner, minlength=len(boxes))
         still = 1.0 - np.bincount(owner, weights=moving[mine], minlength=len(boxes)) / counts
         x, y, bw, bh = (boxes[:, i].astype(np.float64) for i in range(4))
@@ -162,16 +166,20 @@ class Finder:
         return flow
 
     def describe_all(
-        self, pairs: np.ndarray, state: dict[str, Tensor]
+        self, pairs: np.ndarray, state: dict[str, Tensor], time_scales: np.ndarray | None = None
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Every window's objects, spread over ``flow_pool()`` (the flow is the cost)."""
+        """Every window's objects, spread over ``flow_pool()`` (the flow is the cost);
+        ``time_scales``: each window's ``describe`` time scale (None: all 1)."""
         views = self.views(state)
         persp = state["perspective"].cpu().numpy()
+        scales = np.ones(len(pairs)) if time_scales is None else time_scales
 
         def one(b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             s = b if len(views) > 1 else 0  # (one camera's state for every window)
             view = views[s]
-            return self.describe(pairs[b], view.bands, view.limit, persp[s], view.anchors)
+            return self.describe(
+                pairs[b], view.bands, view.limit, persp[s], view.anchors, float(scales[b])
+            )
 
         if len(pairs) == 1:
             return [one(0)]

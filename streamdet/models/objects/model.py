@@ -71,6 +71,7 @@ class ObjectModel(AnomalyModel):
 
     kind = "objects"
     onnx_exportable: ClassVar[bool] = False  # the encoder exports alone: encoder_onnx
+    timed: ClassVar[bool] = True
     background: Tensor
     noise: Tensor
     perspective: Tensor
@@ -261,18 +262,23 @@ class ObjectModel(AnomalyModel):
         self.spec = replace(self.spec, params={**self.spec.params, key: value})
 
     # ------------------------------------------------------------------ scoring (torch)
-    def forward(self, frames: Tensor) -> ModelOutput:
+    def forward(self, frames: Tensor, time_scales: Tensor | None = None) -> ModelOutput:
         state = {k: v.unsqueeze(0) for k, v in self.named_buffers()}
         state.update({k: v.unsqueeze(0) for k, v in self.named_parameters()})
-        return self.forward_grouped(frames, state)
+        return self.forward_grouped(frames, state, time_scales)
 
-    def forward_grouped(self, frames: Tensor, state: dict[str, Tensor]) -> ModelOutput:
+    def forward_grouped(
+        self, frames: Tensor, state: dict[str, Tensor], time_scales: Tensor | None = None
+    ) -> ModelOutput:
         """Score the windows of several cameras at once: ``frames`` (B, T, H, W), every state
         tensor stacked per camera (B, ...) or shared (1, ...). The crops of all windows go
-        through the cameras' encoders in one vmapped call."""
+        through the cameras' encoders in one vmapped call. ``time_scales`` (B,): each
+        window's moves are multiplied by it (its camera's usual frame interval over this
+        pair's, ``Finder.describe``; None: 1)."""
         started = time.perf_counter()
         pairs = frames[:, -2:].cpu().numpy()
-        described = self.finder.describe_all(pairs, state)
+        scales = None if time_scales is None else time_scales.double().cpu().numpy()
+        described = self.finder.describe_all(pairs, state, scales)
         b, k_max = len(pairs), int(self.params["max_objects"])
         c = int(self.params["crop"])
         crops = torch.zeros(b, k_max, 2, c, c)
