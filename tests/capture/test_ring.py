@@ -117,6 +117,9 @@ def test_window_ending_at_a_reference() -> None:
     assert ref is not None
     out = np.empty((3, 1), np.uint8)
     assert ring.window_ending(ref, 3, out) and out[:, 0].tolist() == [1, 2, 3]
+    times = np.empty(3)  # and its frames' stream timestamps, never the wall clock
+    assert ring.window_ending(ref, 3, out, times)
+    assert times.tolist() == pytest.approx([0.1, 0.2, 0.3])
     write(ring, 4)
     assert ring.window_ending(ref, 3, out) and out[:, 0].tolist() == [1, 2, 3]  # still there
     for value in range(5, 8):
@@ -126,6 +129,10 @@ def test_window_ending_at_a_reference() -> None:
     write(first, 0)
     only = first.latest()
     assert only is not None and not first.window_ending(only, 2, out[:2])  # no earlier frame
+    first.writable()[:] = 1
+    late = first.commit(wall_time=1.0, pts_s=None, analyse=True)  # a frame without one: NaN
+    assert first.window_ending(late, 2, out[:2], times[:2])
+    assert times[0] == 0.0 and np.isnan(times[1])
 
 
 def test_window_never_spans_a_reconnect() -> None:
@@ -149,19 +156,3 @@ def test_analysable_refs_between() -> None:
     assert [r.seq for r in ring.analysable_refs(0, 3)] == [2]  # only 2
     assert [r.seq for r in ring.analysable_refs(-1, 5)] == [0, 2, 4]  # oldest first
     assert [r.seq for r in ring.analysable_refs(0, 4)] == [2, 4]  # the upper end counts
-
-
-def test_a_window_comes_with_its_frames_presentation_times() -> None:
-    """Its frames' stream timestamps (NaN for a frame without one), never the wall clock."""
-    ring = FrameRing("cam", 6, (1,))
-    for value in range(3):
-        write(ring, value)
-    ref = ring.latest()
-    assert ref is not None
-    out, times = np.empty((2, 1), np.uint8), np.empty(2)
-    assert ring.window_ending(ref, 2, out, times)
-    assert times.tolist() == pytest.approx([0.1, 0.2])
-    ring.writable()[:] = 3
-    late = ring.commit(wall_time=3.0, pts_s=None, analyse=True)
-    assert ring.window_ending(late, 2, out, times)
-    assert times[0] == pytest.approx(0.2) and np.isnan(times[1])
