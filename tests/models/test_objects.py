@@ -18,12 +18,13 @@ import torch
 
 from streamdet.capture.synthetic import ScheduledAnomaly, SyntheticScene
 from streamdet.eval.events import clip_events
-from streamdet.frames import DetectedObject
+from streamdet.frames import REASONS, DetectedObject
 from streamdet.learning.workflow import Budget, Plan, Trained, learn
 from streamdet.models import objects
 from streamdet.models.base import ModelSpec, TrainingData, TrainSettings
 from streamdet.models.export import export_onnx
 from streamdet.models.kinds import DEFAULT_KIND
+from streamdet.models.objects.density import reasons
 from streamdet.models.objects.motion import verified_moves
 from streamdet.models.objects.register import Anchors
 from streamdet.scoring.smoothing import ema
@@ -562,3 +563,22 @@ def test_the_medians_of_all_objects_at_once_are_numpys_medians_of_each() -> None
         group[:groups] = np.arange(groups)
         each = [np.median(values[group == g]) for g in range(groups)]
         assert np.array_equal(group_medians(values, group, groups), np.array(each))
+
+
+def test_a_direction_score_along_the_normal_way_is_speed_not_a_wrong_way() -> None:
+    """Two objects whose direction features differ most from their normal neighbours, who go
+    right at 1 (per place): one goes right at 3 (a car speeding down its lane: ``fast``), one
+    left at 3 (``wrong way``), one right at 0.3, moving (``slow``). Without the headings (as
+    before), all three were ``wrong way``."""
+    dims = len(objects.FEATURES)
+    z = torch.zeros(1, 3, dims)
+    z[0, :, 7] = torch.tensor([4.0, -4.0, -1.5])  # the direction columns differ most
+    neighbours = torch.zeros(1, 3, 5, dims)
+    within = torch.full((1, 3), list(objects.SUBSPACES).index("direction"))
+    own = torch.tensor([[[3.0, 0.0], [-3.0, 0.0], [0.3, 0.0]]])
+    normal = torch.tensor([[[1.0, 0.0]] * 3])
+    height = torch.zeros(1, 3)
+    said = reasons(z, neighbours, height, within, (own, normal))[0].tolist()
+    assert [REASONS[i] for i in said] == ["fast", "wrong way", "slow"]
+    before = reasons(z, neighbours, height, within)[0].tolist()
+    assert [REASONS[i] for i in before] == ["wrong way"] * 3

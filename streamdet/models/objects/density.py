@@ -59,13 +59,20 @@ def knn_means(
 
 
 def reasons(
-    z: Tensor, neighbours: Tensor, height_for_place: Tensor, within: Tensor | None
+    z: Tensor,
+    neighbours: Tensor,
+    height_for_place: Tensor,
+    within: Tensor | None,
+    headings: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
     """The reason index of each object: the feature group farthest from its neighbours
     (among the groups of subspace ``within``, an index into ``SUBSPACES``, when given),
     said in its terms (faster or slower than its neighbours, ...). A still object is
     ``left behind`` when it is much shorter than the objects expected at its place
-    (``height_for_place``: log of its height over that), else ``lingering``."""
+    (``height_for_place``: log of its height over that), else ``lingering``. ``headings``:
+    each object's velocity and its neighbours' mean one (B, K, 2 each): where the direction
+    differs most but the object goes the neighbours' way (within ``SAME_WAY``), it is
+    ``fast`` or ``slow`` along it, not ``wrong way`` (a car speeding down its lane)."""
     gap = z.unsqueeze(2) - neighbours  # (B, K, k, D): object minus each neighbour
     sq = (gap**2).mean(dim=2)  # (B, K, D)
     signed = gap.mean(dim=2)
@@ -91,7 +98,7 @@ def reasons(
         ),
         "size": torch.where(bigger, REASONS.index("large"), REASONS.index("small")),
         "place": torch.full_like(best, REASONS.index("unusual place")),
-        "direction": torch.full_like(best, REASONS.index("wrong way")),
+        "direction": _along(headings, best, still_obj),
         "still": staying,
         "look": torch.full_like(best, REASONS.index("unusual look")),
     }
@@ -101,6 +108,23 @@ def reasons(
     # size or look (a bag is small, but it is there because it was left)
     still = (z[..., GROUPS["still"][0]] > 1.0) & (signed[..., 5] < -1.0)
     return torch.where(still, staying, out)
+
+
+SAME_WAY = math.cos(math.radians(45))  # an object within 45 degrees of its neighbours' way
+
+
+def _along(headings: tuple[Tensor, Tensor] | None, like: Tensor, still_obj: Tensor) -> Tensor:
+    """The reason of an object whose direction features differ most: ``wrong way``, unless
+    it goes its neighbours' way (``headings``), when it is faster or slower along it."""
+    wrong = torch.full_like(like, REASONS.index("wrong way"))
+    if headings is None:
+        return wrong
+    own, normal = headings
+    own_speed, normal_speed = own.norm(dim=-1), normal.norm(dim=-1)
+    cosine = (own * normal).sum(-1) / (own_speed * normal_speed).clamp(min=1e-9)
+    slow = torch.where(still_obj, REASONS.index("lingering"), REASONS.index("slow"))
+    along = torch.where(own_speed > normal_speed, REASONS.index("fast"), slow)
+    return torch.where(cosine >= SAME_WAY, along, wrong)
 
 
 def paint(obj: Tensor, boxes: Tensor, valid: Tensor, grid: tuple[int, int]) -> Tensor:
