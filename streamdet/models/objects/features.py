@@ -52,8 +52,8 @@ OBJECT_DEFAULTS: dict[str, Any] = {
     **{key: MOTIONFLOW_DEFAULTS[key] for key in DIS_KEYS},
     # variational refinement iterations: 3, not motionflow's 5 (the flow is ~60 % of finding
     # a window's objects and refinement ~60 % of the flow): 1.2x the windows a second found,
-    # Ped2 validation AUC 0.929 vs 0.930 and the real clips' 0.959 vs 0.965, thresholds and
-    # recall unchanged (benchmarks/ped2_ablation.py, benchmarks/real_validation.py)
+    # Ped2 validation AUC 0.929 vs 0.930 and the real clips' 0.959 vs 0.965, pasted recall
+    # 14 vs 13 of 21 and 5 vs 5 of 16 (benchmarks/ped2_ablation.py, real_validation.py)
     "dis_refine": 3,
 }
 # Feature columns. Groups give an event its reason.
