@@ -368,10 +368,9 @@ class ObjectModel(AnomalyModel):
         # which way each object goes against its normal neighbours' mean heading (raw
         # per-place velocities): a "direction" score along it is speed, not a wrong way
         cols_v = list(GROUPS["direction"])
-        own_v = full[..., cols_v]
-        normal_v = neighbours[..., cols_v] / weights[cols_v] * std[..., cols_v].unsqueeze(2)
-        normal_v = (normal_v + mean[..., cols_v].unsqueeze(2)).mean(dim=2)
-        reasons = density.reasons(z, neighbours, full[..., 4], best, (own_v, normal_v))
+        normal_v = neighbours[..., cols_v].mean(dim=2) / weights[cols_v] * std[..., cols_v]
+        headings = (full[..., cols_v], normal_v + mean[..., cols_v])  # (the mean of the raw)
+        reasons = density.reasons(z, neighbours, full[..., 4], best, headings)
         # where no normal object ever stood is the reason, whatever else differs: its other
         # features have no neighbours of their own place to differ from
         cols = list(GROUPS["place"])
